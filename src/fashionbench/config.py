@@ -1,0 +1,242 @@
+"""Run configuration: typed defaults, YAML recipes and ``key=value`` overrides.
+
+Precedence, lowest first: the defaults below, the recipe (``recipes/<model>.yaml``
+or ``--config FILE``), the named CLI options, then ``--set key=value``. Every key
+and value is checked, and a mistake names what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import FashionbenchError
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"            # sgd (Nesterov momentum) | adamw
+    lr: float = 0.1              # peak learning rate
+    momentum: float = 0.9        # SGD momentum; AdamW beta1
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cyclic"         # cyclic | onecycle | constant; all stepped per batch
+    mode: str = "triangular"     # cyclic: triangular | triangular2 | exp_range
+    base_lr: float = 0.005       # cyclic: the low end of each cycle
+    cycle_epochs: float = 2.0    # cyclic: one whole cycle (up and down), in epochs
+    gamma: float = 1.0           # cyclic exp_range: amplitude decay per step
+    pct_start: float = 0.25      # onecycle: share of steps spent rising
+
+
+@dataclass
+class SWAConfig:
+    enabled: bool = True
+    # Snapshots are averaged from the end of this (1-based) epoch on: at each cycle's
+    # end with the cyclic schedule (where the LR is lowest), else every epoch.
+    start_epoch: int = 20
+
+
+@dataclass
+class AugmentConfig:
+    flip: float = 0.1            # probability of a horizontal flip
+    zoom: float = 0.05           # zoom factor drawn from [1 - zoom, 1 + zoom]
+    translate: int = 0           # maximum shift in pixels (pad and crop)
+    erase: float = 0.0           # probability of random erasing
+
+
+@dataclass
+class DataConfig:
+    val_size: int = 5000         # carved from the 60,000 training images, stratified
+    split_seed: int = 0          # fixed across run seeds so runs share one validation set
+    train_subset: int | None = None  # train on a stratified subset of this size
+
+
+@dataclass
+class Config:
+    model: str = "basic_cnn"
+    epochs: int = 30
+    batch_size: int = 128
+    seed: int = 0
+    label_smoothing: float = 0.0
+    device: str = "auto"         # auto | cpu | cuda | cuda:N
+    precision: str = "auto"      # auto (bf16 where the hardware has it) | bf16 | fp32
+    channels_last: bool = True
+    compile: bool = False        # torch.compile the training forward/backward
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    swa: SWAConfig = field(default_factory=SWAConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "optim.name": ("sgd", "adamw"),
+    "schedule.name": ("cyclic", "onecycle", "constant"),
+    "schedule.mode": ("triangular", "triangular2", "exp_range"),
+    "precision": ("auto", "bf16", "fp32"),
+}
+# key: (lowest, highest, lowest included)
+RANGES = {
+    "epochs": (1, None, True), "batch_size": (1, None, True),
+    "label_smoothing": (0, 1, True),
+    "optim.lr": (0, None, False), "optim.momentum": (0, 1, True),
+    "optim.weight_decay": (0, None, True),
+    "schedule.base_lr": (0, None, False), "schedule.cycle_epochs": (0, None, False),
+    "schedule.gamma": (0, 1, False), "schedule.pct_start": (0, 1, False),
+    "swa.start_epoch": (1, None, True),
+    "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
+    "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
+    "data.val_size": (1, 59_990, True), "data.train_subset": (10, None, True),
+}
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        sub = typing.get_type_hints(cls)[f.name]
+        keys += all_keys(sub, f"{prefix}{f.name}.") if dataclasses.is_dataclass(sub) else [prefix + f.name]
+    return keys
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    args = typing.get_args(hint)
+    if value is None or value == "null":
+        if type(None) in args:
+            return None
+        raise FashionbenchError(f"{key} cannot be empty")
+    kind = next(a for a in args if a is not type(None)) if args else hint
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and not isinstance(value, bool):
+        try:
+            return float(value)  # also takes "1e-3", which YAML 1.1 reads as a string
+        except (TypeError, ValueError):
+            pass
+    if kind is str and isinstance(value, str):
+        return value
+    raise FashionbenchError(f"{key} must be {kind.__name__}, got {value!r}")
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise FashionbenchError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in hints:
+            raise FashionbenchError(
+                f"unknown config key '{prefix}{key}'; valid keys: {', '.join(all_keys())}")
+        sub = hints[key]
+        kwargs[key] = (_build(sub, value, f"{prefix}{key}.") if dataclasses.is_dataclass(sub)
+                       else _coerce(value, sub, prefix + key))
+    return cls(**kwargs)
+
+
+def _lookup(cfg: Config, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def validate(cfg: Config) -> Config:
+    for key, options in CHOICES.items():
+        if _lookup(cfg, key) not in options:
+            raise FashionbenchError(
+                f"{key} must be one of {', '.join(options)}, got {_lookup(cfg, key)!r}")
+    for key, (low, high, closed) in RANGES.items():
+        value = _lookup(cfg, key)
+        if value is None:
+            continue
+        too_low = value < low if closed else value <= low
+        if too_low or (high is not None and value > high):
+            span = f"{'[' if closed else '('}{low}, {high if high is not None else 'inf'}]"
+            raise FashionbenchError(f"{key} must be in {span}, got {value}")
+    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+        raise FashionbenchError(f"device must be one of auto, cpu, cuda, cuda:N, got {cfg.device!r}")
+    if cfg.schedule.name == "cyclic" and cfg.schedule.base_lr >= cfg.optim.lr:
+        raise FashionbenchError(
+            f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")
+    return cfg
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(item: str) -> dict:
+    """``a.b=value`` -> {"a": {"b": value}}; the value is read as YAML (numbers, true, null)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise FashionbenchError(f"--set expects key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    nested: Any = value
+    for part in reversed(key.strip().split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise FashionbenchError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise FashionbenchError(f"{path}: expected a mapping of config keys")
+    return data
+
+
+def recipes_dir() -> Path:
+    """Recipes ship inside the wheel; in a source checkout they sit at the repo root."""
+    packaged = Path(str(resources.files("fashionbench"))) / "recipes"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "recipes"
+
+
+def load_config(model: str | None = None, config_file: str | Path | None = None,
+                overrides: list[dict] | None = None) -> Config:
+    """Defaults <- recipe (``config_file`` or the model's own) <- overrides."""
+    merged = Config().to_dict()
+    if config_file is None and model is not None:
+        recipe = recipes_dir() / f"{model}.yaml"
+        config_file = recipe if recipe.exists() else None
+    if config_file is not None:
+        merged = _deep_merge(merged, read_yaml(config_file))
+    if model is not None:
+        merged["model"] = model
+    for override in overrides or []:
+        merged = _deep_merge(merged, override)
+    return validate(_build(Config, merged))
+
+
+def config_from_dict(data: dict) -> Config:
+    return validate(_build(Config, data))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

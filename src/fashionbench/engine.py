@@ -1,0 +1,320 @@
+"""The training engine: data held on the device, batch-wise augmentation, cyclic
+learning rates stepped per batch, stochastic weight averaging, and a checkpoint
+every epoch that a killed run resumes from to the same final numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import lr_scheduler, swa_utils
+from tqdm.auto import tqdm
+
+from . import runs
+from .augment import augment
+from .config import Config, dump_config
+from .data import FashionMNIST, stratified_split
+from .errors import FashionbenchError
+from .hardware import autocast, device_name, resolve_device, resolve_precision
+from .models import build_model, count_parameters
+
+# Training-set statistics (published with the dataset), in units of 1/255.
+MEAN, STD = 0.2860, 0.3530
+EVAL_BATCH = 1000
+
+
+@dataclass
+class Split:
+    """One split as tensors on the training device: uint8 images (N, 1, 28, 28), int64 labels."""
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def prepare_splits(data: FashionMNIST, cfg: Config, device: torch.device) -> dict[str, Split]:
+    train_idx, val_idx = stratified_split(data.train_labels, cfg.data.val_size,
+                                          cfg.data.split_seed, cfg.data.train_subset)
+
+    def split(images, labels, index=None):
+        if index is not None:
+            images, labels = images[index], labels[index]
+        return Split(images.to(device), labels.to(device))
+
+    return {"train": split(data.train_images, data.train_labels, train_idx),
+            "val": split(data.train_images, data.train_labels, val_idx),
+            "test": split(data.test_images, data.test_labels)}
+
+
+def normalize(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    x = (images - MEAN) / STD
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def to_float(images_u8: torch.Tensor) -> torch.Tensor:
+    return images_u8.float().div_(255)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: Split, precision: str, channels_last: bool) -> torch.Tensor:
+    """Logits (float32, on the CPU) for a whole split, in eval mode."""
+    model.eval()
+    device = split.images.device
+    out = []
+    with autocast(device, precision):
+        for i in range(0, len(split.labels), EVAL_BATCH):
+            x = normalize(to_float(split.images[i:i + EVAL_BATCH]), channels_last)
+            out.append(model(x).float().cpu())
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, split: Split, precision: str, channels_last: bool) -> dict:
+    logits = predict(model, split, precision, channels_last)
+    labels = split.labels.cpu()
+    return {"loss": F.cross_entropy(logits, labels).item(),
+            "acc": (logits.argmax(1) == labels).float().mean().item()}
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                               nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999),
+                             weight_decay=o.weight_decay)
+
+
+def cycle_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """Batches in one whole cyclic-LR cycle (an even number: up, then down)."""
+    return 2 * max(1, round(cfg.schedule.cycle_epochs * steps_per_epoch / 2))
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    s = cfg.schedule
+    if s.name == "cyclic":
+        # Momentum stays fixed so that every SWA snapshot is taken under the same dynamics.
+        return lr_scheduler.CyclicLR(optimizer, base_lr=s.base_lr, max_lr=cfg.optim.lr,
+                                     step_size_up=cycle_steps(cfg, steps_per_epoch) // 2,
+                                     mode=s.mode, gamma=s.gamma, cycle_momentum=False)
+    if s.name == "onecycle":
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, pct_start=s.pct_start,
+                                       total_steps=cfg.epochs * steps_per_epoch)
+    return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def swa_due(cfg: Config, step: int, steps_per_epoch: int) -> bool:
+    """Average after global ``step`` (1-based)? At cycle ends under cyclic LR (the
+    low-LR points of Izmailov et al. 2018), else at the end of every epoch."""
+    if not cfg.swa.enabled or step < (cfg.swa.start_epoch - 1) * steps_per_epoch + 1:
+        return False
+    period = cycle_steps(cfg, steps_per_epoch) if cfg.schedule.name == "cyclic" else steps_per_epoch
+    return step % period == 0
+
+
+def bn_batches(split: Split, batch_size: int, channels_last: bool):
+    """Un-augmented training batches in a fixed order, for recomputing BatchNorm statistics."""
+    for i in range(0, len(split.labels), batch_size):
+        yield normalize(to_float(split.images[i:i + batch_size]), channels_last)
+
+
+class Progress:
+    """A live bar on a terminal; one plain line per epoch either way."""
+
+    def __init__(self, total: int, desc: str):
+        self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
+                        disable=not sys.stderr.isatty())
+
+    def update(self, n: int, **stats) -> None:
+        self.bar.update(n)
+        if stats:
+            self.bar.set_postfix(stats, refresh=False)
+
+    def close(self, line: str) -> None:
+        self.bar.close()
+        print(line, flush=True)
+
+
+class Trainer:
+    """Everything a run needs, built once from the config; ``fit`` runs or resumes it."""
+
+    def __init__(self, cfg: Config, data: FashionMNIST, run_dir: Path):
+        self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        self.splits = prepare_splits(data, cfg, self.device)
+        self.steps_per_epoch = len(self.splits["train"].labels) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise FashionbenchError(f"batch_size {cfg.batch_size} is larger than the training "
+                                    f"set ({len(self.splits['train'].labels)} images)")
+        if cfg.swa.enabled and not any(
+                swa_due(cfg, s, self.steps_per_epoch)
+                for s in range(1, cfg.epochs * self.steps_per_epoch + 1)):
+            raise FashionbenchError(
+                f"SWA would average nothing: no snapshot point from swa.start_epoch "
+                f"{cfg.swa.start_epoch} to epoch {cfg.epochs}; lower swa.start_epoch or "
+                "shorten schedule.cycle_epochs")
+        self.model = build_model(cfg.model).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # Compiled forward for training; state dicts always come from the plain module.
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
+        self.swa_model = swa_utils.AveragedModel(self.model) if cfg.swa.enabled else None
+        # One generator for data order and augmentation; dropout uses the global one.
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.train_seconds = 0.0
+
+    # -- checkpointing -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "swa_model": self.swa_model.state_dict() if self.swa_model else None,
+                "rng": rng, "history": self.history, "train_seconds": self.train_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.swa_model:
+            self.swa_model.load_state_dict(state["swa_model"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["data"])
+        if "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.history, self.epoch = state["history"], state["epoch"]
+        self.train_seconds = state["train_seconds"]
+
+    def save_checkpoint(self) -> None:
+        runs.save_torch(self.run_dir / "checkpoint.pt", self.state_dict())
+        runs.write_text(self.run_dir / "metrics.jsonl",
+                        "".join(json.dumps(row) + "\n" for row in self.history))
+
+    # -- training ------------------------------------------------------------------------
+    def train_epoch(self) -> dict:
+        cfg, train = self.cfg, self.splits["train"]
+        bs, steps = cfg.batch_size, self.steps_per_epoch
+        self.model.train()
+        order = torch.randperm(len(train.labels), device=self.device, generator=self.generator)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        progress = Progress(steps, f"epoch {self.epoch + 1}/{cfg.epochs}")
+        start = time.perf_counter()
+        for i in range(steps):
+            idx = order[i * bs:(i + 1) * bs]
+            x = normalize(augment(to_float(train.images[idx]), cfg.augment, self.generator),
+                          cfg.channels_last)
+            y = train.labels[idx]
+            with autocast(self.device, self.precision):
+                logits = self.forward(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            step = self.epoch * steps + i + 1
+            if swa_due(cfg, step, steps):
+                self.swa_model.update_parameters(self.model)
+            loss_sum += loss.detach() * bs
+            correct += (logits.argmax(1) == y).sum()
+            if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
+                seen = (i + 1) * bs
+                progress.update(20 if i % 20 == 19 else (i + 1) % 20,
+                                loss=f"{loss_sum.item() / seen:.4f}",
+                                acc=f"{correct.item() / seen:.4f}",
+                                lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                                img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        seconds = time.perf_counter() - start
+        row = {"epoch": self.epoch + 1, "lr": self.scheduler.get_last_lr()[0],
+               "train_loss": loss_sum.item() / (steps * bs), "train_acc": correct.item() / (steps * bs)}
+        val = evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last)
+        row |= {"val_loss": val["loss"], "val_acc": val["acc"],
+                "seconds": time.perf_counter() - start, "images_per_s": steps * bs / seconds,
+                "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0}
+        progress.close(f"epoch {row['epoch']:3d}/{cfg.epochs}  lr {row['lr']:.2e}  "
+                       f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                       f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
+                       f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
+        return row
+
+    def fit(self) -> dict:
+        """Train from the current epoch to the end, then evaluate and write the results."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        runs.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+        while self.epoch < self.cfg.epochs:
+            start = time.perf_counter()
+            row = self.train_epoch()
+            self.epoch += 1
+            self.train_seconds += time.perf_counter() - start
+            self.history.append(row)
+            self.save_checkpoint()
+        return self.finish()
+
+    def finish(self) -> dict:
+        cfg, splits = self.cfg, self.splits
+        results = {"last": {split: evaluate(self.model, splits[split], self.precision,
+                                            cfg.channels_last) for split in ("val", "test")}}
+        final, weights = self.model, "last"
+        if self.swa_model:
+            # Averaged weights need BatchNorm statistics of their own (Izmailov et al. 2018).
+            with autocast(self.device, self.precision):
+                swa_utils.update_bn(bn_batches(splits["train"], cfg.batch_size, cfg.channels_last),
+                                    self.swa_model, self.device)
+            results["swa"] = {split: evaluate(self.swa_model.module, splits[split], self.precision,
+                                              cfg.channels_last) for split in ("val", "test")}
+            final, weights = self.swa_model.module, "swa"
+        runs.save_torch(self.run_dir / "model.pt", {"model": cfg.model, "weights": weights,
+                                                    "state_dict": final.state_dict()})
+        summary = {
+            "model": cfg.model, "weights": weights,
+            "val_acc": results[weights]["val"]["acc"], "test_acc": results[weights]["test"]["acc"],
+            "results": results,
+            "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0,
+            "parameters": count_parameters(self.model),
+            "epochs": cfg.epochs, "train_size": len(splits["train"].labels),
+            "val_size": len(splits["val"].labels),
+            "train_seconds": self.train_seconds,
+            "seconds_per_epoch": self.train_seconds / max(1, cfg.epochs),
+            "seed": cfg.seed, "device": device_name(self.device), "precision": self.precision,
+            "data_dir": str(self.data.root), "data_md5": self.data.md5,
+            **runs.environment(),
+        }
+        runs.write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def train(cfg: Config, data: FashionMNIST, run_dir: Path, resume: bool = False) -> dict:
+    trainer = Trainer(cfg, data, run_dir)
+    if resume:
+        trainer.load_state_dict(runs.load_torch(Path(run_dir) / "checkpoint.pt"))
+    return trainer.fit()
+
+
+def load_model(run_dir: Path) -> tuple[nn.Module, dict]:
+    saved = runs.load_torch(Path(run_dir) / "model.pt")
+    model = build_model(saved["model"])
+    model.load_state_dict(saved["state_dict"])
+    return model, saved
+
+
+def evaluate_run(cfg: Config, data: FashionMNIST, run_dir: Path, split: str) -> dict:
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    model, saved = load_model(run_dir)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    result = evaluate(model, prepare_splits(data, cfg, device)[split], precision, cfg.channels_last)
+    return {"run": str(run_dir), "weights": saved["weights"], "split": split, **result}
+
