@@ -15,7 +15,8 @@ from .models import MODELS
 
 # Named training options and the config keys they set.
 TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optim.lr",
-                 "seed": "seed", "device": "device", "train_subset": "data.train_subset"}
+                 "seed": "seed", "device": "device", "train_subset": "data.train_subset",
+                 "compile": "compile"}
 
 
 def _data_dir_option(p: argparse.ArgumentParser) -> None:
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     t.add_argument("--train-subset", type=int, metavar="N",
                    help="train on a stratified subset of N images (for quick runs)")
+    t.add_argument("--compile", action="store_const", const=True,
+                   help="torch.compile the model (slower start, often faster steps)")
     t.add_argument("--config", metavar="FILE", help="recipe YAML to use instead of the model's own")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set swa.start_epoch=10 (repeatable)")

@@ -92,8 +92,10 @@ def ensure_file(root: Path, name: str, download: bool = True) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FashionbenchError(f"{root}: cannot create the data directory ({e.strerror})") from None
-    if not os.access(root, os.W_OK):
-        raise FashionbenchError(f"{path}: file missing and {root} is not writable")
+    # Write bits, not just os.access: root may write anywhere, but a folder marked
+    # read-only (such as a shared copy of the dataset) is never ours to change.
+    if not (os.access(root, os.W_OK) and root.stat().st_mode & 0o222):
+        raise FashionbenchError(f"{path}: file missing and {root} is read-only")
     failures = []
     for base in mirrors():
         try:
@@ -107,13 +109,13 @@ def ensure_file(root: Path, name: str, download: bool = True) -> Path:
 def parse_idx(data: bytes, ndim: int, source: str = "data",
               count: int | None = None, max_label: int | None = None) -> np.ndarray:
     """Parse an (uncompressed) IDX array of unsigned bytes, validating everything."""
-    if len(data) < 4 + 4 * ndim:
-        raise FashionbenchError(f"{source}: short read (file ends inside the IDX header)")
     magic = int.from_bytes(data[:4], "big")
     expected_magic = (IDX_UBYTE << 8) | ndim
-    if magic != expected_magic:
+    if len(data) >= 4 and magic != expected_magic:
         raise FashionbenchError(
             f"{source}: bad magic number 0x{magic:08x} (expected 0x{expected_magic:08x})")
+    if len(data) < 4 + 4 * ndim:
+        raise FashionbenchError(f"{source}: short read (file ends inside the IDX header)")
     dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
     if ndim == 3 and dims[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
         raise FashionbenchError(

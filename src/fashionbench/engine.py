@@ -202,6 +202,19 @@ class Trainer:
                         "".join(json.dumps(row) + "\n" for row in self.history))
 
     # -- training ------------------------------------------------------------------------
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor):
+        """One optimizer step on a uint8 batch: augment, forward, backward, update, LR step."""
+        x = normalize(augment(to_float(images), self.cfg.augment, self.generator),
+                      self.cfg.channels_last)
+        with autocast(self.device, self.precision):
+            logits = self.forward(x)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach(), logits.detach()
+
     def train_epoch(self) -> dict:
         cfg, train = self.cfg, self.splits["train"]
         bs, steps = cfg.batch_size, self.steps_per_epoch
@@ -213,20 +226,12 @@ class Trainer:
         start = time.perf_counter()
         for i in range(steps):
             idx = order[i * bs:(i + 1) * bs]
-            x = normalize(augment(to_float(train.images[idx]), cfg.augment, self.generator),
-                          cfg.channels_last)
             y = train.labels[idx]
-            with autocast(self.device, self.precision):
-                logits = self.forward(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
+            loss, logits = self.train_step(train.images[idx], y)
             step = self.epoch * steps + i + 1
             if swa_due(cfg, step, steps):
                 self.swa_model.update_parameters(self.model)
-            loss_sum += loss.detach() * bs
+            loss_sum += loss * bs
             correct += (logits.argmax(1) == y).sum()
             if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
                 seen = (i + 1) * bs
@@ -252,6 +257,10 @@ class Trainer:
         """Train from the current epoch to the end, then evaluate and write the results."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         runs.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+        print(f"{self.cfg.model}: {count_parameters(self.model):,} parameters on "
+              f"{device_name(self.device)}, {self.precision}; "
+              f"{len(self.splits['train'].labels):,} training / {len(self.splits['val'].labels):,} "
+              f"validation images; epoch {self.epoch + 1} of {self.cfg.epochs}", flush=True)
         while self.epoch < self.cfg.epochs:
             start = time.perf_counter()
             row = self.train_epoch()
@@ -263,6 +272,7 @@ class Trainer:
 
     def finish(self) -> dict:
         cfg, splits = self.cfg, self.splits
+        start = time.perf_counter()
         results = {"last": {split: evaluate(self.model, splits[split], self.precision,
                                             cfg.channels_last) for split in ("val", "test")}}
         final, weights = self.model, "last"
@@ -285,7 +295,8 @@ class Trainer:
             "epochs": cfg.epochs, "train_size": len(splits["train"].labels),
             "val_size": len(splits["val"].labels),
             "train_seconds": self.train_seconds,
-            "seconds_per_epoch": self.train_seconds / max(1, cfg.epochs),
+            "seconds_per_epoch": self.train_seconds / cfg.epochs,
+            "total_seconds": self.train_seconds + time.perf_counter() - start,
             "seed": cfg.seed, "device": device_name(self.device), "precision": self.precision,
             "data_dir": str(self.data.root), "data_md5": self.data.md5,
             **runs.environment(),

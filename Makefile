@@ -1,0 +1,30 @@
+# `make run` and `make test` set up .venv on first use, then do their job.
+PYTHON ?= python3
+# The tested torch release; `make run TORCH=torch` takes the newest instead.
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.installed
+
+.PHONY: run test data bench clean
+
+$(READY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+run: $(READY)  ## train BasicCNN with its full recipe on the real data
+	$(BIN)/fashionbench train basic_cnn
+
+test: $(READY)  ## the whole test suite, on the real data
+	$(BIN)/python -m pytest
+
+data: $(READY)  ## download and verify the dataset
+	$(BIN)/fashionbench data
+
+bench: $(READY)  ## training throughput against a conventional DataLoader pipeline
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,51 @@
+"""Shared fixtures. Real-data tests use the Fashion-MNIST files; with
+FASHIONBENCH_REQUIRE_DATA=1 (CI) missing data fails the run instead of skipping."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fashionbench.config import load_config, parse_override
+from fashionbench.data import load_fashion_mnist, resolve_data_dir
+from fashionbench.errors import FashionbenchError
+
+
+@pytest.fixture(scope="session")
+def data():
+    try:
+        return load_fashion_mnist()
+    except FashionbenchError as e:
+        message = f"real Fashion-MNIST not available at {resolve_data_dir()}: {e}"
+        if os.environ.get("FASHIONBENCH_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def data_dir(data) -> Path:
+    return data.root
+
+
+def small_config(*overrides: str, **kw):
+    """A quick configuration: small train/val slices, fp32 so results are exact."""
+    base = ["data.train_subset=2000", "data.val_size=1000", "epochs=2", "batch_size=100",
+            "precision=fp32", "swa.start_epoch=1", "schedule.cycle_epochs=1"]
+    return load_config(kw.get("model", "basic_cnn"),
+                       overrides=[parse_override(o) for o in base + list(overrides)])
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fashionbench", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def write_idx(path: Path, header: bytes, body: bytes) -> Path:
+    with gzip.open(path, "wb") as f:
+        f.write(header + body)
+    return path

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from fashionbench.config import load_config, parse_override
+from fashionbench.engine import build_scheduler, cycle_steps, swa_due
+
+
+def lrs(cfg, steps_per_epoch, n):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.optim.lr, momentum=0.9)
+    sched = build_scheduler(cfg, opt, steps_per_epoch)
+    out = []
+    for _ in range(n):
+        out.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return out
+
+
+def cfg_with(*items):
+    return load_config("basic_cnn", overrides=[parse_override(i) for i in items])
+
+
+def test_triangular_cycle_at_known_steps():
+    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.cycle_epochs=2")
+    lr = lrs(cfg, steps_per_epoch=10, n=41)  # one cycle = 20 steps
+    assert lr[0] == pytest.approx(0.01) and lr[10] == pytest.approx(0.1)
+    assert lr[5] == pytest.approx(0.055) and lr[20] == pytest.approx(0.01)
+    assert lr[30] == pytest.approx(0.1) and lr[40] == pytest.approx(0.01)
+
+
+def test_triangular2_halves_the_amplitude():
+    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.mode=triangular2",
+                   "schedule.cycle_epochs=1")
+    lr = lrs(cfg, steps_per_epoch=10, n=26)
+    assert lr[5] == pytest.approx(0.1) and lr[15] == pytest.approx(0.055)
+    assert lr[25] == pytest.approx(0.0325)
+
+
+def test_exp_range_decays_by_gamma_per_step():
+    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.mode=exp_range",
+                   "schedule.gamma=0.9", "schedule.cycle_epochs=1")
+    lr = lrs(cfg, steps_per_epoch=10, n=16)
+    assert lr[5] == pytest.approx(0.01 + 0.09 * 0.9 ** 5)
+    assert lr[15] == pytest.approx(0.01 + 0.09 * 0.9 ** 15)
+
+
+def test_onecycle_peaks_at_pct_start_and_ends_low():
+    cfg = cfg_with("schedule.name=onecycle", "optim.lr=0.1", "schedule.pct_start=0.25", "epochs=4")
+    lr = lrs(cfg, steps_per_epoch=25, n=100)
+    assert max(lr) == pytest.approx(0.1) and lr.index(max(lr)) == 24
+    assert lr[0] == pytest.approx(0.1 / 25) and lr[-1] < 1e-4
+
+
+def test_swa_snapshots_at_cycle_ends_after_start():
+    cfg = cfg_with("schedule.cycle_epochs=2", "swa.start_epoch=5", "epochs=10")
+    assert cycle_steps(cfg, 10) == 20
+    due = [s for s in range(1, 101) if swa_due(cfg, s, 10)]
+    assert due == [60, 80, 100]  # ends of epochs 6, 8, 10: the cycle ends from epoch 5 on
+    constant = cfg_with("schedule.name=constant", "swa.start_epoch=9", "epochs=10")
+    assert [s for s in range(1, 101) if swa_due(constant, s, 10)] == [90, 100]

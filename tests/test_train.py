@@ -1,0 +1,106 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from fashionbench.engine import MEAN, STD, Trainer, train
+from fashionbench.runs import load_torch
+
+from conftest import small_config
+
+
+class SnapshotTrainer(Trainer):
+    """Records the weights at every epoch end, where SWA snapshots under a constant LR."""
+
+    def train_epoch(self):
+        row = super().train_epoch()
+        self.snapshots = getattr(self, "snapshots", [])
+        self.snapshots.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        return row
+
+
+def test_swa_is_the_mean_of_snapshots_with_recomputed_batchnorm(data, tmp_path):
+    cfg = small_config("epochs=3", "schedule.name=constant", "optim.lr=0.05", "swa.start_epoch=1")
+    trainer = SnapshotTrainer(cfg, data, tmp_path / "run")
+    summary = trainer.fit()
+    assert summary["swa_snapshots"] == 3 and summary["weights"] == "swa"
+    averaged = trainer.swa_model.module.state_dict()
+    for name, param in trainer.model.named_parameters():
+        mean = torch.stack([s[name] for s in trainer.snapshots]).mean(0)
+        assert torch.allclose(averaged[name], mean, atol=1e-6), name
+    # BatchNorm statistics are those of the averaged weights on the training images:
+    # the first BN sees conv1's output, so its running mean is that output's mean.
+    train = trainer.splits["train"]
+    x = (train.images.float() / 255 - MEAN) / STD
+    conv1 = trainer.swa_model.module[0]
+    with torch.no_grad():
+        expected = F.conv2d(x, conv1.weight, conv1.bias, padding=1).mean((0, 2, 3))
+    bn1 = trainer.swa_model.module[1]
+    assert torch.allclose(bn1.running_mean, expected, atol=1e-4)
+    assert not torch.allclose(bn1.running_mean, trainer.model[1].running_mean, atol=1e-3)
+    # model.pt holds the averaged weights.
+    saved = load_torch(tmp_path / "run" / "model.pt")
+    assert saved["weights"] == "swa" and torch.equal(saved["state_dict"]["1.running_mean"],
+                                                     bn1.running_mean)
+
+
+def test_one_epoch_on_10k_learns(data, tmp_path):
+    """The reference recipe at its default precision, one epoch on 10,000 examples."""
+    cfg = small_config("data.train_subset=10000", "data.val_size=5000", "epochs=1",
+                       "batch_size=128", "precision=auto")
+    summary = train(cfg, data, tmp_path / "run")
+    assert summary["results"]["last"]["val"]["acc"] >= 0.80
+    assert summary["results"]["swa"]["val"]["acc"] >= 0.80
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and set(rows[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss",
+                                               "val_acc", "seconds", "images_per_s"}
+    written = set(p.name for p in (tmp_path / "run").iterdir())
+    assert written == {"config.yaml", "metrics.jsonl", "checkpoint.pt", "model.pt", "summary.json"}
+    summary_file = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary_file["data_md5"]["train-images-idx3-ubyte.gz"] == "8d4fb7e6c68d591d4c3dfef9ec88bf0d"
+    assert {"python", "torch", "seed", "device", "train_seconds", "git_commit"} <= set(summary_file)
+
+
+def results_without_timing(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        del row["seconds"], row["images_per_s"]
+    return rows, json.loads((run_dir / "summary.json").read_text())["results"]
+
+
+def test_same_seed_same_metrics(data, tmp_path):
+    for name in ("a", "b"):
+        train(small_config("augment.translate=2", "augment.erase=0.5"), data, tmp_path / name)
+    assert results_without_timing(tmp_path / "a") == results_without_timing(tmp_path / "b")
+
+
+def cli(*args):
+    return [sys.executable, "-m", "fashionbench", "train", *args]
+
+
+def test_resume_after_kill_matches_uninterrupted(data_dir, tmp_path):
+    args = ["basic_cnn", "--out", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "4",
+            "--train-subset", "3000", "--set", "data.val_size=500", "--set", "swa.start_epoch=2",
+            "--set", "schedule.cycle_epochs=1", "--set", "precision=fp32"]
+    subprocess.run(cli(*args, "--name", "whole"), check=True, capture_output=True, timeout=600)
+    # Kill -9 somewhere inside epoch 3, after two checkpoints.
+    proc = subprocess.Popen(cli(*args, "--name", "killed"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            time.sleep(0.5)
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    done = subprocess.run(cli("--resume", str(tmp_path / "killed"), "--data-dir", str(data_dir)),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert results_without_timing(tmp_path / "killed") == results_without_timing(tmp_path / "whole")
