@@ -58,3 +58,12 @@ def test_swa_snapshots_at_cycle_ends_after_start():
     assert due == [60, 80, 100]  # ends of epochs 6, 8, 10: the cycle ends from epoch 5 on
     constant = cfg_with("schedule.name=constant", "swa.start_epoch=9", "epochs=10")
     assert [s for s in range(1, 101) if swa_due(constant, s, 10)] == [90, 100]
+
+
+def test_odd_steps_per_epoch_cycle_ends_at_epoch_end():
+    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.cycle_epochs=1",
+                   "swa.start_epoch=1")
+    lr = lrs(cfg, steps_per_epoch=7, n=15)
+    assert lr[7] == pytest.approx(0.01) and lr[14] == pytest.approx(0.01)
+    assert max(lr) == pytest.approx(0.01 + 0.09 * 3 / 3.5)
+    assert [s for s in range(1, 15) if swa_due(cfg, s, 7)] == [7, 14]

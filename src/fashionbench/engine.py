@@ -90,8 +90,8 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def cycle_steps(cfg: Config, steps_per_epoch: int) -> int:
-    """Batches in one whole cyclic-LR cycle (an even number: up, then down)."""
-    return 2 * max(1, round(cfg.schedule.cycle_epochs * steps_per_epoch / 2))
+    """Batches in one whole cyclic-LR cycle; whole-epoch cycles end exactly at epoch ends."""
+    return max(2, round(cfg.schedule.cycle_epochs * steps_per_epoch))
 
 
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
@@ -99,7 +99,7 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epo
     if s.name == "cyclic":
         # Momentum stays fixed so that every SWA snapshot is taken under the same dynamics.
         return lr_scheduler.CyclicLR(optimizer, base_lr=s.base_lr, max_lr=cfg.optim.lr,
-                                     step_size_up=cycle_steps(cfg, steps_per_epoch) // 2,
+                                     step_size_up=cycle_steps(cfg, steps_per_epoch) / 2,
                                      mode=s.mode, gamma=s.gamma, cycle_momentum=False)
     if s.name == "onecycle":
         return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, pct_start=s.pct_start,
