@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from . import __version__
-from .config import config_from_dict, load_config, parse_override, read_yaml
+from .config import config_from_dict, load_config, parse_override, read_yaml, validate
 from .data import DATA_DIR_ENV, FILES, MIRROR_ENV, load_fashion_mnist
 from .errors import FashionbenchError
 from .models import MODELS
@@ -118,13 +119,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .config import _deep_merge
     from .engine import evaluate_run
 
     run_dir = Path(args.run_dir)
     cfg = _run_config(run_dir)
     if args.device:
-        cfg = config_from_dict(_deep_merge(cfg.to_dict(), {"device": args.device}))
+        cfg = validate(dataclasses.replace(cfg, device=args.device))
     result = evaluate_run(cfg, load_fashion_mnist(args.data_dir), run_dir, args.split)
     print(json.dumps(result, indent=2))
 
