@@ -80,19 +80,22 @@ class Conventional:
 
 
 class Ours:
-    def __init__(self, cfg, data, precision: str, channels_last: bool):
+    def __init__(self, cfg, data, precision: str, compile: bool = False):
         cfg = load_config(cfg.model, overrides=[parse_override(f"precision={precision}"),
-                                                parse_override(f"channels_last={channels_last}"),
+                                                parse_override(f"compile={compile}"),
                                                 parse_override("device=cpu")])
         self.trainer = Trainer(cfg, data, run_dir="unused")
         self.batch_size = cfg.batch_size
+        self.warmup = 3 if compile else 1
 
     def run(self, steps: int) -> float:
         t = self.trainer
         t.model.train()
         train = t.splits["train"]
         order = torch.randperm(len(train.labels), generator=t.generator)
-        t.train_step(train.images[order[:self.batch_size]], train.labels[order[:self.batch_size]])
+        for _ in range(self.warmup):  # torch.compile compiles on the first call
+            t.train_step(train.images[order[:self.batch_size]], train.labels[order[:self.batch_size]])
+        self.warmup = 1
         start = time.perf_counter()
         for i in range(1, steps + 1):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
@@ -106,6 +109,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="timed batches per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (conventional)")
+    parser.add_argument("--with-compile", action="store_true",
+                        help="also time our engine under torch.compile (compilation not counted)")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
 
@@ -119,9 +124,11 @@ def main() -> None:
     variants = {
         f"conventional fp32, DataLoader {args.workers} workers": Conventional(cfg, data, "fp32", args.workers),
         f"conventional bf16, DataLoader {args.workers} workers": Conventional(cfg, data, "bf16", args.workers),
-        "ours fp32": Ours(cfg, data, "fp32", channels_last=True),
-        "ours bf16": Ours(cfg, data, "bf16", channels_last=True),
+        "ours fp32": Ours(cfg, data, "fp32"),
+        "ours bf16": Ours(cfg, data, "bf16"),
     }
+    if args.with_compile:
+        variants[f"ours {default}, torch.compile"] = Ours(cfg, data, default, compile=True)
     speeds: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(args.rounds):
         for name, variant in variants.items():
@@ -129,7 +136,7 @@ def main() -> None:
             print(f"round {r + 1}  {name:<40} {speeds[name][-1]:7.0f} img/s", flush=True)
 
     names = list(variants)
-    conv32, conv16, ours32, ours16 = names
+    conv32, conv16, ours32, ours16 = names[:4]
     ours_default = ours16 if default == "bf16" else ours32
     print(f"\n| pipeline | images/s (median) | s/epoch ({TRAIN_IMAGES:,} images) |\n|---|---:|---:|")
     for name in names:
@@ -143,6 +150,8 @@ def main() -> None:
     print(f"| ours at defaults ({default}) vs conventional at defaults (fp32) | {ratio(ours_default, conv32):.2f}x |")
     print(f"| equal precision, fp32 | {ratio(ours32, conv32):.2f}x |")
     print(f"| equal precision, bf16 | {ratio(ours16, conv16):.2f}x |")
+    if args.with_compile:
+        print(f"| torch.compile vs eager, ours at {default} | {ratio(names[4], ours_default):.2f}x |")
 
 
 if __name__ == "__main__":
