@@ -24,7 +24,8 @@ class SnapshotTrainer(Trainer):
 
 
 def test_swa_is_the_mean_of_snapshots_with_recomputed_batchnorm(data, tmp_path):
-    cfg = small_config("epochs=3", "schedule.name=constant", "optim.lr=0.05", "swa.start_epoch=1")
+    cfg = small_config("epochs=3", "schedule.name=constant", "optim.name=sgd", "optim.lr=0.05",
+                       "swa.start_epoch=1")
     trainer = SnapshotTrainer(cfg, data, tmp_path / "run")
     summary = trainer.fit()
     assert summary["swa_snapshots"] == 3 and summary["weights"] == "swa"
