@@ -169,6 +169,7 @@ class Trainer:
         self.swa_model = swa_utils.AveragedModel(self.model) if cfg.swa.enabled else None
         # One generator for data order and augmentation; dropout uses the global one.
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.environment = runs.environment()  # at the start: the code that trains
         self.history: list[dict] = []
         self.epoch = 0
         self.train_seconds = 0.0
@@ -299,7 +300,7 @@ class Trainer:
             "total_seconds": self.train_seconds + time.perf_counter() - start,
             "seed": cfg.seed, "device": device_name(self.device), "precision": self.precision,
             "data_dir": str(self.data.root), "data_md5": self.data.md5,
-            **runs.environment(),
+            **self.environment,
         }
         runs.write_json(self.run_dir / "summary.json", summary)
         return summary
