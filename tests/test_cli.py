@@ -57,6 +57,7 @@ def test_train_then_evaluate_then_refuse_to_overwrite(data_dir, tmp_path):
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert f"results: {tmp_path}/r/summary.json" in result.stdout
+    assert "epoch   1/1  lr" in result.stdout and "\r" not in result.stderr  # plain lines off a tty
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     evaluated = run_cli("evaluate", str(tmp_path / "r"), "--split", "test", "--data-dir", str(data_dir))
     assert evaluated.returncode == 0, evaluated.stderr

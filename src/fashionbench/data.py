@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import sys
 import tempfile
 import urllib.request
 import zlib
@@ -68,7 +69,11 @@ def _download(url: str, dest: Path, expected_md5: str) -> None:
         digest = hashlib.md5()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+            live = sys.stderr.isatty()
+            if not live:
+                print(f"downloading {url}", file=sys.stderr, flush=True)
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False,
+                      disable=not live) as bar:
                 for chunk in iter(lambda: resp.read(1 << 16), b""):
                     out.write(chunk)
                     digest.update(chunk)
