@@ -144,7 +144,7 @@ def main() -> None:
         print(f"| {name} | {med:.0f} | {TRAIN_IMAGES / med:.1f} |")
 
     def ratio(a: str, b: str) -> float:
-        return statistics.median(x / y for x, y in zip(speeds[a], speeds[b]))
+        return statistics.median(x / y for x, y in zip(speeds[a], speeds[b], strict=True))
 
     print("\n| comparison | speed-up (median of per-round ratios) |\n|---|---:|")
     print(f"| ours at defaults ({default}) vs conventional at defaults (fp32) | {ratio(ours_default, conv32):.2f}x |")

@@ -107,7 +107,7 @@ def test_corrupt_file_gives_one_line_error_and_is_kept(data_dir, tmp_path):
     assert result.returncode == 2 and "short read" in result.stderr
 
 
-def test_download_from_mirror_list(data_dir, tmp_path, monkeypatch):
+def test_download_from_mirror_list(data, data_dir, tmp_path, monkeypatch):
     bad = tmp_path / "bad-mirror"
     bad.mkdir()
     for name in FILES:  # a mirror serving the wrong bytes must be passed over
@@ -117,11 +117,7 @@ def test_download_from_mirror_list(data_dir, tmp_path, monkeypatch):
     dest = tmp_path / "cache" / "fm"
     loaded = load_fashion_mnist(dest)
     assert sorted(p.name for p in dest.iterdir()) == sorted(FILES)  # no temp files left
-    assert torch.equal(loaded.test_labels, data_test_labels(data_dir))
-
-
-def data_test_labels(data_dir):
-    return load_fashion_mnist(data_dir).test_labels
+    assert torch.equal(loaded.test_labels, data.test_labels)
 
 
 def test_download_failure_leaves_nothing(tmp_path, monkeypatch):

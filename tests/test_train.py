@@ -30,7 +30,7 @@ def test_swa_is_the_mean_of_snapshots_with_recomputed_batchnorm(data, tmp_path):
     summary = trainer.fit()
     assert summary["swa_snapshots"] == 3 and summary["weights"] == "swa"
     averaged = trainer.swa_model.module.state_dict()
-    for name, param in trainer.model.named_parameters():
+    for name, _ in trainer.model.named_parameters():
         mean = torch.stack([s[name] for s in trainer.snapshots]).mean(0)
         assert torch.allclose(averaged[name], mean, atol=1e-6), name
     # BatchNorm statistics are those of the averaged weights on the training images:
