@@ -36,6 +36,7 @@ def test_resolved_config_round_trips(tmp_path):
     ("schedule.base_lr=0.5", "schedule.base_lr (0.5) must be below optim.lr"),
     ("device=tpu", "device must be one of auto, cpu, cuda, cuda:N"),
     ("novalue", "--set expects key=value"),
+    ("model=resnet9000", "unknown model 'resnet9000'; available: basic_cnn"),
 ])
 def test_bad_keys_and_values_name_what_is_valid(override, message):
     with pytest.raises(FashionbenchError) as err:

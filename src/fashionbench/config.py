@@ -154,6 +154,8 @@ def _lookup(cfg: Config, key: str) -> Any:
 
 
 def validate(cfg: Config) -> Config:
+    from .models import check_model  # the registry fills as model files import
+    check_model(cfg.model)
     for key, options in CHOICES.items():
         if _lookup(cfg, key) not in options:
             raise FashionbenchError(

@@ -20,9 +20,13 @@ def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return builder
 
 
-def build_model(name: str, num_classes: int = 10) -> nn.Module:
+def check_model(name: str) -> None:
     if name not in MODELS:
         raise FashionbenchError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+
+
+def build_model(name: str, num_classes: int = 10) -> nn.Module:
+    check_model(name)
     return MODELS[name](num_classes=num_classes)
 
 
