@@ -14,8 +14,8 @@ $(READY): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-run: $(READY)  ## train BasicCNN with its full recipe on the real data
-	$(BIN)/fashionbench train basic_cnn
+run: $(READY)  ## train BasicCNN with its full recipe on the real data, write its report
+	$(BIN)/fashionbench train basic_cnn --report
 
 test: $(READY)  ## the whole test suite, on the real data
 	$(BIN)/python -m pytest

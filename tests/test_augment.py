@@ -1,7 +1,6 @@
 import torch
 
-from fashionbench.augment import (augment, random_erase, random_flip, random_translate,
-                                  random_zoom)
+from fashionbench.augment import augment, random_erase, random_flip, random_translate, random_zoom
 from fashionbench.config import AugmentConfig
 
 

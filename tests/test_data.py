@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from fashionbench import data as fm
-from fashionbench.data import (FILES, parse_idx, read_idx, stratified_split,
-                               load_fashion_mnist)
+from fashionbench.data import FILES, load_fashion_mnist, parse_idx, read_idx, stratified_split
 from fashionbench.errors import FashionbenchError
 
 from conftest import run_cli, write_idx

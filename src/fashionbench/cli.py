@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from . import __version__
-from .config import config_from_dict, load_config, parse_override, read_yaml, validate
+from .config import load_config, parse_override
 from .data import DATA_DIR_ENV, FILES, MIRROR_ENV, load_fashion_mnist
 from .errors import FashionbenchError
-from .models import MODELS
+from .leaderboard import REFERENCE
+from .models import MODELS, check_model
+from .reproduce import BUDGETS
 
 # Named training options and the config keys they set.
 TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optim.lr",
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs", metavar="DIR", help="where run folders go (default: runs)")
     t.add_argument("--name", help="run folder name (default: MODEL-YYYYmmdd-HHMMSS)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    t.add_argument("--report", action="store_true",
+                   help="write RUN_DIR/report (test split) when training ends")
     _data_dir_option(t)
 
     e = sub.add_parser("evaluate", help="evaluate a finished run's model",
@@ -64,20 +67,89 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", help="override the run's device")
     _data_dir_option(e)
 
+    r = sub.add_parser("reproduce", help="train the reference table's models over seeds, "
+                                         "write results/table.md",
+                       description="Train each model with its recipe for each seed into "
+                                   "DIR/runs/MODEL-sSEED (finished runs are kept, interrupted "
+                                   "ones resumed), then write DIR/table.md and DIR/table.csv.")
+    r.add_argument("--models", default=",".join(REFERENCE), metavar="A,B,...",
+                   help="models to train (default: all eight of the reference table)")
+    r.add_argument("--seeds", default="0,1,2", metavar="S,S,...", help="seeds (default: 0,1,2)")
+    r.add_argument("--budget", choices=sorted(BUDGETS), default="full",
+                   help="full: each recipe as written (default); smoke: a few hundred steps "
+                        "on small slices, to check the machinery")
+    r.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results)")
+    r.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    _data_dir_option(r)
+
+    sub.add_parser("models", help="list the architectures: size, cost, paper",
+                   description="Parameters, forward MFLOPs per 28x28 image (torch's FLOP "
+                               "counter; a multiply-add is 2 FLOPs), output shape and paper "
+                               "of every architecture.")
+
+    rp = sub.add_parser("report", help="confusion matrix, P/R/F1, errors, curves of a run",
+                        description="Write RUN_DIR/report/ (report-val/ for --split val): "
+                                    "confusion matrix, per-class precision/recall/F1, the most "
+                                    "confident errors, training curves, report.html and report.md.")
+    rp.add_argument("run_dir", metavar="RUN_DIR")
+    rp.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test (default: the final report) or val")
+    rp.add_argument("--errors", type=int, default=25, metavar="N",
+                    help="misclassified images in the grid (default: 25)")
+    rp.add_argument("--device", help="override the run's device")
+    _data_dir_option(rp)
+
+    lf = sub.add_parser("lr-find", help="LR range test: suggest a peak learning rate",
+                        description="Exponential LR sweep on training batches (Smith 2017) with "
+                                    "the model's recipe (optimizer, batch size, augmentation); "
+                                    "stops when the loss diverges. Writes DIR/lr_find-MODEL.png "
+                                    "and .csv and prints a suggested maximum LR. Never uses the "
+                                    "test set.")
+    lf.add_argument("model", metavar="MODEL", help=f"architecture: {', '.join(sorted(MODELS))}")
+    lf.add_argument("--start", type=float, default=1e-6, help="first LR (default: 1e-6)")
+    lf.add_argument("--end", type=float, default=1.0, help="last LR (default: 1)")
+    lf.add_argument("--steps", type=int, default=200, help="batches in the sweep (default: 200)")
+    lf.add_argument("--batch-size", type=int)
+    lf.add_argument("--seed", type=int)
+    lf.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    lf.add_argument("--config", metavar="FILE", help="recipe YAML to use instead of the model's own")
+    lf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any config key (repeatable)")
+    lf.add_argument("--out", default="runs", metavar="DIR", help="where the plot goes (default: runs)")
+    _data_dir_option(lf)
+
+    tb = sub.add_parser("table", help="leaderboard of finished runs, by model",
+                        description="Group finished runs by model (and budget), then print and "
+                                    "write table.md, table.csv and table.html: mean ± std test "
+                                    "accuracy, seeds, parameters, s/epoch, device, and the "
+                                    "reference project's figures.")
+    tb.add_argument("paths", nargs="+", metavar="RUN_DIR|RUNS_ROOT",
+                    help="run folders, or folders to search for finished runs")
+    tb.add_argument("--out", default="results", metavar="DIR",
+                    help="where the tables go (default: results)")
+
+    au = sub.add_parser("audit", help="likely label errors: the model's most confident "
+                                      "disagreements with the dataset",
+                        description="Rank the images of a split where RUN_DIR's model disagrees "
+                                    "with the dataset's label by the model's confidence; write "
+                                    "RUN_DIR/audit-SPLIT/suspects.png (the top N) and suspects.csv "
+                                    "(all of them).")
+    au.add_argument("run_dir", metavar="RUN_DIR")
+    au.add_argument("--split", choices=("train", "val", "test"), default="train",
+                    help="train (default: the run's training images), val or test")
+    au.add_argument("--top", type=int, default=50, metavar="N",
+                    help="images in the grid (default: 50)")
+    au.add_argument("--device", help="override the run's device")
+    _data_dir_option(au)
+
     d = sub.add_parser("data", help="download and verify the dataset, print where it is",
                        description="Fetch any missing files, verify all MD5 sums, print the location.")
     _data_dir_option(d)
     return parser
 
 
-def _run_config(run_dir: Path):
-    if not (run_dir / "config.yaml").exists():
-        raise FashionbenchError(f"{run_dir}: not a run folder (no config.yaml)")
-    return config_from_dict(read_yaml(run_dir / "config.yaml"))
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    from .engine import train
+    from .engine import run_config, train
     from .runs import new_run_dir
 
     overrides = [parse_override(f"{key}={json.dumps(getattr(args, opt))}")
@@ -88,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if overrides or args.config or args.name:
             raise FashionbenchError("--resume continues a run exactly as configured; "
                                     "drop the other training options")
-        cfg = _run_config(run_dir)
+        cfg = run_config(run_dir)
         if args.model and args.model != cfg.model:
             raise FashionbenchError(f"{run_dir} trains {cfg.model}, not {args.model}")
         if (run_dir / "summary.json").exists():
@@ -113,17 +185,84 @@ def cmd_train(args: argparse.Namespace) -> None:
               f"test acc {r[weights]['test']['acc']:.4f}")
     print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
           f"metrics {run_dir}/metrics.jsonl)")
+    if args.report:
+        from .report import report_run
+        print(f"report: {report_run(run_dir, data)}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .engine import evaluate_run
+    from .engine import evaluate_run, run_config
 
-    run_dir = Path(args.run_dir)
-    cfg = _run_config(run_dir)
-    if args.device:
-        cfg = validate(dataclasses.replace(cfg, device=args.device))
-    result = evaluate_run(cfg, load_fashion_mnist(args.data_dir), run_dir, args.split)
+    run_config(Path(args.run_dir))  # not a run folder: say so before loading any data
+    result = evaluate_run(Path(args.run_dir), load_fashion_mnist(args.data_dir), args.split,
+                          args.device)
     print(json.dumps(result, indent=2))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .engine import run_config
+    from .report import report_run
+
+    if args.errors < 1:
+        raise FashionbenchError(f"--errors must be at least 1, got {args.errors}")
+    run_config(Path(args.run_dir))  # not a run folder: say so before loading any data
+    path = report_run(Path(args.run_dir), load_fashion_mnist(args.data_dir), args.split,
+                      args.device, args.errors)
+    print(f"report: {path}")
+
+
+def cmd_lr_find(args: argparse.Namespace) -> None:
+    from . import runs
+    from .engine import Trainer
+    from .lr_find import LRFinderResult, lr_find_figure, lr_range_test
+
+    if not 0 < args.start < args.end:
+        raise FashionbenchError(f"need 0 < --start < --end, got {args.start} and {args.end}")
+    if args.steps < 20:
+        raise FashionbenchError(f"--steps must be at least 20, got {args.steps}")
+    overrides = [parse_override(f"{key}={json.dumps(getattr(args, opt))}")
+                 for opt, key in (("batch_size", "batch_size"), ("seed", "seed"), ("device", "device"))
+                 if getattr(args, opt) is not None]
+    cfg = load_config(args.model, args.config, overrides + [parse_override(i) for i in args.set])
+    trainer = Trainer(cfg, load_fashion_mnist(args.data_dir), Path(args.out))
+    print(f"LR range test: {cfg.model}, {cfg.optim.name}, batch {cfg.batch_size}, "
+          f"{args.start:g} to {args.end:g} over {args.steps} steps", flush=True)
+    result = lr_range_test(trainer, args.start, args.end, args.steps)
+    base = Path(args.out) / f"lr_find-{cfg.model}"
+    runs.write_bytes(base.with_suffix(".png"), lr_find_figure(result, cfg.model))
+    runs.write_text(base.with_suffix(".csv"), "lr,loss,smoothed_loss\n" + "".join(
+        f"{lr:.6g},{loss:.6f},{sm:.6f}\n"
+        for lr, loss, sm in zip(result.lrs, result.losses, result.smoothed)))
+    stop = (f"stopped at LR {result.lrs[-1]:.2e}: the loss diverged" if result.diverged
+            else f"reached {result.lrs[-1]:.2e} without diverging")
+    print(f"{len(result.lrs)} steps, {stop}")
+    print(f"smoothed loss lowest at LR {result.lrs[result.best]:.2e}")
+    print(f"suggested max LR: {result.suggestion:.2e} ({LRFinderResult.RULE}); "
+          f"e.g. fashionbench train {cfg.model} --lr {result.suggestion:.2g}")
+    print(f"plot: {base.with_suffix('.png')}  data: {base.with_suffix('.csv')}")
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from .leaderboard import collect, find_runs, write_tables
+
+    run_dirs = find_runs([Path(p) for p in args.paths])
+    paths = write_tables(collect(run_dirs), Path(args.out),
+                         f"fashionbench leaderboard ({len(run_dirs)} runs)")
+    print(paths[0].read_text())
+    print(f"tables: {', '.join(map(str, paths))}")
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    from .audit import audit_run
+    from .engine import run_config
+
+    if args.top < 1:
+        raise FashionbenchError(f"--top must be at least 1, got {args.top}")
+    run_config(Path(args.run_dir))  # not a run folder: say so before loading any data
+    png, table, count = audit_run(Path(args.run_dir), load_fashion_mnist(args.data_dir),
+                                  args.split, args.top, args.device)
+    print(f"{count} images of the {args.split} split disagree with their labels")
+    print(f"most confident first: {png}  all: {table}")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -134,10 +273,54 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(f"  train {len(data.train_labels):,} images, test {len(data.test_labels):,} images")
 
 
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FashionbenchError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise FashionbenchError(f"{what} is empty")
+    return values
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from .reproduce import reproduce
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for model in models:
+        check_model(model)
+    if not models:
+        raise FashionbenchError("--models is empty")
+    seeds = _int_list(args.seeds, "--seeds")
+    paths = reproduce(load_fashion_mnist(args.data_dir), models, seeds, args.budget,
+                      Path(args.out), args.device)
+    print(paths[0].read_text())
+    print(f"results: {', '.join(map(str, paths))}")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from .models import PAPERS, build_model, count_parameters, forward_flops
+
+    rows = []
+    for name in sorted(MODELS):
+        model = build_model(name)
+        flops, shape = forward_flops(model)
+        rows.append((name, f"{count_parameters(model):,}", f"{flops / 1e6:,.1f}",
+                     f"(N, {shape[1]})", PAPERS[name]))
+    header = ("model", "parameters", "MFLOPs", "output", "paper")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(cell.rjust(w) if 0 < j < 3 else cell.ljust(w)
+                        for j, (cell, w) in enumerate(zip(row, widths))).rstrip())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data}[args.command](args)
+        {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
+         "reproduce": cmd_reproduce, "report": cmd_report,
+         "lr-find": cmd_lr_find, "table": cmd_table, "audit": cmd_audit,
+         "data": cmd_data}[args.command](args)
     except FashionbenchError as e:
         print(f"fashionbench: error: {e}", file=sys.stderr)
         return 2

@@ -59,6 +59,7 @@ class DataConfig:
     val_size: int = 5000         # carved from the 60,000 training images, stratified
     split_seed: int = 0          # fixed across run seeds so runs share one validation set
     train_subset: int | None = None  # train on a stratified subset of this size
+    test_subset: int | None = None   # evaluate on a stratified test subset (smoke runs only)
 
 
 @dataclass
@@ -100,6 +101,7 @@ RANGES = {
     "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
     "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
     "data.val_size": (1, 59_990, True), "data.train_subset": (10, None, True),
+    "data.test_subset": (10, 10_000, True),
 }
 
 

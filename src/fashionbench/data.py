@@ -191,20 +191,28 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None,
     return FashionMNIST(root, train_x, train_y, test_x, test_y, dict(FILES))
 
 
+def stratified_subset(labels: torch.Tensor, size: int, seed: int, what: str) -> torch.Tensor:
+    """Sorted indices of a seeded, class-stratified subset of ``size`` examples."""
+    n = len(labels)
+    if not len(CLASSES) <= size <= n:
+        raise FashionbenchError(f"{what} must be between {len(CLASSES)} and {n}, got {size}")
+    if size == n:
+        return torch.arange(n)
+    index, _ = train_test_split(np.arange(n), train_size=size, stratify=labels.numpy(),
+                                random_state=seed)
+    return torch.from_numpy(np.sort(index))
+
+
 def stratified_split(labels: torch.Tensor, val_size: int, seed: int,
                      train_subset: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded, class-stratified (train, val) indices; optionally a stratified train subset."""
     n = len(labels)
-    index = np.arange(n)
-    y = labels.numpy()
     if not 0 < val_size < n:
         raise FashionbenchError(f"data.val_size must be between 1 and {n - 1}, got {val_size}")
-    train_idx, val_idx = train_test_split(index, test_size=val_size, stratify=y, random_state=seed)
+    train_idx, val_idx = train_test_split(np.arange(n), test_size=val_size,
+                                          stratify=labels.numpy(), random_state=seed)
+    train_idx = torch.from_numpy(np.sort(train_idx))
     if train_subset is not None:
-        if not len(CLASSES) <= train_subset <= len(train_idx):
-            raise FashionbenchError(
-                f"train subset must be between {len(CLASSES)} and {len(train_idx)}, got {train_subset}")
-        if train_subset < len(train_idx):
-            train_idx, _ = train_test_split(train_idx, train_size=train_subset,
-                                            stratify=y[train_idx], random_state=seed)
-    return torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
+        train_idx = train_idx[stratified_subset(labels[train_idx], train_subset, seed,
+                                                "train subset")]
+    return train_idx, torch.from_numpy(np.sort(val_idx))

@@ -5,6 +5,7 @@ every epoch that a killed run resumes from to the same final numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -19,8 +20,8 @@ from tqdm.auto import tqdm
 
 from . import runs
 from .augment import augment
-from .config import Config, dump_config
-from .data import FashionMNIST, stratified_split
+from .config import Config, config_from_dict, dump_config, read_yaml, validate
+from .data import FashionMNIST, stratified_split, stratified_subset
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision
 from .models import build_model, count_parameters
@@ -32,9 +33,11 @@ EVAL_BATCH = 1000
 
 @dataclass
 class Split:
-    """One split as tensors on the training device: uint8 images (N, 1, 28, 28), int64 labels."""
+    """One split as tensors on the training device: uint8 images (N, 1, 28, 28), int64
+    labels; and, on the CPU, each image's position in its original IDX file."""
     images: torch.Tensor
     labels: torch.Tensor
+    index: torch.Tensor
 
 
 def prepare_splits(data: FashionMNIST, cfg: Config, device: torch.device) -> dict[str, Split]:
@@ -42,13 +45,21 @@ def prepare_splits(data: FashionMNIST, cfg: Config, device: torch.device) -> dic
                                           cfg.data.split_seed, cfg.data.train_subset)
 
     def split(images, labels, index=None):
-        if index is not None:
-            images, labels = images[index], labels[index]
-        return Split(images.to(device), labels.to(device))
+        if index is None:
+            index = torch.arange(len(labels))
+        return Split(images[index].to(device), labels[index].to(device), index)
 
+    test_idx = (None if cfg.data.test_subset is None else
+                stratified_subset(data.test_labels, cfg.data.test_subset, cfg.data.split_seed,
+                                  "data.test_subset"))
     return {"train": split(data.train_images, data.train_labels, train_idx),
             "val": split(data.train_images, data.train_labels, val_idx),
-            "test": split(data.test_images, data.test_labels)}
+            "test": split(data.test_images, data.test_labels, test_idx)}
+
+
+def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def normalize(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -159,9 +170,7 @@ class Trainer:
                 f"SWA would average nothing: no snapshot point from swa.start_epoch "
                 f"{cfg.swa.start_epoch} to epoch {cfg.epochs}; lower swa.start_epoch or "
                 "shorten schedule.cycle_epochs")
-        self.model = build_model(cfg.model).to(self.device)
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = place_model(build_model(cfg.model), self.device, cfg.channels_last)
         # Compiled forward for training; state dicts always come from the plain module.
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(cfg, self.model)
@@ -294,7 +303,7 @@ class Trainer:
             "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0,
             "parameters": count_parameters(self.model),
             "epochs": cfg.epochs, "train_size": len(splits["train"].labels),
-            "val_size": len(splits["val"].labels),
+            "val_size": len(splits["val"].labels), "test_size": len(splits["test"].labels),
             "train_seconds": self.train_seconds,
             "seconds_per_epoch": self.train_seconds / cfg.epochs,
             "total_seconds": self.train_seconds + time.perf_counter() - start,
@@ -313,20 +322,44 @@ def train(cfg: Config, data: FashionMNIST, run_dir: Path, resume: bool = False) 
     return trainer.fit()
 
 
-def load_model(run_dir: Path) -> tuple[nn.Module, dict]:
-    saved = runs.load_torch(Path(run_dir) / "model.pt")
+def run_config(run_dir: Path) -> Config:
+    if not (Path(run_dir) / "config.yaml").exists():
+        raise FashionbenchError(f"{run_dir}: not a run folder (no config.yaml)")
+    return config_from_dict(read_yaml(Path(run_dir) / "config.yaml"))
+
+
+@dataclass
+class FinishedRun:
+    """A finished run's final model, ready to predict on its own splits."""
+    cfg: Config
+    model: nn.Module
+    weights: str                 # "swa" or "last"
+    splits: dict[str, Split]
+    precision: str
+
+    def predict(self, split: str) -> torch.Tensor:
+        return predict(self.model, self.splits[split], self.precision, self.cfg.channels_last)
+
+
+def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> FinishedRun:
+    """``run_dir``'s model.pt on ``device`` (default: the run's own), with the run's
+    splits rebuilt from its config (the same seeded split as in training)."""
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    if device:
+        cfg = validate(dataclasses.replace(cfg, device=device))
+    if not (run_dir / "model.pt").exists():
+        raise FashionbenchError(f"{run_dir}: no model.pt (run not finished?)")
+    saved = runs.load_torch(run_dir / "model.pt")
     model = build_model(saved["model"])
     model.load_state_dict(saved["state_dict"])
-    return model, saved
+    torch_device = resolve_device(cfg.device)
+    return FinishedRun(cfg, place_model(model, torch_device, cfg.channels_last), saved["weights"],
+                       prepare_splits(data, cfg, torch_device),
+                       resolve_precision(cfg.precision, torch_device))
 
 
-def evaluate_run(cfg: Config, data: FashionMNIST, run_dir: Path, split: str) -> dict:
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    model, saved = load_model(run_dir)
-    model = model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    result = evaluate(model, prepare_splits(data, cfg, device)[split], precision, cfg.channels_last)
-    return {"run": str(run_dir), "weights": saved["weights"], "split": split, **result}
-
+def evaluate_run(run_dir: Path, data: FashionMNIST, split: str, device: str | None = None) -> dict:
+    run = load_run(run_dir, data, device)
+    result = evaluate(run.model, run.splits[split], run.precision, run.cfg.channels_last)
+    return {"run": str(run_dir), "weights": run.weights, "split": split, **result}

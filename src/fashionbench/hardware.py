@@ -48,10 +48,12 @@ def autocast(device: torch.device, precision: str):
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    n = torch.get_num_threads()
+    threads = f"{n} thread{'s' * (n != 1)}"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return f"cpu ({line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads)"
+                return f"cpu ({line.split(':', 1)[1].strip()}, {threads})"
     except OSError:
         pass
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return f"cpu ({threads})"

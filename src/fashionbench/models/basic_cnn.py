@@ -3,7 +3,7 @@
 A plain VGG-like stack kept exactly as the reference describes it, including its
 one unusual choice: BatchNorm *after* the ReLU of the dense layer. Keras' defaults
 are kept too ("same" padding, biases on every layer), which gives 732,114
-parameters.
+parameters. No paper: the design is the reference project's own.
 """
 
 from torch import nn
@@ -15,10 +15,10 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@register
+@register(paper="the reference project's own baseline (no paper)")
 def basic_cnn(num_classes: int = 10) -> nn.Sequential:
     """[Conv32-BN-ReLU]x2, pool, drop .25, Conv64-ReLU, drop .5, [Conv64-BN-ReLU]x2,
-    pool, drop .35, Dense200-ReLU-BN, Dense10."""
+    pool, drop .35, Dense200-ReLU-BN, Dense10; about 0.73M parameters."""
     return nn.Sequential(
         *_conv_bn_relu(1, 32), *_conv_bn_relu(32, 32),
         nn.MaxPool2d(2), nn.Dropout(0.25),

@@ -1,0 +1,29 @@
+"""Label-noise audit: the images a trained model most confidently disagrees with
+the dataset about. Fashion-MNIST has mislabeled and duplicated images (see
+Northcutt et al., "Pervasive Label Errors in Test Sets", 2021); a confident
+disagreement, on images the model even trained on, is where to look first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import runs
+from .data import FashionMNIST
+from .engine import load_run
+from .report import confident_errors, errors_csv, image_grid, predictions
+
+
+def audit_run(run_dir: Path, data: FashionMNIST, split: str = "train", top: int = 50,
+              device: str | None = None) -> tuple[Path, Path, int]:
+    """Write RUN_DIR/audit-SPLIT/{suspects.png, suspects.csv}; returns their paths and
+    the number of disagreements."""
+    run = load_run(run_dir, data, device)
+    pred = predictions(run, split)
+    order = confident_errors(pred)
+    out = Path(run_dir) / f"audit-{split}"
+    png, table = out / "suspects.png", out / "suspects.csv"
+    runs.write_bytes(png, image_grid(
+        pred, order[:top], f"{split}: the {min(top, len(order))} most confident disagreements "
+                           f"with the dataset's labels (of {len(order)})", given_name="label"))
+    runs.write_text(table, errors_csv(pred, order, given_name="label"))
+    return png, table, len(order)

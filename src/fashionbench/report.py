@@ -1,0 +1,279 @@
+"""Reports: where a model fails, as files a user can open.
+
+``write_report`` turns predictions on one split into a folder: the confusion
+matrix (rows = true class, columns = predicted class), per-class precision,
+recall and F1 (scikit-learn), the most confident errors as an image grid and
+every error as CSV, training curves, and ``report.html`` (self-contained) and
+``report.md`` with the headline numbers. It serves runs, ensembles and audits
+alike; ``report_run`` feeds it a finished run.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # noqa: E402
+
+from . import runs  # noqa: E402
+from .data import CLASSES, FashionMNIST  # noqa: E402
+from .pages import html_page, html_table, md_table  # noqa: E402
+
+SHORT = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Boot")  # fits under a thumbnail
+
+
+@dataclass
+class Predictions:
+    """Class probabilities for one split, with what is needed to show the images."""
+    labels: np.ndarray   # (N,) true classes
+    probs: np.ndarray    # (N, 10)
+    images: np.ndarray   # (N, 28, 28) uint8
+    index: np.ndarray    # (N,) position of each image in its original IDX file
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.predicted == self.labels).mean())
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Counts; row i, column j = images of true class i predicted as class j."""
+    return confusion_matrix(labels, predicted, labels=range(len(CLASSES)))
+
+
+def class_scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per class, plus macro and weighted averages."""
+    scores = {}
+    p, r, f, s = precision_recall_fscore_support(labels, predicted, labels=range(len(CLASSES)),
+                                                 zero_division=0)
+    for i, name in enumerate(CLASSES):
+        scores[name] = {"precision": p[i], "recall": r[i], "f1": f[i], "support": int(s[i])}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(labels, predicted, average=average,
+                                                     labels=range(len(CLASSES)), zero_division=0)
+        scores[f"{average} avg"] = {"precision": p, "recall": r, "f1": f, "support": len(labels)}
+    return scores
+
+
+def confident_errors(pred: Predictions) -> np.ndarray:
+    """Positions of the misclassified images, most confident first."""
+    wrong = np.flatnonzero(pred.predicted != pred.labels)
+    confidence = pred.probs[wrong, pred.predicted[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")]
+
+
+# -- figures ---------------------------------------------------------------------------
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_figure(counts: np.ndarray) -> bytes:
+    rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, axes = plt.subplots(2, 1, figsize=(7, 13))  # stacked: readable on a phone too
+    for ax, values, title, fmt in ((axes[0], counts, "counts", "d"),
+                                   (axes[1], rows, "share of each true class (rows sum to 1)", ".2f")):
+        ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(CLASSES)):
+            for j in range(len(CLASSES)):
+                ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=7,
+                        color="white" if rows[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+        ax.set_yticks(range(len(CLASSES)), CLASSES)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"Confusion matrix, {title}")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def scores_figure(scores: dict) -> bytes:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    x = np.arange(len(CLASSES))
+    for k, metric in enumerate(("precision", "recall", "f1")):
+        ax.bar(x + (k - 1) * 0.27, [scores[c][metric] for c in CLASSES], 0.27, label=metric)
+    low = min(scores[c][m] for c in CLASSES for m in ("precision", "recall", "f1"))
+    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    ax.set_xticks(x, CLASSES, rotation=30, ha="right")
+    ax.set_ylabel("score")
+    ax.set_title("Per-class precision, recall and F1")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def image_grid(pred: Predictions, positions: np.ndarray, title: str,
+               given_name: str = "true") -> bytes:
+    """Thumbnails of ``positions``, captioned with the label, the prediction and its probability."""
+    labels = pred.labels
+    n = max(len(positions), 1)
+    cols = min(5, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.25 * rows + 0.4), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, positions):
+        p = pred.predicted[i]
+        ax.imshow(pred.images[i], cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"{given_name}: {SHORT[labels[i]]}\npred: {SHORT[p]} {pred.probs[i, p]:.2f}\n"
+                     f"#{pred.index[i]}", fontsize=8)
+    if not len(positions):
+        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def curves_figure(history: list[dict], swa_start: int | None) -> bytes:
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8.5), sharex=True)
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+        ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", ms=3,
+                label="train (augmented, dropout on)")
+        ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", ms=3, label="validation")
+        ax.set_ylabel(label)
+        ax.legend()
+    axes[2].plot(epochs, [row["lr"] for row in history], "o-", ms=3, color="tab:green")
+    axes[2].set_ylabel("learning rate at epoch end")
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel("epoch")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if swa_start is not None:
+            ax.axvline(swa_start - 0.5, color="gray", ls="--", lw=1)
+    if swa_start is not None:
+        axes[0].text(swa_start - 0.4, axes[0].get_ylim()[1], " SWA starts", va="top", fontsize=8,
+                     color="gray")
+    axes[0].set_title("Training curves")
+    fig.tight_layout()
+    return _png(fig)
+
+
+# -- the report folder -----------------------------------------------------------------
+
+def _csv(rows: list[list]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def errors_csv(pred: Predictions, positions: np.ndarray, given_name: str = "true") -> str:
+    labels = pred.labels
+    rows = [["index", given_name, f"{given_name}_name", "predicted", "predicted_name",
+             "probability", f"{given_name}_probability"]]
+    for i in positions:
+        p, t = pred.predicted[i], labels[i]
+        rows.append([int(pred.index[i]), int(t), CLASSES[t], int(p), CLASSES[p],
+                     f"{pred.probs[i, p]:.4f}", f"{pred.probs[i, t]:.4f}"])
+    return _csv(rows)
+
+
+def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, str],
+                 history: list[dict] | None = None, swa_start: int | None = None,
+                 n_errors: int = 25) -> Path:
+    """Write the report folder ``out``; returns the path of report.html."""
+    out = Path(out)
+    counts = confusion(pred.labels, pred.predicted)
+    scores = class_scores(pred.labels, pred.predicted)
+    errors = confident_errors(pred)
+    figures = {
+        "confusion.png": ("Confusion matrix", confusion_figure(counts)),
+        "scores.png": ("Per-class precision, recall and F1", scores_figure(scores)),
+        "errors.png": (f"The {min(n_errors, len(errors))} most confident errors",
+                       image_grid(pred, errors[:n_errors],
+                                  f"Most confident errors (of {len(errors)})")),
+    }
+    if history:
+        figures["curves.png"] = ("Training curves", curves_figure(history, swa_start))
+    for name, (_, png) in figures.items():
+        runs.write_bytes(out / name, png)
+    runs.write_text(out / "confusion.csv", _csv(
+        [["true \\ predicted", *CLASSES]] + [[CLASSES[i], *map(int, row)] for i, row in enumerate(counts)]))
+    score_rows = [[name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"]]
+                  for name, s in scores.items()]
+    score_header = ["class", "precision", "recall", "F1", "support"]
+    runs.write_text(out / "scores.csv", _csv([score_header] + score_rows))
+    runs.write_text(out / "errors.csv", errors_csv(pred, errors))
+    runs.write_json(out / "report.json", {
+        "headline": headline, "accuracy": pred.accuracy, "errors": len(errors),
+        "confusion": counts.tolist(), "scores": scores})
+
+    head_rows = [[k, v] for k, v in headline.items()]
+    sections_html, sections_md = [], []
+    for name, (caption, png) in figures.items():
+        data = base64.b64encode(png).decode()
+        extra_html = extra_md = ""
+        if name == "scores.png":
+            extra_html = html_table(score_header, score_rows)
+            extra_md = md_table(score_header, score_rows) + "\n\n"
+        if name == "errors.png":
+            note = (f"Caption: true class, predicted class and its probability, image index. "
+                    f"All {len(errors)} errors are in errors.csv.")
+            extra_html, extra_md = f"<p>{html.escape(note)}</p>", note + "\n\n"
+        sections_html.append(f"<h2>{html.escape(caption)}</h2>{extra_html}"
+                             f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">')
+        sections_md.append(f"## {caption}\n\n{extra_md}![{caption}]({name})\n")
+    runs.write_text(out / "report.html", html_page(
+        title, html_table(["", ""], head_rows) + "".join(sections_html)))
+    runs.write_text(out / "report.md", f"# {title}\n\n{md_table(['', ''], head_rows)}\n\n"
+                    + "\n".join(sections_md))
+    return out / "report.html"
+
+
+def predictions(run, split: str) -> Predictions:
+    """A finished run's (``engine.FinishedRun``) predictions on one of its splits."""
+    s = run.splits[split]
+    probs = run.predict(split).softmax(1).numpy()
+    return Predictions(s.labels.cpu().numpy(), probs, s.images.cpu().numpy()[:, 0],
+                       s.index.numpy())
+
+
+def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
+               device: str | None = None, n_errors: int = 25) -> Path:
+    """``RUN_DIR/report`` (``report-val`` for the validation split) for a finished run."""
+    from .engine import load_run
+    from .leaderboard import read_summary
+
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    run = load_run(run_dir, data, device)
+    pred = predictions(run, split)
+    scores = class_scores(pred.labels, pred.predicted)
+    results = summary["results"]
+    name = {"test": "test", "val": "validation"}[split]
+    headline = {"model": summary["model"], "evaluated on": f"{name} split, {len(pred.labels):,} images"}
+    for weights, label in (("swa", "SWA model"), ("last", "last-epoch model")):
+        if weights in results:
+            headline[f"accuracy, {label}"] = f"{100 * results[weights][split]['acc']:.2f}%"
+    headline |= {
+        "reported model": f"{summary['weights']} (this report's figures)",
+        "macro F1": f"{scores['macro avg']['f1']:.4f}",
+        "parameters": f"{summary['parameters']:,}",
+        "training time": f"{summary['train_seconds'] / 60:.1f} min "
+                         f"({summary['seconds_per_epoch']:.1f} s/epoch, {summary['epochs']} epochs)",
+        "device": f"{summary['device']}, {summary['precision']}",
+        "seed": str(summary["seed"]),
+    }
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    swa_start = run.cfg.swa.start_epoch if run.cfg.swa.enabled else None
+    out = run_dir / ("report" if split == "test" else f"report-{split}")
+    return write_report(out, pred, f"{summary['model']}: {run_dir.name}", headline, history,
+                        swa_start, n_errors)

@@ -1,0 +1,226 @@
+"""Reports: confusion matrix orientation and counts, P/R/F1, confident errors,
+the report folder and its self-contained HTML, audits, the LR finder, tables."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fashionbench.engine import Trainer
+from fashionbench.lr_find import lr_range_test, smooth
+from fashionbench.report import Predictions, class_scores, confident_errors, confusion, write_report
+
+from conftest import run_cli, small_config
+from test_cli import assert_one_line_error
+
+
+def fake_predictions(labels, predicted, confidence) -> Predictions:
+    n = len(labels)
+    probs = np.full((n, 10), 0.0)
+    for i, (p, c) in enumerate(zip(predicted, confidence)):
+        probs[i] = (1 - c) / 9
+        probs[i, p] = c
+    images = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    return Predictions(np.array(labels), probs, images, np.arange(100, 100 + n))
+
+
+def test_confusion_rows_are_true_classes_and_columns_predictions():
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    predicted = np.array([0, 1, 1, 0, 2, 2])
+    counts = confusion(labels, predicted)
+    assert counts.shape == (10, 10) and counts.sum() == 6
+    assert counts[0, 0] == 1 and counts[0, 1] == 1  # true 0 predicted as 1: row 0, column 1
+    assert counts[2, 0] == 1 and counts[0, 2] == 0  # true 2 predicted as 0: row 2, column 0
+    assert counts[1, 1] == 1 and counts[2, 2] == 2
+
+
+def test_precision_recall_f1_match_a_hand_computation():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 500)
+    predicted = np.where(rng.random(500) < 0.7, labels, rng.integers(0, 10, 500))
+    scores = class_scores(labels, predicted)
+    counts = confusion(labels, predicted)
+    f1s = []
+    for i, name in enumerate(scores):
+        if i == 10:
+            break
+        precision = counts[i, i] / counts[:, i].sum()
+        recall = counts[i, i] / counts[i].sum()
+        f1s.append(2 * precision * recall / (precision + recall))
+        assert scores[name]["precision"] == pytest.approx(precision)
+        assert scores[name]["recall"] == pytest.approx(recall)
+        assert scores[name]["f1"] == pytest.approx(f1s[-1])
+        assert scores[name]["support"] == counts[i].sum()
+    assert scores["macro avg"]["f1"] == pytest.approx(np.mean(f1s))
+    support = counts.sum(1)
+    assert scores["weighted avg"]["f1"] == pytest.approx(np.dot(f1s, support) / support.sum())
+
+
+def test_confident_errors_are_only_errors_most_confident_first():
+    pred = fake_predictions([0, 1, 2, 3, 4], [0, 2, 2, 5, 1], [0.99, 0.6, 0.9, 0.8, 0.95])
+    assert confident_errors(pred).tolist() == [4, 3, 1]
+
+
+def decode_images(page: str) -> list[Image.Image]:
+    images = []
+    for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+        image.load()  # raises on a damaged image
+        images.append(image)
+    return images
+
+
+def test_report_folder_is_complete_and_self_contained(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 10, 300)
+    predicted = np.where(rng.random(300) < 0.8, labels, rng.integers(0, 10, 300))
+    pred = fake_predictions(labels, predicted, rng.uniform(0.3, 1.0, 300))
+    history = [{"epoch": e, "lr": 0.1 / e, "train_loss": 1 / e, "train_acc": 0.8, "val_loss": 1.1 / e,
+                "val_acc": 0.79} for e in range(1, 6)]
+    html_path = write_report(tmp_path / "rep", pred, "synthetic", {"model": "x"}, history, 3, 12)
+    names = {p.name for p in (tmp_path / "rep").iterdir()}
+    assert names == {"confusion.png", "confusion.csv", "scores.png", "scores.csv", "errors.png",
+                     "errors.csv", "curves.png", "report.json", "report.html", "report.md"}
+    page = html_path.read_text()
+    assert not re.search(r"(src|href)=\"(?!data:)", page)  # nothing fetched from anywhere
+    assert "http://" not in page and "https://" not in page
+    assert len(decode_images(page)) == 4
+    assert 'name="viewport"' in page
+    errors = (tmp_path / "rep" / "errors.csv").read_text().splitlines()
+    assert len(errors) - 1 == int((predicted != labels).sum())
+    rows = [line.split(",") for line in errors[1:]]
+    assert all(r[1] != r[3] for r in rows)  # true != predicted
+    probabilities = [float(r[5]) for r in rows]
+    assert probabilities == sorted(probabilities, reverse=True)
+    matrix = (tmp_path / "rep" / "confusion.csv").read_text().splitlines()
+    assert matrix[0].startswith("true \\ predicted,T-shirt/top,Trouser")
+    assert int(matrix[1].split(",")[1]) == int(((labels == 0) & (predicted == 0)).sum())
+    assert int(matrix[1].split(",")[2]) == int(((labels == 0) & (predicted == 1)).sum())
+    markdown = (tmp_path / "rep" / "report.md").read_text()
+    for name in ("confusion.png", "scores.png", "errors.png", "curves.png"):
+        assert f"]({name})" in markdown
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_dir, tmp_path_factory):
+    """One quick BasicCNN run through the CLI, with --report."""
+    out = tmp_path_factory.mktemp("runs")
+    result = run_cli("train", "basic_cnn", "--out", str(out), "--name", "tiny", "--report",
+                     "--data-dir", str(data_dir), "--epochs", "2", "--train-subset", "2000",
+                     "--set", "data.val_size=1000", "--set", "schedule.cycle_epochs=1",
+                     "--set", "swa.start_epoch=1")
+    assert result.returncode == 0, result.stderr
+    assert f"report: {out}/tiny/report/report.html" in result.stdout
+    return out / "tiny"
+
+
+def test_train_report_agrees_with_the_summary(tiny_run):
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    report = json.loads((tiny_run / "report" / "report.json").read_text())
+    assert report["accuracy"] == pytest.approx(summary["test_acc"], abs=1e-4)
+    assert sum(map(sum, report["confusion"])) == 10_000
+    assert report["headline"]["accuracy, SWA model"] == f"{100 * summary['test_acc']:.2f}%"
+    assert len(decode_images((tiny_run / "report" / "report.html").read_text())) == 4
+
+
+def test_report_command_on_validation_and_errors(tiny_run, data_dir):
+    result = run_cli("report", str(tiny_run), "--split", "val", "--errors", "10",
+                     "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tiny_run / "report-val" / "report.json").read_text())
+    assert sum(map(sum, report["confusion"])) == 1000
+    assert_one_line_error(run_cli("report", str(tiny_run), "--errors", "0"), "--errors")
+    assert_one_line_error(run_cli("report", str(tiny_run.parent / "nope")), "not a run folder")
+
+
+def test_audit_lists_confident_disagreements(tiny_run, data_dir):
+    result = run_cli("audit", str(tiny_run), "--split", "train", "--top", "8",
+                     "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(",") for line in
+            (tiny_run / "audit-train" / "suspects.csv").read_text().splitlines()[1:]]
+    assert f"{len(rows)} images of the train split disagree" in result.stdout
+    assert rows and all(r[1] != r[3] for r in rows)
+    probabilities = [float(r[5]) for r in rows]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert Image.open(tiny_run / "audit-train" / "suspects.png").size[0] > 100
+
+
+def test_table_command_writes_three_formats(tiny_run, tmp_path):
+    result = run_cli("table", str(tiny_run.parent), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "| basic_cnn | custom" in result.stdout  # 2 epochs on a subset is not the recipe
+    assert {p.name for p in tmp_path.iterdir()} == {"table.md", "table.csv", "table.html"}
+    assert "https://" not in (tmp_path / "table.html").read_text()
+    assert_one_line_error(run_cli("table", str(tmp_path / "empty-nothing")), "no such folder")
+
+
+def test_smoothing_is_a_bias_corrected_moving_average():
+    # beta 0.5: averages 0.5, 1.25, 2.125 divided by 1 - 0.5^k.
+    assert smooth([1.0, 2.0, 3.0], beta=0.5) == pytest.approx([1.0, 1.25 / 0.75, 2.125 / 0.875])
+    assert smooth([5.0] * 4) == pytest.approx([5.0] * 4)  # a constant stays itself from the start
+
+
+def test_lr_finder_sweeps_then_restores_the_model(data, tmp_path):
+    trainer = Trainer(small_config("batch_size=50"), data, tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    scheduler = trainer.scheduler
+    result = lr_range_test(trainer, 1e-5, 10.0, 60)
+    assert result.lrs[0] == pytest.approx(1e-5)
+    ratios = np.diff(np.log(result.lrs))
+    assert np.allclose(ratios, ratios[0])  # exponential sweep
+    assert result.diverged and len(result.lrs) < 60  # an LR of 10 blows BasicCNN up
+    assert result.lrs[0] < result.suggestion < result.lrs[-1]
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert trainer.scheduler is scheduler and not trainer.optimizer.state
+
+
+def test_lr_find_command(data_dir, tmp_path):
+    result = run_cli("lr-find", "basic_cnn", "--steps", "30", "--batch-size", "32", "--out",
+                     str(tmp_path), "--set", "data.train_subset=1000", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "suggested max LR:" in result.stdout
+    assert Image.open(tmp_path / "lr_find-basic_cnn.png").size[0] > 100
+    assert len((tmp_path / "lr_find-basic_cnn.csv").read_text().splitlines()) > 20
+    assert_one_line_error(run_cli("lr-find", "basic_cnn", "--start", "1", "--end", "0.1"),
+                          "need 0 < --start < --end")
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "headless Chromium not installed (Debian package chromium)"
+        if os.environ.get("FASHIONBENCH_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def test_report_renders_its_figures_in_a_browser(tiny_run, tmp_path):
+    """A phone-width screenshot of report.html shows the confusion matrix's blues and
+    the bar chart's orange: the embedded figures were decoded and laid out."""
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=412,5000",
+                    f"--screenshot={shot}", (tiny_run / "report" / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    dark_blue = (b > 90) & (r < 60) & (g < 110)  # the confusion matrix's diagonal
+    orange = (r > 220) & (g > 100) & (g < 160) & (b < 60)  # the recall bars
+    assert dark_blue.sum() > 500 and orange.sum() > 100
+    rows_with_ink = np.flatnonzero((pixels.sum(2) < 600).any(1))
+    assert rows_with_ink.max() > 2500  # the page goes on down to the training curves
