@@ -32,6 +32,19 @@ def data_dir(data) -> Path:
     return data.root
 
 
+@pytest.fixture(scope="session")
+def tiny_run(data_dir, tmp_path_factory):
+    """One quick BasicCNN run through the CLI, with --report."""
+    out = tmp_path_factory.mktemp("runs")
+    result = run_cli("train", "basic_cnn", "--out", str(out), "--name", "tiny", "--report",
+                     "--data-dir", str(data_dir), "--epochs", "2", "--train-subset", "2000",
+                     "--set", "data.val_size=1000", "--set", "schedule.cycle_epochs=1",
+                     "--set", "swa.start_epoch=1")
+    assert result.returncode == 0, result.stderr
+    assert f"report: {out}/tiny/report/report.html" in result.stdout
+    return out / "tiny"
+
+
 def small_config(*overrides: str, **kw):
     """A quick configuration: small train/val slices, fp32 so results are exact."""
     base = ["data.train_subset=2000", "data.val_size=1000", "epochs=2", "batch_size=100",

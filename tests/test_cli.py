@@ -37,11 +37,27 @@ def test_argparse_errors_are_short_too():
 
 def test_help_lists_commands_and_options():
     top = run_cli("--help")
-    assert top.returncode == 0 and all(c in top.stdout for c in ("train", "evaluate", "data"))
+    assert top.returncode == 0
+    for command in ("train", "evaluate", "reproduce", "report", "lr-find", "table", "audit", "models",
+                    "data"):
+        assert command in top.stdout
     train = run_cli("train", "--help")
     for option in ("--epochs", "--batch-size", "--lr", "--seed", "--device", "--data-dir", "--out",
                    "--name", "--train-subset", "--config", "--set", "--resume"):
         assert option in train.stdout
+
+
+def test_models_command_lists_every_architecture_with_its_cost():
+    from fashionbench.models import MODELS, build_model, count_parameters
+
+    result = run_cli("models")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert set(lines) == set(MODELS)
+    for name, line in lines.items():
+        assert f"{count_parameters(build_model(name)):,}" in line and "(N, 10)" in line
+    assert "52.3" in lines["basic_cnn"]  # MFLOPs: 2 x 26.1M multiply-adds
+    assert "He et al. 2016" in lines["resnet18"]
 
 
 def test_data_command_prints_location_and_sums(data_dir):

@@ -111,19 +111,6 @@ def test_report_folder_is_complete_and_self_contained(tmp_path):
         assert f"]({name})" in markdown
 
 
-@pytest.fixture(scope="module")
-def tiny_run(data_dir, tmp_path_factory):
-    """One quick BasicCNN run through the CLI, with --report."""
-    out = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", "basic_cnn", "--out", str(out), "--name", "tiny", "--report",
-                     "--data-dir", str(data_dir), "--epochs", "2", "--train-subset", "2000",
-                     "--set", "data.val_size=1000", "--set", "schedule.cycle_epochs=1",
-                     "--set", "swa.start_epoch=1")
-    assert result.returncode == 0, result.stderr
-    assert f"report: {out}/tiny/report/report.html" in result.stdout
-    return out / "tiny"
-
-
 def test_train_report_agrees_with_the_summary(tiny_run):
     summary = json.loads((tiny_run / "summary.json").read_text())
     report = json.loads((tiny_run / "report" / "report.json").read_text())

@@ -26,6 +26,18 @@ def _data_dir_option(p: argparse.ArgumentParser) -> None:
                    help=f"dataset folder (default: ${DATA_DIR_ENV}, else a per-user cache folder)")
 
 
+def _finished_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--device", help="override the run's device")
+    _data_dir_option(p)
+
+
+def _recipe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="recipe YAML to use instead of the model's own")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set swa.start_epoch=10 (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fashionbench",
@@ -49,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on a stratified subset of N images (for quick runs)")
     t.add_argument("--compile", action="store_const", const=True,
                    help="torch.compile the model (slower start, often faster steps)")
-    t.add_argument("--config", metavar="FILE", help="recipe YAML to use instead of the model's own")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set swa.start_epoch=10 (repeatable)")
+    _recipe_options(t)
     t.add_argument("--out", default="runs", metavar="DIR", help="where run folders go (default: runs)")
     t.add_argument("--name", help="run folder name (default: MODEL-YYYYmmdd-HHMMSS)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
@@ -61,11 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a finished run's model",
                        description="Accuracy and loss of RUN_DIR/model.pt on one split.")
-    e.add_argument("run_dir", metavar="RUN_DIR")
+    _finished_run_options(e)
     e.add_argument("--split", choices=("val", "test"), default="val",
                    help="val (default) or test; the test set is for final reporting only")
-    e.add_argument("--device", help="override the run's device")
-    _data_dir_option(e)
 
     r = sub.add_parser("reproduce", help="train the reference table's models over seeds, "
                                          "write results/table.md",
@@ -91,13 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write RUN_DIR/report/ (report-val/ for --split val): "
                                     "confusion matrix, per-class precision/recall/F1, the most "
                                     "confident errors, training curves, report.html and report.md.")
-    rp.add_argument("run_dir", metavar="RUN_DIR")
+    _finished_run_options(rp)
     rp.add_argument("--split", choices=("test", "val"), default="test",
                     help="test (default: the final report) or val")
     rp.add_argument("--errors", type=int, default=25, metavar="N",
                     help="misclassified images in the grid (default: 25)")
-    rp.add_argument("--device", help="override the run's device")
-    _data_dir_option(rp)
 
     lf = sub.add_parser("lr-find", help="LR range test: suggest a peak learning rate",
                         description="Exponential LR sweep on training batches (Smith 2017) with "
@@ -112,14 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--batch-size", type=int)
     lf.add_argument("--seed", type=int)
     lf.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    lf.add_argument("--config", metavar="FILE", help="recipe YAML to use instead of the model's own")
-    lf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override any config key (repeatable)")
+    _recipe_options(lf)
     lf.add_argument("--out", default="runs", metavar="DIR", help="where the plot goes (default: runs)")
     _data_dir_option(lf)
 
+    en = sub.add_parser("ensemble", help="combine finished runs into an ensemble",
+                        description="Combine finished runs (any architectures, the same validation "
+                                    "and test images) by mean probability, majority vote, or a "
+                                    "weighted mean fitted on the validation split. Writes "
+                                    "OUT/NAME/summary.json and OUT/NAME/report/.")
+    en.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    en.add_argument("--method", choices=("mean", "vote", "weighted"), default="mean",
+                    help="mean (default), vote (ties: higher mean probability) or weighted")
+    en.add_argument("--tta", choices=("flip",), help="test-time augmentation: also predict on "
+                                                      "mirrored images and average")
+    en.add_argument("--out", default="runs", metavar="DIR", help="where the folder goes (default: runs)")
+    en.add_argument("--name", help="folder name (default: ensemble-YYYYmmdd-HHMMSS)")
+    en.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    _data_dir_option(en)
+
     tb = sub.add_parser("table", help="leaderboard of finished runs, by model",
-                        description="Group finished runs by model (and budget), then print and "
+                        description="Group finished runs by model and configuration, then print and "
                                     "write table.md, table.csv and table.html: mean ± std test "
                                     "accuracy, seeds, parameters, s/epoch, device, and the "
                                     "reference project's figures.")
@@ -134,13 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "with the dataset's label by the model's confidence; write "
                                     "RUN_DIR/audit-SPLIT/suspects.png (the top N) and suspects.csv "
                                     "(all of them).")
-    au.add_argument("run_dir", metavar="RUN_DIR")
+    _finished_run_options(au)
     au.add_argument("--split", choices=("train", "val", "test"), default="train",
                     help="train (default: the run's training images), val or test")
     au.add_argument("--top", type=int, default=50, metavar="N",
                     help="images in the grid (default: 50)")
-    au.add_argument("--device", help="override the run's device")
-    _data_dir_option(au)
 
     d = sub.add_parser("data", help="download and verify the dataset, print where it is",
                        description="Fetch any missing files, verify all MD5 sums, print the location.")
@@ -242,6 +259,24 @@ def cmd_lr_find(args: argparse.Namespace) -> None:
     print(f"plot: {base.with_suffix('.png')}  data: {base.with_suffix('.csv')}")
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from .engine import run_config
+    from .ensemble import ensemble_runs
+    from .leaderboard import read_summary
+    from .runs import new_run_dir
+
+    run_dirs = [Path(d) for d in dict.fromkeys(args.run_dirs)]
+    for run_dir in run_dirs:  # say what is wrong before loading any data
+        run_config(run_dir)
+        read_summary(run_dir)
+    out = new_run_dir(args.out, args.name, "ensemble")
+    summary = ensemble_runs(run_dirs, load_fashion_mnist(args.data_dir), args.method,
+                            args.tta == "flip", out, args.device)
+    r = summary["results"]["ensemble"]
+    print(f"{summary['model']}: val acc {r['val']['acc']:.4f}  test acc {r['test']['acc']:.4f}")
+    print(f"results: {out}/summary.json  report: {out}/report/report.html")
+
+
 def cmd_table(args: argparse.Namespace) -> None:
     from .leaderboard import collect, find_runs, write_tables
 
@@ -319,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
          "reproduce": cmd_reproduce, "report": cmd_report,
-         "lr-find": cmd_lr_find, "table": cmd_table, "audit": cmd_audit,
+         "lr-find": cmd_lr_find, "table": cmd_table,
+         "ensemble": cmd_ensemble, "audit": cmd_audit,
          "data": cmd_data}[args.command](args)
     except FashionbenchError as e:
         print(f"fashionbench: error: {e}", file=sys.stderr)

@@ -337,8 +337,12 @@ class FinishedRun:
     splits: dict[str, Split]
     precision: str
 
-    def predict(self, split: str) -> torch.Tensor:
-        return predict(self.model, self.splits[split], self.precision, self.cfg.channels_last)
+    def predict(self, split: str, flip: bool = False) -> torch.Tensor:
+        """Logits on one split; ``flip`` mirrors every image first (test-time augmentation)."""
+        s = self.splits[split]
+        if flip:
+            s = Split(s.images.flip(-1), s.labels, s.index)
+        return predict(self.model, s, self.precision, self.cfg.channels_last)
 
 
 def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> FinishedRun:

@@ -100,7 +100,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
         rows.append(Row(
             model=model, recipe=recipe,
             test_acc=[100 * s["test_acc"] for s in summaries],
-            last_test_acc=[100 * s["results"]["last"]["test"]["acc"] for s in summaries],
+            last_test_acc=[100 * s["results"]["last"]["test"]["acc"] for s in summaries
+                           if "last" in s["results"]],  # an ensemble has no last epoch
             seeds=[s["seed"] for s in summaries],
             parameters=summaries[0]["parameters"],
             seconds_per_epoch=statistics.fmean(s["seconds_per_epoch"] for s in summaries),
@@ -112,6 +113,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
 
 def mean_std(values: list[float]) -> str:
     """'94.06 +- 0.06' (sample std) over seeds; a single run has no spread to show."""
+    if not values:
+        return "-"
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
@@ -158,7 +161,7 @@ def to_csv(rows: list[Row]) -> str:
     for r in rows:
         writer.writerow([r.model, r.recipe, f"{statistics.fmean(r.test_acc):.4f}",
                          f"{statistics.stdev(r.test_acc):.4f}" if len(r.test_acc) > 1 else "",
-                         f"{statistics.fmean(r.last_test_acc):.4f}",
+                         f"{statistics.fmean(r.last_test_acc):.4f}" if r.last_test_acc else "",
                          " ".join(map(str, r.seeds)), r.epochs, r.parameters,
                          f"{r.seconds_per_epoch:.2f}",
                          "; ".join(r.devices), r.test_size,

@@ -232,7 +232,7 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
                              f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">')
         sections_md.append(f"## {caption}\n\n{extra_md}![{caption}]({name})\n")
     runs.write_text(out / "report.html", html_page(
-        title, html_table(["", ""], head_rows) + "".join(sections_html)))
+        title, html_table(None, head_rows) + "".join(sections_html)))
     runs.write_text(out / "report.md", f"# {title}\n\n{md_table(['', ''], head_rows)}\n\n"
                     + "\n".join(sections_md))
     return out / "report.html"
