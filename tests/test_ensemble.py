@@ -1,11 +1,15 @@
-"""Ensembles: the combination rules by hand, and an ensemble of one run is that run."""
+"""Ensembles and one-vs-all: the combination rules by hand, an ensemble of one run
+is that run, balanced sampling, calibration, and one-vs-all runs end to end."""
 
 import json
 
 import numpy as np
 import pytest
+import torch
 
+from fashionbench.engine import epoch_order
 from fashionbench.ensemble import combine, fit_weights, vote
+from fashionbench.one_vs_all import platt_scale, sigmoid
 
 from conftest import run_cli
 from test_cli import assert_one_line_error
@@ -66,3 +70,65 @@ def test_ensemble_mistakes_give_one_line_errors(tiny_run, tmp_path):
     bad = run_cli("ensemble", str(tiny_run), "--method", "median")
     assert bad.returncode == 2 and "invalid choice: 'median'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_balanced_epochs_are_half_positives():
+    labels = (torch.arange(5000) % 10 == 3).long()  # a tenth positive, like one class
+    order = epoch_order(labels, 4800, torch.Generator().manual_seed(0), balanced=True)
+    assert len(order) == 4800
+    batches = labels[order].view(-1, 100).float().mean(1)
+    assert labels[order].sum() == 2400  # exactly half over the epoch
+    assert ((batches > 0.35) & (batches < 0.65)).all()  # and about half in every batch
+    negatives = order[labels[order] == 0]
+    assert len(negatives.unique()) == len(negatives)  # negatives drawn without replacement
+
+
+def test_platt_scaling_lowers_nll_of_an_overconfident_score():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=4000)  # true log-odds
+    positive = rng.random(4000) < 1 / (1 + np.exp(-truth))
+    margins = 4 * truth  # four times too confident
+
+    def nll(p):
+        return -np.mean(np.where(positive, np.log(p), np.log(1 - p)))
+
+    a, b = platt_scale(margins, positive)
+    assert nll(sigmoid(a * margins + b)) < nll(sigmoid(margins)) - 0.1
+    assert a == pytest.approx(0.25, abs=0.05)
+
+
+def test_one_vs_all_head_trains(data_dir, tmp_path):
+    result = run_cli("train", "basic_cnn", "--head", "ova", "--out", str(tmp_path), "--name", "h",
+                     "--epochs", "1", "--train-subset", "2000", "--set", "data.val_size=1000",
+                     "--set", "schedule.cycle_epochs=1", "--set", "swa.start_epoch=1", "--report",
+                     "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "h" / "summary.json").read_text())
+    assert summary["variant"] == "one-vs-all head" and summary["val_acc"] > 0.6
+    assert (tmp_path / "h" / "report" / "report.html").exists()
+
+
+ONE_VS_ALL = ["train", "basic_cnn", "--one-vs-all", "--epochs", "1", "--batch-size", "50",
+              "--train-subset", "500", "--set", "data.val_size=500", "--set", "data.test_subset=500",
+              "--set", "schedule.cycle_epochs=1", "--set", "swa.start_epoch=1"]
+
+
+def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(data_dir, tmp_path):
+    run = tmp_path / "ova"
+    result = run_cli(*ONE_VS_ALL, "--out", str(tmp_path), "--name", "ova", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert sorted(p.name for p in run.glob("class-*")) == [f"class-{c}" for c in range(10)]
+    member = json.loads((run / "class-3" / "summary.json").read_text())
+    assert member["variant"] == "binary: Dress against the rest" and member["test_size"] == 500
+    assert summary["weights"] == "ova" and summary["test_size"] == 500 and summary["test_acc"] > 0.3
+    assert len(summary["calibration"]) == 10 and (run / "report" / "report.html").exists()
+    # As if killed while training class 7: its result and the combination are missing.
+    for path in (run / "class-7" / "summary.json", run / "class-7" / "model.pt", run / "summary.json"):
+        path.unlink()
+    resumed = run_cli("train", "--resume", str(run), "--data-dir", str(data_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "[1/10] T-shirt/top against the rest: already complete" in resumed.stdout
+    assert "[8/10] Sneaker against the rest: resuming" in resumed.stdout
+    again = json.loads((run / "summary.json").read_text())
+    assert again["results"] == summary["results"] and again["calibration"] == summary["calibration"]

@@ -18,7 +18,7 @@ from .reproduce import BUDGETS
 # Named training options and the config keys they set.
 TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optim.lr",
                  "seed": "seed", "device": "device", "train_subset": "data.train_subset",
-                 "compile": "compile"}
+                 "compile": "compile", "head": "head", "one_vs_all": "one_vs_all"}
 
 
 def _data_dir_option(p: argparse.ArgumentParser) -> None:
@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on a stratified subset of N images (for quick runs)")
     t.add_argument("--compile", action="store_const", const=True,
                    help="torch.compile the model (slower start, often faster steps)")
+    t.add_argument("--head", choices=("softmax", "ova"),
+                   help="softmax (default), or ova: ten sigmoid outputs trained with binary "
+                        "cross-entropy (one-vs-all at the cost of one network)")
+    t.add_argument("--one-vs-all", action="store_const", const=True,
+                   help="train ten binary networks, one per class (RUN_DIR/class-C, each "
+                        "resumable), calibrate them on validation and combine them; writes "
+                        "its report")
     _recipe_options(t)
     t.add_argument("--out", default="runs", metavar="DIR", help="where run folders go (default: runs)")
     t.add_argument("--name", help="run folder name (default: MODEL-YYYYmmdd-HHMMSS)")
@@ -202,7 +209,9 @@ def cmd_train(args: argparse.Namespace) -> None:
               f"test acc {r[weights]['test']['acc']:.4f}")
     print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
           f"metrics {run_dir}/metrics.jsonl)")
-    if args.report:
+    if cfg.one_vs_all:
+        print(f"report: {run_dir}/report/report.html")
+    elif args.report:
         from .report import report_run
         print(f"report: {report_run(run_dir, data)}")
 

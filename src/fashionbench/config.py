@@ -60,6 +60,7 @@ class DataConfig:
     split_seed: int = 0          # fixed across run seeds so runs share one validation set
     train_subset: int | None = None  # train on a stratified subset of this size
     test_subset: int | None = None   # evaluate on a stratified test subset (smoke runs only)
+    positive_class: int | None = None  # binary task, this class against the rest (one-vs-all)
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Config:
     precision: str = "auto"      # auto (bf16 where the hardware has it) | bf16 | fp32
     channels_last: bool = True
     compile: bool = False        # torch.compile the training forward/backward
+    head: str = "softmax"        # softmax | ova: ten sigmoid outputs, binary cross-entropy
+    one_vs_all: bool = False     # ten binary networks, one per class, calibrated and combined
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     swa: SWAConfig = field(default_factory=SWAConfig)
@@ -82,12 +85,17 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def num_classes(self) -> int:
+        return 10 if self.data.positive_class is None else 2
+
 
 CHOICES = {
     "optim.name": ("sgd", "adamw"),
     "schedule.name": ("cyclic", "onecycle", "constant"),
     "schedule.mode": ("triangular", "triangular2", "exp_range"),
     "precision": ("auto", "bf16", "fp32"),
+    "head": ("softmax", "ova"),
 }
 # key: (lowest, highest, lowest included)
 RANGES = {
@@ -101,7 +109,7 @@ RANGES = {
     "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
     "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
     "data.val_size": (1, 59_990, True), "data.train_subset": (10, None, True),
-    "data.test_subset": (10, 10_000, True),
+    "data.test_subset": (10, 10_000, True), "data.positive_class": (0, 9, True),
 }
 
 
@@ -172,6 +180,9 @@ def validate(cfg: Config) -> Config:
             raise FashionbenchError(f"{key} must be in {span}, got {value}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise FashionbenchError(f"device must be one of auto, cpu, cuda, cuda:N, got {cfg.device!r}")
+    if cfg.head == "ova" and (cfg.one_vs_all or cfg.data.positive_class is not None):
+        raise FashionbenchError("head=ova is the one-network form of one-vs-all; "
+                                "it does not combine with one_vs_all or data.positive_class")
     if cfg.schedule.name == "cyclic" and cfg.schedule.base_lr >= cfg.optim.lr:
         raise FashionbenchError(
             f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import runs
 from .augment import augment
 from .config import Config, config_from_dict, dump_config, read_yaml, validate
-from .data import FashionMNIST, stratified_split, stratified_subset
+from .data import CLASSES, FashionMNIST, stratified_split, stratified_subset
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision
 from .models import build_model, count_parameters
@@ -47,7 +47,10 @@ def prepare_splits(data: FashionMNIST, cfg: Config, device: torch.device) -> dic
     def split(images, labels, index=None):
         if index is None:
             index = torch.arange(len(labels))
-        return Split(images[index].to(device), labels[index].to(device), index)
+        labels = labels[index]
+        if cfg.data.positive_class is not None:
+            labels = (labels == cfg.data.positive_class).long()
+        return Split(images[index].to(device), labels.to(device), index)
 
     test_idx = (None if cfg.data.test_subset is None else
                 stratified_subset(data.test_labels, cfg.data.test_subset, cfg.data.split_seed,
@@ -84,11 +87,44 @@ def predict(model: nn.Module, split: Split, precision: str, channels_last: bool)
     return torch.cat(out)
 
 
-def evaluate(model: nn.Module, split: Split, precision: str, channels_last: bool) -> dict:
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, head: str, smoothing: float = 0.0):
+    """Softmax cross-entropy, or for the one-vs-all head a binary cross-entropy per class
+    (summed over classes, so that its scale matches cross-entropy's)."""
+    logits = logits.float()
+    if head == "softmax":
+        return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    targets = F.one_hot(labels, logits.shape[1]).float() * (1 - smoothing) + smoothing / 2
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
+
+
+def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """Class probabilities: softmax, or the one-vs-all head's sigmoids normalized to sum to 1."""
+    if head == "softmax":
+        return logits.softmax(1)
+    p = logits.sigmoid()
+    return p / p.sum(1, keepdim=True)
+
+
+def evaluate(model: nn.Module, split: Split, precision: str, channels_last: bool,
+             head: str = "softmax") -> dict:
     logits = predict(model, split, precision, channels_last)
     labels = split.labels.cpu()
-    return {"loss": F.cross_entropy(logits, labels).item(),
+    return {"loss": loss_fn(logits, labels, head).item(),
             "acc": (logits.argmax(1) == labels).float().mean().item()}
+
+
+def epoch_order(labels: torch.Tensor, size: int, generator: torch.Generator,
+                balanced: bool) -> torch.Tensor:
+    """Indices of one epoch: a permutation, or for a binary task half positives (drawn
+    with replacement: they are the rarer tenth) and half negatives, shuffled."""
+    n, device = len(labels), labels.device
+    if not balanced:
+        return torch.randperm(n, device=device, generator=generator)
+    pos, neg = torch.nonzero(labels == 1).flatten(), torch.nonzero(labels == 0).flatten()
+    half = size // 2
+    picks = torch.cat([pos[torch.randint(len(pos), (half,), device=device, generator=generator)],
+                       neg[torch.randperm(len(neg), device=device, generator=generator)[:size - half]]])
+    return picks[torch.randperm(len(picks), device=device, generator=generator)]
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -170,7 +206,7 @@ class Trainer:
                 f"SWA would average nothing: no snapshot point from swa.start_epoch "
                 f"{cfg.swa.start_epoch} to epoch {cfg.epochs}; lower swa.start_epoch or "
                 "shorten schedule.cycle_epochs")
-        self.model = place_model(build_model(cfg.model), self.device, cfg.channels_last)
+        self.model = place_model(build_model(cfg.model, cfg.num_classes), self.device, cfg.channels_last)
         # Compiled forward for training; state dicts always come from the plain module.
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(cfg, self.model)
@@ -218,7 +254,7 @@ class Trainer:
                       self.cfg.channels_last)
         with autocast(self.device, self.precision):
             logits = self.forward(x)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.label_smoothing)
+        loss = loss_fn(logits, labels, self.cfg.head, self.cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -229,7 +265,8 @@ class Trainer:
         cfg, train = self.cfg, self.splits["train"]
         bs, steps = cfg.batch_size, self.steps_per_epoch
         self.model.train()
-        order = torch.randperm(len(train.labels), device=self.device, generator=self.generator)
+        order = epoch_order(train.labels, steps * bs, self.generator,
+                            balanced=cfg.data.positive_class is not None)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         progress = Progress(steps, f"epoch {self.epoch + 1}/{cfg.epochs}")
@@ -253,7 +290,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         row = {"epoch": self.epoch + 1, "lr": self.scheduler.get_last_lr()[0],
                "train_loss": loss_sum.item() / (steps * bs), "train_acc": correct.item() / (steps * bs)}
-        val = evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last)
+        val = evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last, cfg.head)
         row |= {"val_loss": val["loss"], "val_acc": val["acc"],
                 "seconds": time.perf_counter() - start, "images_per_s": steps * bs / seconds,
                 "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0}
@@ -284,7 +321,7 @@ class Trainer:
         cfg, splits = self.cfg, self.splits
         start = time.perf_counter()
         results = {"last": {split: evaluate(self.model, splits[split], self.precision,
-                                            cfg.channels_last) for split in ("val", "test")}}
+                                            cfg.channels_last, cfg.head) for split in ("val", "test")}}
         final, weights = self.model, "last"
         if self.swa_model:
             # Averaged weights need BatchNorm statistics of their own (Izmailov et al. 2018).
@@ -292,12 +329,16 @@ class Trainer:
                 swa_utils.update_bn(bn_batches(splits["train"], cfg.batch_size, cfg.channels_last),
                                     self.swa_model, self.device)
             results["swa"] = {split: evaluate(self.swa_model.module, splits[split], self.precision,
-                                              cfg.channels_last) for split in ("val", "test")}
+                                              cfg.channels_last, cfg.head) for split in ("val", "test")}
             final, weights = self.swa_model.module, "swa"
         runs.save_torch(self.run_dir / "model.pt", {"model": cfg.model, "weights": weights,
+                                                    "num_classes": cfg.num_classes,
                                                     "state_dict": final.state_dict()})
         summary = {
             "model": cfg.model, "weights": weights,
+            **({"variant": "one-vs-all head"} if cfg.head == "ova" else {}),
+            **({"variant": f"binary: {CLASSES[cfg.data.positive_class]} against the rest"}
+               if cfg.data.positive_class is not None else {}),
             "val_acc": results[weights]["val"]["acc"], "test_acc": results[weights]["test"]["acc"],
             "results": results,
             "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0,
@@ -316,6 +357,9 @@ class Trainer:
 
 
 def train(cfg: Config, data: FashionMNIST, run_dir: Path, resume: bool = False) -> dict:
+    if cfg.one_vs_all:  # ten member runs, each resumed on its own
+        from .one_vs_all import train_one_vs_all
+        return train_one_vs_all(cfg, data, run_dir)
     trainer = Trainer(cfg, data, run_dir)
     if resume:
         trainer.load_state_dict(runs.load_torch(Path(run_dir) / "checkpoint.pt"))
@@ -344,6 +388,9 @@ class FinishedRun:
             s = Split(s.images.flip(-1), s.labels, s.index)
         return predict(self.model, s, self.precision, self.cfg.channels_last)
 
+    def probs(self, split: str, flip: bool = False) -> torch.Tensor:
+        return probabilities(self.predict(split, flip), self.cfg.head)
+
 
 def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> FinishedRun:
     """``run_dir``'s model.pt on ``device`` (default: the run's own), with the run's
@@ -355,7 +402,7 @@ def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> Fi
     if not (run_dir / "model.pt").exists():
         raise FashionbenchError(f"{run_dir}: no model.pt (run not finished?)")
     saved = runs.load_torch(run_dir / "model.pt")
-    model = build_model(saved["model"])
+    model = build_model(saved["model"], saved.get("num_classes", 10))
     model.load_state_dict(saved["state_dict"])
     torch_device = resolve_device(cfg.device)
     return FinishedRun(cfg, place_model(model, torch_device, cfg.channels_last), saved["weights"],
@@ -365,5 +412,5 @@ def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> Fi
 
 def evaluate_run(run_dir: Path, data: FashionMNIST, split: str, device: str | None = None) -> dict:
     run = load_run(run_dir, data, device)
-    result = evaluate(run.model, run.splits[split], run.precision, run.cfg.channels_last)
+    result = evaluate(run.model, run.splits[split], run.precision, run.cfg.channels_last, run.cfg.head)
     return {"run": str(run_dir), "weights": run.weights, "split": split, **result}

@@ -80,9 +80,9 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
     def member_probs(split: str) -> np.ndarray:
         out = []
         for m in members:
-            p = m.predict(split).softmax(1)
+            p = m.probs(split)
             if tta:
-                p = (p + m.predict(split, flip=True).softmax(1)) / 2
+                p = (p + m.probs(split, flip=True)) / 2
             out.append(p.numpy())
         return np.stack(out)
 

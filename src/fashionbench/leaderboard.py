@@ -70,7 +70,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
 NOT_RECIPE = ("seed", "device", "compile")
 
 
-def recipe_of(run_dir: Path, model: str) -> str:
+def recipe_of(run_dir: Path) -> str:
     """'recipe' when the run used recipes/MODEL.yaml as it is now, else 'custom <hash>'
     (runs group by it, so that only seeds of one configuration are averaged)."""
     from .config import config_from_dict, load_config, read_yaml
@@ -81,7 +81,7 @@ def recipe_of(run_dir: Path, model: str) -> str:
     used = config_from_dict(read_yaml(path)).to_dict()
     for key in NOT_RECIPE:
         used.pop(key)
-    current = load_config(model).to_dict()
+    current = load_config(used["model"]).to_dict()
     if all(used[k] == current[k] for k in used):
         return "recipe"
     digest = hashlib.sha1(json.dumps(used, sort_keys=True).encode()).hexdigest()[:7]
@@ -94,7 +94,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
     groups: dict[tuple, list[dict]] = {}
     for run_dir in run_dirs:
         s = read_summary(run_dir)
-        groups.setdefault((s["model"], recipe_of(run_dir, s["model"])), []).append(s)
+        label = s["model"] + (f" ({s['variant']})" if s.get("variant") else "")
+        groups.setdefault((label, recipe_of(run_dir)), []).append(s)
     rows = []
     for (model, recipe), summaries in groups.items():
         rows.append(Row(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch.optim import lr_scheduler
 
-from .engine import Trainer
+from .engine import Progress, Trainer
 
 SMOOTHING = 0.98
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
@@ -65,6 +65,7 @@ def lr_range_test(trainer: Trainer, start: float, end: float, steps: int) -> LRF
     lrs, losses, smoothed = [], [], []
     diverged = False
     trainer.model.train()
+    progress = Progress(steps, "lr-find")
     try:
         order = torch.randperm(len(train.labels), device=trainer.device, generator=trainer.generator)
         for i in range(steps):
@@ -74,10 +75,12 @@ def lr_range_test(trainer: Trainer, start: float, end: float, steps: int) -> LRF
             loss, _ = trainer.train_step(train.images[idx], train.labels[idx])
             losses.append(loss.item())
             smoothed = smooth(losses)
+            progress.update(1, lr=f"{lrs[-1]:.1e}", loss=f"{smoothed[-1]:.3f}")
             if not math.isfinite(losses[-1]) or (i > 10 and smoothed[-1] > DIVERGED * min(smoothed)):
                 diverged = True
                 break
     finally:
+        progress.close(f"lr-find: {len(losses)} steps, LR {lrs[0]:.1e} to {lrs[-1]:.1e}" if lrs else "")
         trainer.model.load_state_dict(saved["model"])
         trainer.optimizer.load_state_dict(saved["optimizer"])
         trainer.scheduler = scheduler

@@ -27,6 +27,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  #
 
 from . import runs  # noqa: E402
 from .data import CLASSES, FashionMNIST  # noqa: E402
+from .errors import FashionbenchError  # noqa: E402
 from .pages import html_page, html_table, md_table  # noqa: E402
 
 SHORT = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
@@ -241,7 +242,7 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
 def predictions(run, split: str) -> Predictions:
     """A finished run's (``engine.FinishedRun``) predictions on one of its splits."""
     s = run.splits[split]
-    probs = run.predict(split).softmax(1).numpy()
+    probs = run.probs(split).numpy()
     return Predictions(s.labels.cpu().numpy(), probs, s.images.cpu().numpy()[:, 0],
                        s.index.numpy())
 
@@ -255,6 +256,9 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     run = load_run(run_dir, data, device)
+    if run.cfg.data.positive_class is not None:
+        raise FashionbenchError(f"{run_dir} is one binary member of a one-vs-all run; "
+                                "its parent folder has the report")
     pred = predictions(run, split)
     scores = class_scores(pred.labels, pred.predicted)
     results = summary["results"]
