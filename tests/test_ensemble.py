@@ -1,7 +1,9 @@
-"""Ensembles and one-vs-all: the combination rules by hand, an ensemble of one run
-is that run, balanced sampling, calibration, and one-vs-all runs end to end."""
+"""Ensembles, one-vs-all and specialists: the combination rules by hand, an
+ensemble of one run is that run, balanced sampling, calibration, and each kind
+end to end on small slices."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 from fashionbench.engine import epoch_order
 from fashionbench.ensemble import combine, fit_weights, vote
 from fashionbench.one_vs_all import platt_scale, sigmoid
+from fashionbench.specialists import apply, choose_threshold, confused_pairs, takes_over
 
 from conftest import run_cli
 from test_cli import assert_one_line_error
@@ -132,3 +135,37 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(data_dir, tm
     assert "[8/10] Sneaker against the rest: resuming" in resumed.stdout
     again = json.loads((run / "summary.json").read_text())
     assert again["results"] == summary["results"] and again["calibration"] == summary["calibration"]
+
+
+def test_specialist_takes_over_only_its_pair_below_the_threshold():
+    probs = np.full((4, 10), 0.0)
+    probs[0, [6, 0]] = [0.50, 0.45]  # top two {shirt, t-shirt}, margin 0.05
+    probs[1, [6, 0]] = [0.80, 0.15]  # same pair, margin 0.65
+    probs[2, [6, 4]] = [0.50, 0.45]  # another pair
+    probs[3, [0, 6]] = [0.47, 0.46]  # the pair in the other order
+    probs += (1 - probs.sum(1, keepdims=True)) / 10
+    assert takes_over(probs, (0, 6), 0.1).tolist() == [True, False, False, True]
+    p_tshirt = np.array([0.9, 0.9, 0.9, 0.1])
+    out = apply(probs, (0, 6), p_tshirt, 0.1)
+    assert out.argmax(1).tolist() == [0, 6, 6, 6]
+    assert out.sum(1) == pytest.approx(np.ones(4))
+    labels = np.array([0, 6, 6, 6])
+    assert choose_threshold(probs, labels, (0, 6), p_tshirt) == pytest.approx(0.05 + 1e-9)
+    assert confused_pairs(np.array([[0, 5, 1], [2, 0, 0], [9, 0, 0]]), 2) == [(0, 2), (0, 1)]
+
+
+def test_specialists_end_to_end(tiny_run, data_dir, tmp_path):
+    result = run_cli("specialists", str(tiny_run), "--pairs", "2", "--epochs", "1", "--out", str(tmp_path),
+                     "--name", "s", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert len(summary["specialists"]) == 2 and (tmp_path / "s" / "report" / "report.html").exists()
+    generalist = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["results"]["generalist"]["test"]["acc"] == pytest.approx(generalist["test_acc"], abs=1e-6)
+    # thresholds are chosen on validation, where taking over can only help
+    assert summary["val_acc"] >= summary["results"]["generalist"]["val"]["acc"]
+    member = json.loads((Path(summary["specialists"][0]["run"]) / "summary.json").read_text())
+    assert member["variant"].startswith("binary: ") and " against the rest" not in member["variant"]
+    again = run_cli("specialists", str(tiny_run), "--pairs", "2", "--epochs", "1", "--out", str(tmp_path),
+                    "--name", "s", "--data-dir", str(data_dir))
+    assert again.returncode == 0 and again.stdout.count("already complete") == 2

@@ -144,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     _data_dir_option(en)
 
+    sp = sub.add_parser("specialists", help="add binary specialists for a run's most confused pairs",
+                        description="Find the pairs of classes RUN_DIR's model confuses most on "
+                                    "validation, train a binary specialist for each (the run's "
+                                    "recipe, on the pair's images), choose on validation when "
+                                    "each takes over, and evaluate the combination. Writes "
+                                    "OUT/NAME/ with the specialists, summary.json and report/; "
+                                    "rerun with the same --name to resume.")
+    _finished_run_options(sp)
+    sp.add_argument("--pairs", type=int, default=3, help="number of pairs (default: 3)")
+    sp.add_argument("--epochs", type=int, help="specialists' epochs (default: the run's)")
+    sp.add_argument("--out", default="runs", metavar="DIR", help="where the folder goes (default: runs)")
+    sp.add_argument("--name", help="folder name (default: RUN_DIR's name + '-specialists')")
+
     tb = sub.add_parser("table", help="leaderboard of finished runs, by model",
                         description="Group finished runs by model and configuration, then print and "
                                     "write table.md, table.csv and table.html: mean ± std test "
@@ -286,6 +299,25 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     print(f"results: {out}/summary.json  report: {out}/report/report.html")
 
 
+def cmd_specialists(args: argparse.Namespace) -> None:
+    from .engine import run_config
+    from .specialists import train_specialists
+
+    if not 1 <= args.pairs <= 45:
+        raise FashionbenchError(f"--pairs must be between 1 and 45, got {args.pairs}")
+    if args.epochs is not None and args.epochs < 1:
+        raise FashionbenchError(f"--epochs must be at least 1, got {args.epochs}")
+    run_dir = Path(args.run_dir)
+    run_config(run_dir)  # not a run folder: say so before loading any data
+    out = Path(args.out) / (args.name or f"{run_dir.name}-specialists")
+    summary = train_specialists(run_dir, load_fashion_mnist(args.data_dir), out, args.pairs, args.epochs,
+                                args.device)
+    r = summary["results"]
+    print(f"test acc {r['specialists']['test']['acc']:.4f} with specialists, "
+          f"{r['generalist']['test']['acc']:.4f} without")
+    print(f"results: {out}/summary.json  report: {out}/report/report.html")
+
+
 def cmd_table(args: argparse.Namespace) -> None:
     from .leaderboard import collect, find_runs, write_tables
 
@@ -364,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
          "reproduce": cmd_reproduce, "report": cmd_report,
          "lr-find": cmd_lr_find, "table": cmd_table,
-         "ensemble": cmd_ensemble, "audit": cmd_audit,
+         "ensemble": cmd_ensemble, "specialists": cmd_specialists, "audit": cmd_audit,
          "data": cmd_data}[args.command](args)
     except FashionbenchError as e:
         print(f"fashionbench: error: {e}", file=sys.stderr)

@@ -60,7 +60,8 @@ class DataConfig:
     split_seed: int = 0          # fixed across run seeds so runs share one validation set
     train_subset: int | None = None  # train on a stratified subset of this size
     test_subset: int | None = None   # evaluate on a stratified test subset (smoke runs only)
-    positive_class: int | None = None  # binary task, this class against the rest (one-vs-all)
+    positive_class: int | None = None  # binary task: this class against the rest (one-vs-all) ...
+    negative_class: int | None = None  # ... or against this class only, on their images (specialists)
 
 
 @dataclass
@@ -110,6 +111,7 @@ RANGES = {
     "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
     "data.val_size": (1, 59_990, True), "data.train_subset": (10, None, True),
     "data.test_subset": (10, 10_000, True), "data.positive_class": (0, 9, True),
+    "data.negative_class": (0, 9, True),
 }
 
 
@@ -183,6 +185,9 @@ def validate(cfg: Config) -> Config:
     if cfg.head == "ova" and (cfg.one_vs_all or cfg.data.positive_class is not None):
         raise FashionbenchError("head=ova is the one-network form of one-vs-all; "
                                 "it does not combine with one_vs_all or data.positive_class")
+    negative, positive = cfg.data.negative_class, cfg.data.positive_class
+    if negative is not None and (positive is None or positive == negative):
+        raise FashionbenchError("data.negative_class needs a different data.positive_class")
     if cfg.schedule.name == "cyclic" and cfg.schedule.base_lr >= cfg.optim.lr:
         raise FashionbenchError(
             f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")

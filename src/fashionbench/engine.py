@@ -44,12 +44,16 @@ def prepare_splits(data: FashionMNIST, cfg: Config, device: torch.device) -> dic
     train_idx, val_idx = stratified_split(data.train_labels, cfg.data.val_size,
                                           cfg.data.split_seed, cfg.data.train_subset)
 
+    positive, negative = cfg.data.positive_class, cfg.data.negative_class
+
     def split(images, labels, index=None):
         if index is None:
             index = torch.arange(len(labels))
+        if negative is not None:  # a pair's specialist sees only the pair's images
+            index = index[torch.isin(labels[index], torch.tensor([positive, negative]))]
         labels = labels[index]
-        if cfg.data.positive_class is not None:
-            labels = (labels == cfg.data.positive_class).long()
+        if positive is not None:
+            labels = (labels == positive).long()
         return Split(images[index].to(device), labels.to(device), index)
 
     test_idx = (None if cfg.data.test_subset is None else
@@ -85,6 +89,12 @@ def predict(model: nn.Module, split: Split, precision: str, channels_last: bool)
             x = normalize(to_float(split.images[i:i + EVAL_BATCH]), channels_last)
             out.append(model(x).float().cpu())
     return torch.cat(out)
+
+
+def binary_task(cfg: Config) -> str:
+    d = cfg.data
+    other = "the rest" if d.negative_class is None else CLASSES[d.negative_class]
+    return f"{CLASSES[d.positive_class]} against {other}"
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, head: str, smoothing: float = 0.0):
@@ -337,8 +347,7 @@ class Trainer:
         summary = {
             "model": cfg.model, "weights": weights,
             **({"variant": "one-vs-all head"} if cfg.head == "ova" else {}),
-            **({"variant": f"binary: {CLASSES[cfg.data.positive_class]} against the rest"}
-               if cfg.data.positive_class is not None else {}),
+            **({"variant": f"binary: {binary_task(cfg)}"} if cfg.data.positive_class is not None else {}),
             "val_acc": results[weights]["val"]["acc"], "test_acc": results[weights]["test"]["acc"],
             "results": results,
             "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0,

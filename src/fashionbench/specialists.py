@@ -1,0 +1,137 @@
+"""Specialists: a trained generalist, plus binary networks for the pairs of
+classes it confuses most (on validation; for Fashion-MNIST shirt and T-shirt/top,
+pullover and coat, shirt and coat).
+
+A pair's specialist trains on that pair's images only, with the generalist's
+recipe. It takes over when the generalist's top two classes are exactly its
+pair and the generalist's margin between them is below a threshold; each
+threshold is the one that maximizes validation accuracy (zero, never taking
+over, is a candidate, so a specialist cannot lower validation accuracy). The
+specialists are ordinary runs in ``OUT/pair-I-J``, resumed when interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import runs
+from .config import Config
+from .data import CLASSES, FashionMNIST
+from .ensemble import nll
+from .errors import FashionbenchError
+from .report import confusion
+
+
+def confused_pairs(counts: np.ndarray, k: int) -> list[tuple[int, int]]:
+    """The k pairs (i, j), i < j, with the most confusions in either direction."""
+    both = counts + counts.T
+    pairs = [(i, j) for i in range(len(both)) for j in range(i + 1, len(both))]
+    return sorted(pairs, key=lambda p: -both[p])[:k]
+
+
+def takes_over(probs: np.ndarray, pair: tuple[int, int], threshold: float) -> np.ndarray:
+    """Rows whose top two classes are ``pair`` with a margin below ``threshold``."""
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :2]
+    rows = np.arange(len(probs))
+    margin = probs[rows, top[:, 0]] - probs[rows, top[:, 1]]
+    return (np.sort(top, axis=1) == np.array(sorted(pair))).all(1) & (margin < threshold)
+
+
+def apply(probs: np.ndarray, pair: tuple[int, int], p_first: np.ndarray, threshold: float) -> np.ndarray:
+    """Where the specialist takes over, it splits the pair's probability mass."""
+    out = probs.copy()
+    rows = takes_over(probs, pair, threshold)
+    mass = probs[rows][:, list(pair)].sum(1)
+    out[rows, pair[0]] = p_first[rows] * mass
+    out[rows, pair[1]] = (1 - p_first[rows]) * mass
+    return out
+
+
+def choose_threshold(probs: np.ndarray, labels: np.ndarray, pair: tuple[int, int],
+                     p_first: np.ndarray) -> float:
+    """The margin threshold with the best accuracy; the smallest among equals."""
+    top = np.sort(probs, axis=1)[:, ::-1]
+    margins = (top[:, 0] - top[:, 1])[takes_over(probs, pair, np.inf)]
+    candidates = np.unique(np.concatenate([[0.0], margins + 1e-9]))
+    accuracy = [(apply(probs, pair, p_first, t).argmax(1) == labels).mean() for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: int,
+                      epochs: int | None = None, device: str | None = None) -> dict:
+    from .engine import load_run, predict, train
+    from .leaderboard import read_summary
+    from .report import Predictions, class_scores, write_report
+
+    general = load_run(generalist, data, device)
+    if general.cfg.data.positive_class is not None or general.cfg.one_vs_all:
+        raise FashionbenchError(f"{generalist} is not a ten-class run")
+    labels = {split: general.splits[split].labels.cpu().numpy() for split in ("val", "test")}
+    probs = {split: general.probs(split).numpy() for split in labels}
+    chosen = confused_pairs(confusion(labels["val"], probs["val"].argmax(1)), pairs)
+    setup = {"generalist": str(generalist), "pairs": chosen, "epochs": epochs}
+    setup_file = Path(out) / "setup.json"
+    if setup_file.exists() and json.loads(setup_file.read_text()) != json.loads(json.dumps(setup)):
+        raise FashionbenchError(f"{out} holds specialists of another setup; choose another --name")
+    runs.write_json(setup_file, setup)
+
+    combined = dict(probs)
+    specialists = []
+    for k, (i, j) in enumerate(chosen, 1):
+        run_dir = Path(out) / f"pair-{i}-{j}"
+        cfg: Config = dataclasses.replace(
+            general.cfg, epochs=epochs or general.cfg.epochs,
+            data=dataclasses.replace(general.cfg.data, positive_class=i, negative_class=j))
+        head = f"[{k}/{len(chosen)}] {CLASSES[i]} against {CLASSES[j]}"
+        if (run_dir / "summary.json").exists():
+            print(f"{head}: already complete", flush=True)
+        else:
+            resume = (run_dir / "checkpoint.pt").exists()
+            print(f"{head}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
+            train(cfg, data, run_dir, resume=resume)
+        spec = load_run(run_dir, data, device)
+        p_first = {split: predict(spec.model, general.splits[split], spec.precision,
+                                  spec.cfg.channels_last).softmax(1)[:, 1].numpy() for split in labels}
+        threshold = choose_threshold(combined["val"], labels["val"], (i, j), p_first["val"])
+        for split in labels:
+            combined[split] = apply(combined[split], (i, j), p_first[split], threshold)
+        specialists.append({"pair": [CLASSES[i], CLASSES[j]], "run": str(run_dir), "threshold": threshold,
+                            "takes_over_on_test": int(takes_over(probs["test"], (i, j), threshold).sum()),
+                            "on_its_pair": read_summary(run_dir)["results"][spec.weights]})
+    results = {split: {"acc": float((combined[split].argmax(1) == labels[split]).mean()),
+                       "loss": nll(combined[split], labels[split])} for split in labels}
+    alone = {split: float((probs[split].argmax(1) == labels[split]).mean()) for split in labels}
+    base = read_summary(generalist)
+    summaries = [base] + [read_summary(Path(s["run"])) for s in specialists]
+    summary = {
+        "model": general.cfg.model, "variant": f"generalist + {len(chosen)} specialists",
+        "weights": "specialists", "val_acc": results["val"]["acc"], "test_acc": results["test"]["acc"],
+        "results": {"specialists": results, "generalist": {s: {"acc": a} for s, a in alone.items()}},
+        "generalist": str(generalist), "specialists": specialists,
+        "parameters": sum(s["parameters"] for s in summaries),
+        "epochs": base["epochs"], "train_size": base["train_size"],
+        "val_size": len(labels["val"]), "test_size": len(labels["test"]),
+        "train_seconds": sum(s["train_seconds"] for s in summaries),
+        "seconds_per_epoch": sum(s["seconds_per_epoch"] for s in summaries),
+        "seed": base["seed"], "device": base["device"], "data_md5": data.md5,
+    }
+    runs.write_json(Path(out) / "summary.json", summary)
+    test = general.splits["test"]
+    pred = Predictions(labels["test"], combined["test"], test.images.cpu().numpy()[:, 0], test.index.numpy())
+    write_report(Path(out) / "report", pred, f"{general.cfg.model} + specialists: {Path(out).name}", {
+        "model": f"{general.cfg.model} generalist ({generalist}) + specialists for "
+                 + "; ".join(" / ".join(s["pair"]) for s in specialists),
+        "evaluated on": f"test split, {len(pred.labels):,} images",
+        "accuracy, with specialists": f"{100 * results['test']['acc']:.2f}%",
+        "accuracy, generalist alone": f"{100 * alone['test']:.2f}%",
+        "specialists took over": ", ".join(f"{s['takes_over_on_test']} ({' / '.join(s['pair'])})"
+                                           for s in specialists) + " test images",
+        "macro F1": f"{class_scores(pred.labels, pred.predicted)['macro avg']['f1']:.4f}",
+        "parameters": f"{summary['parameters']:,}",
+        "training time": f"{summary['train_seconds'] / 60:.1f} min in all",
+    })
+    return summary
