@@ -22,6 +22,10 @@ def assert_one_line_error(result, *fragments):
      ["schedule.mode must be one of triangular, triangular2, exp_range"]),
     (["train", "basic_cnn", "--epochs", "-1"], ["epochs must be in [1, inf]"]),
     (["train", "basic_cnn", "--config", "/nonexistent.yaml"], ["/nonexistent.yaml: cannot read"]),
+    (["train", "basic_cnn", "--set", "data.negative_class=3"],
+     ["data.negative_class needs a different data.positive_class"]),
+    (["train", "basic_cnn", "--head", "ova", "--one-vs-all"], ["head=ova is the one-network form"]),
+    (["specialists", "/nonexistent-run"], ["not a run folder"]),
     (["train", "--resume", "/nonexistent-run"], ["not a run folder"]),
     (["evaluate", "/nonexistent-run"], ["not a run folder"]),
 ])
