@@ -84,6 +84,8 @@ def test_balanced_epochs_are_half_positives():
     assert ((batches > 0.35) & (batches < 0.65)).all()  # and about half in every batch
     negatives = order[labels[order] == 0]
     assert len(negatives.unique()) == len(negatives)  # negatives drawn without replacement
+    few = epoch_order(labels[:60], 100, torch.Generator().manual_seed(0), balanced=True)
+    assert len(few) == 100 and labels[few].sum() == 50  # too few of both: drawn with replacement
 
 
 def test_platt_scaling_lowers_nll_of_an_overconfident_score():

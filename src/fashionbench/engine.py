@@ -125,15 +125,20 @@ def evaluate(model: nn.Module, split: Split, precision: str, channels_last: bool
 
 def epoch_order(labels: torch.Tensor, size: int, generator: torch.Generator,
                 balanced: bool) -> torch.Tensor:
-    """Indices of one epoch: a permutation, or for a binary task half positives (drawn
-    with replacement: they are the rarer tenth) and half negatives, shuffled."""
-    n, device = len(labels), labels.device
+    """Indices of one epoch: a permutation, or for a binary task half positives and half
+    negatives, shuffled; a side drawn without replacement where it has enough images,
+    else with (one-vs-all positives are the rarer tenth)."""
+    device = labels.device
     if not balanced:
-        return torch.randperm(n, device=device, generator=generator)
-    pos, neg = torch.nonzero(labels == 1).flatten(), torch.nonzero(labels == 0).flatten()
-    half = size // 2
-    picks = torch.cat([pos[torch.randint(len(pos), (half,), device=device, generator=generator)],
-                       neg[torch.randperm(len(neg), device=device, generator=generator)[:size - half]]])
+        return torch.randperm(len(labels), device=device, generator=generator)
+
+    def draw(pool: torch.Tensor, k: int) -> torch.Tensor:
+        if len(pool) >= k:
+            return pool[torch.randperm(len(pool), device=device, generator=generator)[:k]]
+        return pool[torch.randint(len(pool), (k,), device=device, generator=generator)]
+
+    picks = torch.cat([draw(torch.nonzero(labels == 1).flatten(), size // 2),
+                       draw(torch.nonzero(labels == 0).flatten(), size - size // 2)])
     return picks[torch.randperm(len(picks), device=device, generator=generator)]
 
 
