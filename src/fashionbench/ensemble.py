@@ -60,13 +60,33 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean())
 
 
+def split_scores(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict:
+    """Accuracy and NLL of combined probabilities, per split."""
+    return {split: {"acc": float((probs[split].argmax(1) == labels[split]).mean()),
+                    "loss": nll(probs[split], labels[split])} for split in probs}
+
+
+def combined_summary(summaries: list[dict], results: dict, labels: dict, data: FashionMNIST) -> dict:
+    """The summary fields of any combination of finished runs (an ensemble, one-vs-all,
+    specialists): its scores, and its members' total size and cost."""
+    return {
+        "val_acc": results["val"]["acc"], "test_acc": results["test"]["acc"],
+        "parameters": sum(s["parameters"] for s in summaries),
+        "epochs": max(s["epochs"] for s in summaries), "train_size": summaries[0]["train_size"],
+        "val_size": len(labels["val"]), "test_size": len(labels["test"]),
+        "train_seconds": sum(s["train_seconds"] for s in summaries),
+        "seconds_per_epoch": sum(s["seconds_per_epoch"] for s in summaries),
+        "device": "; ".join(sorted({s["device"] for s in summaries})), "data_md5": data.md5,
+    }
+
+
 
 def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bool, out: Path,
                   device: str | None = None) -> dict:
     """Combine finished runs into the ensemble folder ``out``; returns its summary."""
     from .engine import load_run
     from .leaderboard import read_summary
-    from .report import Predictions, class_scores, write_report
+    from .report import class_scores, split_predictions, write_report
 
     summaries = [read_summary(d) for d in run_dirs]
     members = [load_run(d, data, device) for d in run_dirs]
@@ -90,8 +110,7 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
     labels = {split: first[split].labels.cpu().numpy() for split in ("val", "test")}
     weights = fit_weights(probs["val"], labels["val"]) if method == "weighted" else None
     combined = {split: combine(probs[split], method, weights) for split in probs}
-    results = {split: {"acc": float((combined[split].argmax(1) == labels[split]).mean()),
-                       "loss": nll(combined[split], labels[split])} for split in combined}
+    results = split_scores(combined, labels)
     models = [s["model"] for s in summaries]
     name = " + ".join(f"{m} x{models.count(m)}" for m in dict.fromkeys(models))
     summary = {
@@ -99,23 +118,13 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
         "method": method, "tta": "flip" if tta else None,
         "members": [str(d) for d in run_dirs],
         "weights": None if weights is None else weights.tolist(),
-        "val_acc": results["val"]["acc"], "test_acc": results["test"]["acc"],
         "results": {"ensemble": results,
                     "members": {str(d): s["results"][s["weights"]] for d, s in zip(run_dirs, summaries)}},
-        "parameters": sum(s["parameters"] for s in summaries),
-        "epochs": max(s["epochs"] for s in summaries),
-        "train_size": summaries[0]["train_size"], "val_size": len(labels["val"]),
-        "test_size": len(labels["test"]),
-        "train_seconds": sum(s["train_seconds"] for s in summaries),
-        "seconds_per_epoch": sum(s["seconds_per_epoch"] for s in summaries),
         "seed": "+".join(str(s["seed"]) for s in summaries),
-        "device": "; ".join(sorted({s["device"] for s in summaries})),
-        "data_md5": data.md5,
+        **combined_summary(summaries, results, labels, data),
     }
     runs.write_json(out / "summary.json", summary)
-    test = first["test"]
-    pred = Predictions(labels["test"], combined["test"], test.images.cpu().numpy()[:, 0],
-                       test.index.numpy())
+    pred = split_predictions(first["test"], combined["test"])
     member_accs = ", ".join(f"{100 * s['test_acc']:.2f}%" for s in summaries)
     headline = {
         "ensemble": f"{len(run_dirs)} runs ({name}), {method}{', flip TTA' if tta else ''}",

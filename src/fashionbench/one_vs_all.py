@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from . import runs
 from .config import Config, dump_config
 from .data import CLASSES, FashionMNIST
-from .ensemble import nll
+from .ensemble import combined_summary, split_scores
 
 
 def member_config(cfg: Config, c: int) -> Config:
@@ -42,7 +42,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
     from .engine import load_run, train
     from .leaderboard import read_summary
-    from .report import Predictions, class_scores, write_report
+    from .report import class_scores, split_predictions, write_report
 
     run_dir = Path(run_dir)
     runs.write_text(run_dir / "config.yaml", dump_config(cfg))
@@ -67,31 +67,23 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
             logits = member.predict(split).numpy()
             margins[split].append(logits[:, 1] - logits[:, 0])
         calibration.append(platt_scale(margins["val"][c], labels["val"] == c))
-    probs, results = {}, {}
+    probs = {}
     for split in margins:
         p = np.stack([sigmoid(a * m + b) for (a, b), m in zip(calibration, margins[split])], 1)
         probs[split] = p / p.sum(1, keepdims=True)
-        results[split] = {"acc": float((probs[split].argmax(1) == labels[split]).mean()),
-                          "loss": nll(probs[split], labels[split])}
+    results = split_scores(probs, labels)
     member_summaries = [read_summary(d) for d in members]
     summary = {
         "model": cfg.model, "variant": "one-vs-all, 10 binary", "weights": "ova",
-        "val_acc": results["val"]["acc"], "test_acc": results["test"]["acc"],
         "results": {"ova": results},
         "calibration": [{"class": CLASSES[c], "a": a, "b": b} for c, (a, b) in enumerate(calibration)],
         "members": {CLASSES[c]: s["results"][s["weights"]] for c, s in enumerate(member_summaries)},
-        "parameters": sum(s["parameters"] for s in member_summaries),
-        "epochs": cfg.epochs, "train_size": member_summaries[0]["train_size"],
-        "val_size": len(labels["val"]), "test_size": len(labels["test"]),
-        "train_seconds": sum(s["train_seconds"] for s in member_summaries),
-        "seconds_per_epoch": sum(s["seconds_per_epoch"] for s in member_summaries),
-        "seed": cfg.seed, "device": member_summaries[0]["device"],
-        "precision": member_summaries[0]["precision"], "data_md5": data.md5,
+        "seed": cfg.seed, "precision": member_summaries[0]["precision"],
         **{k: member_summaries[0][k] for k in ("python", "torch", "git_commit") if k in member_summaries[0]},
+        **combined_summary(member_summaries, results, labels, data),
     }
     runs.write_json(run_dir / "summary.json", summary)
-    test = loaded[0].splits["test"]
-    pred = Predictions(labels["test"], probs["test"], test.images.cpu().numpy()[:, 0], test.index.numpy())
+    pred = split_predictions(loaded[0].splits["test"], probs["test"], labels["test"])
     write_report(run_dir / "report", pred, f"{cfg.model}, ten one-vs-all networks: {run_dir.name}", {
         "model": f"{cfg.model}, ten binary one-vs-all networks, Platt-calibrated on validation",
         "evaluated on": f"test split, {len(pred.labels):,} images",

@@ -239,12 +239,16 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
     return out / "report.html"
 
 
+def split_predictions(split, probs: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
+    """``probs`` for the images of ``split`` (an ``engine.Split``), whose labels they are
+    unless ``labels`` says otherwise (the ten-class labels of a binary member's images)."""
+    labels = split.labels.cpu().numpy() if labels is None else labels
+    return Predictions(labels, probs, split.images.cpu().numpy()[:, 0], split.index.numpy())
+
+
 def predictions(run, split: str) -> Predictions:
     """A finished run's (``engine.FinishedRun``) predictions on one of its splits."""
-    s = run.splits[split]
-    probs = run.probs(split).numpy()
-    return Predictions(s.labels.cpu().numpy(), probs, s.images.cpu().numpy()[:, 0],
-                       s.index.numpy())
+    return split_predictions(run.splits[split], run.probs(split).numpy())
 
 
 def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",

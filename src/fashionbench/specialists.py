@@ -21,7 +21,7 @@ import numpy as np
 from . import runs
 from .config import Config
 from .data import CLASSES, FashionMNIST
-from .ensemble import nll
+from .ensemble import combined_summary, split_scores
 from .errors import FashionbenchError
 from .report import confusion
 
@@ -65,7 +65,7 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
                       epochs: int | None = None, device: str | None = None) -> dict:
     from .engine import load_run, predict, train
     from .leaderboard import read_summary
-    from .report import Predictions, class_scores, write_report
+    from .report import class_scores, split_predictions, write_report
 
     general = load_run(generalist, data, device)
     if general.cfg.data.positive_class is not None or general.cfg.one_vs_all:
@@ -102,26 +102,19 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
         specialists.append({"pair": [CLASSES[i], CLASSES[j]], "run": str(run_dir), "threshold": threshold,
                             "takes_over_on_test": int(takes_over(probs["test"], (i, j), threshold).sum()),
                             "on_its_pair": read_summary(run_dir)["results"][spec.weights]})
-    results = {split: {"acc": float((combined[split].argmax(1) == labels[split]).mean()),
-                       "loss": nll(combined[split], labels[split])} for split in labels}
+    results = split_scores(combined, labels)
     alone = {split: float((probs[split].argmax(1) == labels[split]).mean()) for split in labels}
     base = read_summary(generalist)
     summaries = [base] + [read_summary(Path(s["run"])) for s in specialists]
     summary = {
         "model": general.cfg.model, "variant": f"generalist + {len(chosen)} specialists",
-        "weights": "specialists", "val_acc": results["val"]["acc"], "test_acc": results["test"]["acc"],
+        "weights": "specialists",
         "results": {"specialists": results, "generalist": {s: {"acc": a} for s, a in alone.items()}},
-        "generalist": str(generalist), "specialists": specialists,
-        "parameters": sum(s["parameters"] for s in summaries),
-        "epochs": base["epochs"], "train_size": base["train_size"],
-        "val_size": len(labels["val"]), "test_size": len(labels["test"]),
-        "train_seconds": sum(s["train_seconds"] for s in summaries),
-        "seconds_per_epoch": sum(s["seconds_per_epoch"] for s in summaries),
-        "seed": base["seed"], "device": base["device"], "data_md5": data.md5,
+        "generalist": str(generalist), "specialists": specialists, "seed": base["seed"],
+        **combined_summary(summaries, results, labels, data),
     }
     runs.write_json(Path(out) / "summary.json", summary)
-    test = general.splits["test"]
-    pred = Predictions(labels["test"], combined["test"], test.images.cpu().numpy()[:, 0], test.index.numpy())
+    pred = split_predictions(general.splits["test"], combined["test"])
     write_report(Path(out) / "report", pred, f"{general.cfg.model} + specialists: {Path(out).name}", {
         "model": f"{general.cfg.model} generalist ({generalist}) + specialists for "
                  + "; ".join(" / ".join(s["pair"]) for s in specialists),
