@@ -3,6 +3,10 @@ ensemble of one run is that run, balanced sampling, calibration, and each kind
 end to end on small slices."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,14 +132,25 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(data_dir, tm
     assert member["variant"] == "binary: Dress against the rest" and member["test_size"] == 500
     assert summary["weights"] == "ova" and summary["test_size"] == 500 and summary["test_acc"] > 0.3
     assert len(summary["calibration"]) == 10 and (run / "report" / "report.html").exists()
-    # As if killed while training class 7: its result and the combination are missing.
-    for path in (run / "class-7" / "summary.json", run / "class-7" / "model.pt", run / "summary.json"):
-        path.unlink()
-    resumed = run_cli("train", "--resume", str(run), "--data-dir", str(data_dir))
+    # The same run killed with SIGKILL just after its fourth member (class 3) saved its
+    # checkpoint, before that member finished, then resumed.
+    proc = subprocess.Popen([sys.executable, "-m", "fashionbench", *ONE_VS_ALL, "--out", str(tmp_path),
+                             "--name", "killed", "--data-dir", str(data_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = tmp_path / "killed"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (killed / "class-3" / "checkpoint.pt").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "class-2" / "summary.json").exists()
+    assert not (killed / "class-3" / "summary.json").exists() and not (killed / "summary.json").exists()
+    resumed = run_cli("train", "--resume", str(killed), "--data-dir", str(data_dir))
     assert resumed.returncode == 0, resumed.stderr
     assert "[1/10] T-shirt/top against the rest: already complete" in resumed.stdout
-    assert "[8/10] Sneaker against the rest: resuming" in resumed.stdout
-    again = json.loads((run / "summary.json").read_text())
+    assert "[4/10] Dress against the rest: resuming" in resumed.stdout
+    assert "[5/10] Coat against the rest: training" in resumed.stdout
+    again = json.loads((killed / "summary.json").read_text())
     assert again["results"] == summary["results"] and again["calibration"] == summary["calibration"]
 
 

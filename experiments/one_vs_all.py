@@ -1,0 +1,174 @@
+"""Does one-vs-all help? The comparison of the README's "One-vs-all, measured".
+
+BasicCNN with its recipe, at a reduced budget of EPOCHS epochs per network on a
+stratified subset of the training images (a full-budget comparison is about 40
+hours on 2 CPU cores), SEEDS seeds per row:
+
+1. one multi-class model;
+2. an ensemble of three multi-class models (mean probability; seeds 3i..3i+2,
+   so each ensemble has its own members);
+3. ten one-vs-all binary networks (``train --one-vs-all``);
+4. the one-vs-all head (``train --head ova``);
+5. the multi-class model plus specialists for its three most confused pairs;
+6. one multi-class model trained as long as rows 2, 3 and 5 cost in all, in
+   training images (equal compute), rounded to whole LR cycles.
+
+Every network keeps the recipe except ``epochs`` and ``swa.start_epoch``
+(two thirds of the way in, as in the 30-epoch recipe). Each run is an ordinary
+fashionbench run under OUT/runs, made by the CLI; finished ones are kept and
+interrupted ones resumed, so the script continues where it stopped. Writes
+OUT/table.md and OUT/table.csv.
+
+    python experiments/one_vs_all.py --epochs 4 --train-subset 10000 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from fashionbench import runs
+
+CYCLE_EPOCHS = 2  # recipes/basic_cnn.yaml: a run must end at a cycle's end (lowest LR)
+PAIRS = 3
+
+
+def fashionbench(*args: str) -> None:
+    print("$ fashionbench " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "fashionbench", *args], check=True)
+
+
+def whole_cycles(epochs: float) -> int:
+    return max(CYCLE_EPOCHS, CYCLE_EPOCHS * round(epochs / CYCLE_EPOCHS))
+
+
+def budget(epochs: int) -> list[str]:
+    return ["--epochs", str(epochs), "--set", f"swa.start_epoch={max(1, round(2 * epochs / 3))}"]
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def train(root: Path, name: str, *args: str) -> Path:
+    run_dir = root / name
+    if (run_dir / "summary.json").exists():
+        print(f"{run_dir}: complete", flush=True)
+    elif (run_dir / "config.yaml").exists():
+        fashionbench("train", "--resume", str(run_dir))
+    else:
+        fashionbench("train", "basic_cnn", "--out", str(root), "--name", name, *args)
+    return run_dir
+
+
+def combine(root: Path, name: str, *args: str) -> Path:
+    """An ensemble or specialists folder; an ensemble left half-made is simply redone."""
+    out = root / name
+    if (out / "summary.json").exists():
+        print(f"{out}: complete", flush=True)
+        return out
+    if args[0] == "ensemble" and out.exists():
+        shutil.rmtree(out)
+    fashionbench(*args, "--out", str(root), "--name", name)
+    return out
+
+
+def networks(result: Path) -> list[Path]:
+    """The runs trained for a result: itself, or its members (the generalist included)."""
+    s = summary(result)
+    if "members" in s:
+        return [Path(m) for m in s["members"]]
+    if "generalist" in s:
+        return [Path(s["generalist"])] + [Path(x["run"]) for x in s["specialists"]]
+    return sorted(result.glob("class-*")) or [result]
+
+
+def images(result: Path) -> int:
+    """Training images a result cost, all its networks together."""
+    return sum(summary(n)["epochs"] * summary(n)["train_size"] for n in networks(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per network (default: 4)")
+    parser.add_argument("--train-subset", type=int, default=10000,
+                        help="training images (default: 10000; 55000 is all)")
+    parser.add_argument("--seeds", type=int, default=3, help="results per row (default: 3)")
+    parser.add_argument("--out", type=Path, default=Path("results/one-vs-all"))
+    args = parser.parse_args()
+    if args.epochs % CYCLE_EPOCHS:
+        parser.error(f"--epochs must be a multiple of the recipe's {CYCLE_EPOCHS}-epoch cycle")
+    root = args.out / "runs"
+    common = ["--train-subset", str(args.train_subset)]
+    e = args.epochs
+    seeds = range(args.seeds)
+
+    rows: dict[str, list[Path]] = {k: [] for k in (
+        "one multi-class model", "ensemble of three", "ten one-vs-all networks",
+        "one-vs-all head", "multi-class + specialists")}
+    singles = {s: train(root, f"single-s{s}", *common, *budget(e), "--seed", str(s))
+               for s in range(3 * args.seeds)}
+    for s in seeds:
+        rows["one multi-class model"].append(singles[s])
+        rows["ensemble of three"].append(combine(
+            root, f"ensemble-{s}", "ensemble", *(str(singles[3 * s + k]) for k in range(3))))
+        rows["ten one-vs-all networks"].append(train(
+            root, f"one-vs-all-s{s}", *common, *budget(e), "--seed", str(s), "--one-vs-all"))
+        rows["one-vs-all head"].append(train(
+            root, f"ova-head-s{s}", *common, *budget(e), "--seed", str(s), "--head", "ova"))
+        rows["multi-class + specialists"].append(combine(
+            root, f"specialists-s{s}", "specialists", str(singles[s]), "--pairs", str(PAIRS)))
+
+    single_cost = images(singles[0])
+    for row in ("ensemble of three", "ten one-vs-all networks", "multi-class + specialists"):
+        epochs = whole_cycles(e * images(rows[row][0]) / single_cost)
+        rows[f"one model, {epochs} epochs (the compute of: {row})"] = [
+            train(root, f"single-{epochs}ep-s{s}", *common, *budget(epochs), "--seed", str(s))
+            for s in seeds]
+
+    table = [{"row": row, "networks": len(networks(dirs[0])),
+              "compute": statistics.mean(images(d) for d in dirs) / single_cost,
+              "minutes": statistics.mean(sum(summary(n)["train_seconds"] for n in networks(d))
+                                         for d in dirs) / 60,
+              "val": [100 * summary(d)["val_acc"] for d in dirs],
+              "test": [100 * summary(d)["test_acc"] for d in dirs]}
+             for row, dirs in rows.items()]
+    write_tables(args, table)
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0:.2f}"
+
+
+def write_tables(args: argparse.Namespace, table: list[dict]) -> None:
+    base = statistics.mean(table[0]["test"])
+    md = [f"BasicCNN, {args.epochs} epochs per network on {args.train_subset:,} training images, "
+          f"{args.seeds} seeds per row; validation 5,000, test 10,000 images.", "",
+          "| | networks | compute (× one model) | training min | val % | **test %** | test vs one model |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+    md += [f"| {r['row']} | {r['networks']} | {r['compute']:.1f} | {r['minutes']:.1f} | {mean_std(r['val'])} "
+           f"| **{mean_std(r['test'])}** | {statistics.mean(r['test']) - base:+.2f} |" for r in table]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["row", "networks", "compute", "minutes", "val_mean", "val_std", "test_mean", "test_std",
+                     "test_each"])
+    for r in table:
+        sd = [statistics.stdev(r[k]) if len(r[k]) > 1 else 0.0 for k in ("val", "test")]
+        writer.writerow([r["row"], r["networks"], f"{r['compute']:.2f}", f"{r['minutes']:.2f}",
+                         f"{statistics.mean(r['val']):.2f}", f"{sd[0]:.2f}",
+                         f"{statistics.mean(r['test']):.2f}", f"{sd[1]:.2f}",
+                         " ".join(f"{t:.2f}" for t in r["test"])])
+    runs.write_text(args.out / "table.md", "\n".join(md) + "\n")
+    runs.write_text(args.out / "table.csv", buf.getvalue())
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
