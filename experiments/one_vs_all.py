@@ -83,7 +83,7 @@ def combine(root: Path, name: str, *args: str) -> Path:
 def networks(result: Path) -> list[Path]:
     """The runs trained for a result: itself, or its members (the generalist included)."""
     s = summary(result)
-    if "members" in s:
+    if s.get("kind") == "ensemble":
         return [Path(m) for m in s["members"]]
     if "generalist" in s:
         return [Path(s["generalist"])] + [Path(x["run"]) for x in s["specialists"]]

@@ -35,8 +35,9 @@ def test_budgets_end_on_a_cycle_end_and_average_the_last_third(script):
 def test_compute_of_each_kind_of_result(script, tmp_path):
     single = fake_run(tmp_path / "single", 4, 10_000)
     other = [fake_run(tmp_path / f"s{k}", 4, 10_000) for k in (1, 2)]
-    ensemble = fake_run(tmp_path / "ensemble", 4, 10_000, members=[str(single)] + [str(o) for o in other])
-    ova = fake_run(tmp_path / "ova", 4, 10_000)
+    ensemble = fake_run(tmp_path / "ensemble", 4, 10_000, kind="ensemble",
+                        members=[str(single)] + [str(o) for o in other])
+    ova = fake_run(tmp_path / "ova", 4, 10_000, members={"T-shirt/top": {}})  # as train writes it
     for c in range(10):
         fake_run(ova / f"class-{c}", 4, 10_000)
     pairs = [fake_run(tmp_path / f"pair-{i}", 4, 2_000) for i in range(3)]
