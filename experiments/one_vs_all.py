@@ -1,7 +1,7 @@
 """Does one-vs-all help? The comparison of the README's "One-vs-all, measured".
 
 BasicCNN with its recipe, at a reduced budget of EPOCHS epochs per network on a
-stratified subset of the training images (a full-budget comparison is about 40
+stratified subset of the training images (a full-budget comparison is about 33
 hours on 2 CPU cores), SEEDS seeds per row:
 
 1. one multi-class model (and all the seeds trained for row 2);
