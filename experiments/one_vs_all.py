@@ -92,7 +92,7 @@ def networks(result: Path) -> list[Path]:
 
 def images(result: Path) -> int:
     """Training images a result cost, all its networks together."""
-    return sum(summary(n)["epochs"] * summary(n)["train_size"] for n in networks(result))
+    return sum(s["epochs"] * s["train_size"] for s in map(summary, networks(result)))
 
 
 def main() -> None:
@@ -145,27 +145,27 @@ def main() -> None:
     write_tables(args, table)
 
 
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0:.2f}"
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def write_tables(args: argparse.Namespace, table: list[dict]) -> None:
-    base = statistics.mean(table[0]["test"])
+    stats = [{k: mean_std(r[k]) for k in ("val", "test")} for r in table]
+    base = stats[0]["test"][0]
     md = [f"BasicCNN, {args.epochs} epochs per network on {args.train_subset:,} training images, "
           f"{args.seeds} seeds per row; validation 5,000, test 10,000 images.", "",
           "| | networks | compute (× one model) | training min | val % | **test %** | test vs one model |",
           "|---|---:|---:|---:|---:|---:|---:|"]
-    md += [f"| {r['row']} | {r['networks']} | {r['compute']:.1f} | {r['minutes']:.1f} | {mean_std(r['val'])} "
-           f"| **{mean_std(r['test'])}** | {statistics.mean(r['test']) - base:+.2f} |" for r in table]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["row", "networks", "compute", "minutes", "val_mean", "val_std", "test_mean", "test_std",
                      "test_each"])
-    for r in table:
-        sd = [statistics.stdev(r[k]) if len(r[k]) > 1 else 0.0 for k in ("val", "test")]
+    for r, st in zip(table, stats):
+        (vm, vs), (tm, ts) = st["val"], st["test"]
+        md.append(f"| {r['row']} | {r['networks']} | {r['compute']:.1f} | {r['minutes']:.1f} "
+                  f"| {vm:.2f} ± {vs:.2f} | **{tm:.2f} ± {ts:.2f}** | {tm - base:+.2f} |")
         writer.writerow([r["row"], r["networks"], f"{r['compute']:.2f}", f"{r['minutes']:.2f}",
-                         f"{statistics.mean(r['val']):.2f}", f"{sd[0]:.2f}",
-                         f"{statistics.mean(r['test']):.2f}", f"{sd[1]:.2f}",
+                         f"{vm:.2f}", f"{vs:.2f}", f"{tm:.2f}", f"{ts:.2f}",
                          " ".join(f"{t:.2f}" for t in r["test"])])
     runs.write_text(args.out / "table.md", "\n".join(md) + "\n")
     runs.write_text(args.out / "table.csv", buf.getvalue())
