@@ -80,7 +80,6 @@ def combined_summary(summaries: list[dict], results: dict, labels: dict, data: F
     }
 
 
-
 def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bool, out: Path,
                   device: str | None = None) -> dict:
     """Combine finished runs into the ensemble folder ``out``; returns its summary."""
