@@ -13,8 +13,10 @@ hours on 2 CPU cores), SEEDS seeds per row:
 6. one multi-class model trained as long as rows 2, 3 and 5 cost in all, in
    training images (equal compute), rounded to whole LR cycles.
 
-Every network keeps the recipe except ``epochs`` and ``swa.start_epoch``
-(two thirds of the way in, as in the 30-epoch recipe). Each run is an ordinary
+Every network keeps the recipe except ``epochs``, ``swa.start_epoch`` (two
+thirds of the way in, as in the 30-epoch recipe) and the cycle shape: constant
+peaks (``triangular``), because the recipe's ``exp_range`` shrinks the peak per
+batch and so would anneal runs of different lengths differently. Each run is an ordinary
 fashionbench run under OUT/runs, made by the CLI; finished ones are kept and
 interrupted ones resumed, so the script continues where it stopped. Writes
 OUT/table.md and OUT/table.csv.
@@ -50,7 +52,8 @@ def whole_cycles(epochs: float) -> int:
 
 
 def budget(epochs: int) -> list[str]:
-    return ["--epochs", str(epochs), "--set", f"swa.start_epoch={max(1, round(2 * epochs / 3))}"]
+    return ["--epochs", str(epochs), "--set", f"swa.start_epoch={max(1, round(2 * epochs / 3))}",
+            "--set", "schedule.mode=triangular"]
 
 
 def summary(run_dir: Path) -> dict:
@@ -81,13 +84,8 @@ def combine(root: Path, name: str, *args: str) -> Path:
 
 
 def networks(result: Path) -> list[Path]:
-    """The runs trained for a result: itself, or its members (the generalist included)."""
-    s = summary(result)
-    if s.get("kind") == "ensemble":
-        return [Path(m) for m in s["members"]]
-    if "generalist" in s:
-        return [Path(s["generalist"])] + [Path(x["run"]) for x in s["specialists"]]
-    return sorted(result.glob("class-*")) or [result]
+    """The runs trained for a result: itself, or the runs it combines."""
+    return [Path(r) for r in summary(result).get("runs", [])] or [result]
 
 
 def images(result: Path) -> int:

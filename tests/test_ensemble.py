@@ -65,6 +65,7 @@ def test_an_ensemble_of_one_run_is_that_run(tiny_run, data_dir, tmp_path):
     single = json.loads((tiny_run / "summary.json").read_text())
     assert summary["test_acc"] == pytest.approx(single["test_acc"], abs=1e-6)
     assert summary["val_acc"] == pytest.approx(single["val_acc"], abs=1e-6)
+    assert summary["runs"] == [str(tiny_run)]
     assert summary["results"]["ensemble"]["test"]["loss"] == pytest.approx(
         single["results"]["swa"]["test"]["loss"], abs=1e-4)
     assert (tmp_path / "one" / "report" / "report.html").exists()
@@ -132,6 +133,7 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(data_dir, tm
     assert member["variant"] == "binary: Dress against the rest" and member["test_size"] == 500
     assert summary["weights"] == "ova" and summary["test_size"] == 500 and summary["test_acc"] > 0.3
     assert len(summary["calibration"]) == 10 and (run / "report" / "report.html").exists()
+    assert summary["runs"] == [str(run / f"class-{c}") for c in range(10)]
     # The same run killed with SIGKILL just after its fourth member (class 3) saved its
     # checkpoint, before that member finished, then resumed.
     proc = subprocess.Popen([sys.executable, "-m", "fashionbench", *ONE_VS_ALL, "--out", str(tmp_path),
@@ -177,6 +179,7 @@ def test_specialists_end_to_end(tiny_run, data_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert len(summary["specialists"]) == 2 and (tmp_path / "s" / "report" / "report.html").exists()
+    assert summary["runs"] == [str(tiny_run)] + [s["run"] for s in summary["specialists"]]
     generalist = json.loads((tiny_run / "summary.json").read_text())
     assert summary["results"]["generalist"]["test"]["acc"] == pytest.approx(generalist["test_acc"], abs=1e-6)
     # thresholds are chosen on validation, where taking over can only help

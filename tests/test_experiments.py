@@ -20,7 +20,7 @@ def script():
 
 
 def fake_run(path: Path, epochs: int, train_size: int, seconds: float = 1.0, **extra) -> Path:
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
     (path / "summary.json").write_text(json.dumps(
         {"epochs": epochs, "train_size": train_size, "train_seconds": seconds, **extra}))
     return path
@@ -28,21 +28,19 @@ def fake_run(path: Path, epochs: int, train_size: int, seconds: float = 1.0, **e
 
 def test_budgets_end_on_a_cycle_end_and_average_the_last_third(script):
     assert [script.whole_cycles(x) for x in (0.4, 6.4, 12, 40.9)] == [2, 6, 12, 40]
-    assert script.budget(30) == ["--epochs", "30", "--set", "swa.start_epoch=20"]  # the recipe's
-    assert script.budget(4) == ["--epochs", "4", "--set", "swa.start_epoch=3"]
+    constant_peaks = ["--set", "schedule.mode=triangular"]  # same cycle shape at every length
+    assert script.budget(30) == ["--epochs", "30", "--set", "swa.start_epoch=20", *constant_peaks]
+    assert script.budget(4) == ["--epochs", "4", "--set", "swa.start_epoch=3", *constant_peaks]
 
 
 def test_compute_of_each_kind_of_result(script, tmp_path):
     single = fake_run(tmp_path / "single", 4, 10_000)
     other = [fake_run(tmp_path / f"s{k}", 4, 10_000) for k in (1, 2)]
-    ensemble = fake_run(tmp_path / "ensemble", 4, 10_000, kind="ensemble",
-                        members=[str(single)] + [str(o) for o in other])
-    ova = fake_run(tmp_path / "ova", 4, 10_000, members={"T-shirt/top": {}})  # as train writes it
-    for c in range(10):
-        fake_run(ova / f"class-{c}", 4, 10_000)
+    ensemble = fake_run(tmp_path / "ensemble", 4, 10_000, runs=[str(single)] + [str(o) for o in other])
+    members = [fake_run(tmp_path / "ova" / f"class-{c}", 4, 10_000) for c in range(10)]
+    ova = fake_run(tmp_path / "ova", 4, 10_000, runs=[str(m) for m in members])
     pairs = [fake_run(tmp_path / f"pair-{i}", 4, 2_000) for i in range(3)]
-    specialists = fake_run(tmp_path / "spec", 4, 10_000, generalist=str(single),
-                           specialists=[{"run": str(p)} for p in pairs])
+    specialists = fake_run(tmp_path / "spec", 4, 10_000, runs=[str(single)] + [str(p) for p in pairs])
 
     assert script.images(single) == 40_000
     assert script.images(ensemble) == 3 * 40_000

@@ -66,10 +66,12 @@ def split_scores(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) ->
                     "loss": nll(probs[split], labels[split])} for split in probs}
 
 
-def combined_summary(summaries: list[dict], results: dict, labels: dict, data: FashionMNIST) -> dict:
+def combined_summary(run_dirs: list[Path], summaries: list[dict], results: dict, labels: dict,
+                     data: FashionMNIST) -> dict:
     """The summary fields of any combination of finished runs (an ensemble, one-vs-all,
-    specialists): its scores, and its members' total size and cost."""
+    specialists): which runs, its scores, and their total size and cost."""
     return {
+        "runs": [str(d) for d in run_dirs],
         "val_acc": results["val"]["acc"], "test_acc": results["test"]["acc"],
         "parameters": sum(s["parameters"] for s in summaries),
         "epochs": max(s["epochs"] for s in summaries), "train_size": summaries[0]["train_size"],
@@ -120,7 +122,7 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
         "results": {"ensemble": results,
                     "members": {str(d): s["results"][s["weights"]] for d, s in zip(run_dirs, summaries)}},
         "seed": "+".join(str(s["seed"]) for s in summaries),
-        **combined_summary(summaries, results, labels, data),
+        **combined_summary(run_dirs, summaries, results, labels, data),
     }
     runs.write_json(out / "summary.json", summary)
     pred = split_predictions(first["test"], combined["test"])

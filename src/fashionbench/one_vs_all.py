@@ -80,7 +80,7 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
         "members": {CLASSES[c]: s["results"][s["weights"]] for c, s in enumerate(member_summaries)},
         "seed": cfg.seed, "precision": member_summaries[0]["precision"],
         **{k: member_summaries[0][k] for k in ("python", "torch", "git_commit") if k in member_summaries[0]},
-        **combined_summary(member_summaries, results, labels, data),
+        **combined_summary(members, member_summaries, results, labels, data),
     }
     runs.write_json(run_dir / "summary.json", summary)
     pred = split_predictions(loaded[0].splits["test"], probs["test"], labels["test"])

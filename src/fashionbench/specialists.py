@@ -104,14 +104,14 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
                             "on_its_pair": read_summary(run_dir)["results"][spec.weights]})
     results = split_scores(combined, labels)
     alone = {split: float((probs[split].argmax(1) == labels[split]).mean()) for split in labels}
-    base = read_summary(generalist)
-    summaries = [base] + [read_summary(Path(s["run"])) for s in specialists]
+    trained = [Path(generalist)] + [Path(s["run"]) for s in specialists]
+    summaries = [read_summary(d) for d in trained]
     summary = {
         "model": general.cfg.model, "variant": f"generalist + {len(chosen)} specialists",
         "weights": "specialists",
         "results": {"specialists": results, "generalist": {s: {"acc": a} for s, a in alone.items()}},
-        "generalist": str(generalist), "specialists": specialists, "seed": base["seed"],
-        **combined_summary(summaries, results, labels, data),
+        "generalist": str(generalist), "specialists": specialists, "seed": summaries[0]["seed"],
+        **combined_summary(trained, summaries, results, labels, data),
     }
     runs.write_json(Path(out) / "summary.json", summary)
     pred = split_predictions(general.splits["test"], combined["test"])
