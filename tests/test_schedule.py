@@ -21,7 +21,8 @@ def cfg_with(*items):
 
 
 def test_triangular_cycle_at_known_steps():
-    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.cycle_epochs=2")
+    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.mode=triangular",
+                   "schedule.cycle_epochs=2")
     lr = lrs(cfg, steps_per_epoch=10, n=41)  # one cycle = 20 steps
     assert lr[0] == pytest.approx(0.01) and lr[10] == pytest.approx(0.1)
     assert lr[5] == pytest.approx(0.055) and lr[20] == pytest.approx(0.01)
@@ -61,8 +62,8 @@ def test_swa_snapshots_at_cycle_ends_after_start():
 
 
 def test_odd_steps_per_epoch_cycle_ends_at_epoch_end():
-    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.cycle_epochs=1",
-                   "swa.start_epoch=1")
+    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.mode=triangular",
+                   "schedule.cycle_epochs=1", "swa.start_epoch=1")
     lr = lrs(cfg, steps_per_epoch=7, n=15)
     assert lr[7] == pytest.approx(0.01) and lr[14] == pytest.approx(0.01)
     assert max(lr) == pytest.approx(0.01 + 0.09 * 3 / 3.5)
