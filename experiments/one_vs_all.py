@@ -16,9 +16,9 @@ hours on 2 CPU cores), SEEDS seeds per row:
 Every network keeps the recipe except ``epochs``, ``swa.start_epoch`` (two
 thirds of the way in, as in the 30-epoch recipe) and the cycle shape: constant
 peaks (``triangular``), because the recipe's ``exp_range`` shrinks the peak per
-batch and so would anneal runs of different lengths differently. Each run is an ordinary
-fashionbench run under OUT/runs, made by the CLI; finished ones are kept and
-interrupted ones resumed, so the script continues where it stopped. Writes
+batch and so would anneal runs of different lengths differently. Each run is an
+ordinary fashionbench run under OUT/runs, made by the CLI; finished ones are kept
+and interrupted ones resumed, so the script continues where it stopped. Writes
 OUT/table.md and OUT/table.csv.
 
     python experiments/one_vs_all.py --epochs 4 --train-subset 10000 --seeds 3

@@ -117,7 +117,6 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
     summary = {
         "model": f"ensemble {method}{' +flip' if tta else ''}: {name}", "kind": "ensemble",
         "method": method, "tta": "flip" if tta else None,
-        "members": [str(d) for d in run_dirs],
         "weights": None if weights is None else weights.tolist(),
         "results": {"ensemble": results,
                     "members": {str(d): s["results"][s["weights"]] for d, s in zip(run_dirs, summaries)}},
