@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from fashionbench.config import load_config, parse_override
-from fashionbench.engine import build_scheduler, cycle_steps, swa_due
+from fashionbench.engine import Trainer, build_scheduler, cycle_steps, swa_due
+
+from conftest import small_config
 
 
 def lrs(cfg, steps_per_epoch, n):
@@ -68,3 +70,25 @@ def test_odd_steps_per_epoch_cycle_ends_at_epoch_end():
     assert lr[7] == pytest.approx(0.01) and lr[14] == pytest.approx(0.01)
     assert max(lr) == pytest.approx(0.01 + 0.09 * 3 / 3.5)
     assert [s for s in range(1, 15) if swa_due(cfg, s, 7)] == [7, 14]
+
+
+def test_swa_lr_takes_over_from_the_schedule_at_start_epoch(data, tmp_path):
+    cfg = small_config("optim.name=sgd", "optim.lr=0.1", "schedule.base_lr=0.01",
+                       "schedule.mode=triangular", "schedule.cycle_epochs=2", "epochs=6",
+                       "swa.start_epoch=2", "swa.lr=0.05")
+    trainer = Trainer(cfg, data, tmp_path / "run")
+    spe = trainer.steps_per_epoch
+    lr = []
+    for step in range(1, 6 * spe + 1):
+        lr.append(trainer.lr)
+        trainer.optimizer.step()  # no gradients: the weights stay, the LR steps in order
+        trainer.step_lr(step)
+    # The cycle (2 epochs) runs to the end of epoch 2 and ends at its low point ...
+    assert lr[:2 * spe + 1] == pytest.approx(lrs(cfg, spe, 2 * spe + 1))
+    assert lr[2 * spe] == pytest.approx(0.01)
+    # ... then the LR glides to swa.lr over one epoch (cosine: halfway at mid-epoch) and stays.
+    assert lr[2 * spe + spe // 2] == pytest.approx((0.01 + 0.05) / 2)
+    assert lr[3 * spe:] == pytest.approx([0.05] * 3 * spe)
+    # Snapshots at every epoch's end from epoch 2, not at cycle ends.
+    assert [s for s in range(1, 6 * spe + 1) if swa_due(cfg, s, spe)] == [2 * spe, 3 * spe, 4 * spe,
+                                                                      5 * spe, 6 * spe]

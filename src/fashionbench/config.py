@@ -44,6 +44,10 @@ class SWAConfig:
     # Snapshots are averaged from the end of this (1-based) epoch on: at each cycle's
     # end with the cyclic schedule (where the LR is lowest), else every epoch.
     start_epoch: int = 20
+    # If set, the averaging phase of Izmailov et al. 2018: after start_epoch the LR
+    # leaves the schedule, moves to this value over one epoch (torch's SWALR, cosine)
+    # and stays there, and snapshots are averaged at every epoch's end.
+    lr: float | None = None
 
 
 @dataclass
@@ -106,7 +110,7 @@ RANGES = {
     "optim.weight_decay": (0, None, True),
     "schedule.base_lr": (0, None, False), "schedule.cycle_epochs": (0, None, False),
     "schedule.gamma": (0, 1, False), "schedule.pct_start": (0, 1, False),
-    "swa.start_epoch": (1, None, True),
+    "swa.start_epoch": (1, None, True), "swa.lr": (0, None, False),
     "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
     "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
     "data.val_size": (1, 59_990, True), "data.train_subset": (10, None, True),

@@ -169,13 +169,24 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epo
     return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
+def build_swa_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """The averaging phase's LR (``swa.lr``), or None to keep the schedule running.
+    Built with the schedule but stepped only after ``swa.start_epoch``; until its first
+    step it leaves the LR alone, and from there it glides from the LR it finds."""
+    if not (cfg.swa.enabled and cfg.swa.lr):
+        return None
+    return swa_utils.SWALR(optimizer, swa_lr=cfg.swa.lr, anneal_epochs=steps_per_epoch,
+                           anneal_strategy="cos")
+
+
 def swa_due(cfg: Config, step: int, steps_per_epoch: int) -> bool:
     """Average after global ``step`` (1-based)? At cycle ends under cyclic LR (the
-    low-LR points of Izmailov et al. 2018), else at the end of every epoch."""
+    low-LR points of Izmailov et al. 2018); at every epoch's end otherwise, or when
+    ``swa.lr`` holds the LR constant."""
     if not cfg.swa.enabled or step < (cfg.swa.start_epoch - 1) * steps_per_epoch + 1:
         return False
-    period = cycle_steps(cfg, steps_per_epoch) if cfg.schedule.name == "cyclic" else steps_per_epoch
-    return step % period == 0
+    cyclic = cfg.schedule.name == "cyclic" and not cfg.swa.lr
+    return step % (cycle_steps(cfg, steps_per_epoch) if cyclic else steps_per_epoch) == 0
 
 
 def bn_batches(split: Split, batch_size: int, channels_last: bool):
@@ -226,6 +237,7 @@ class Trainer:
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
+        self.swa_scheduler = build_swa_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.swa_model = swa_utils.AveragedModel(self.model) if cfg.swa.enabled else None
         # One generator for data order and augmentation; dropout uses the global one.
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -241,6 +253,10 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                # torch < 2.10 puts SWALR's anneal function in its state, which a
+                # weights-only load refuses; the constructor sets it again anyway.
+                "swa_scheduler": {k: v for k, v in self.swa_scheduler.state_dict().items()
+                                  if k != "anneal_func"} if self.swa_scheduler else None,
                 "swa_model": self.swa_model.state_dict() if self.swa_model else None,
                 "rng": rng, "history": self.history, "train_seconds": self.train_seconds}
 
@@ -248,6 +264,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.swa_scheduler:
+            self.swa_scheduler.load_state_dict(state["swa_scheduler"])
         if self.swa_model:
             self.swa_model.load_state_dict(state["swa_model"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -263,8 +281,13 @@ class Trainer:
                         "".join(json.dumps(row) + "\n" for row in self.history))
 
     # -- training ------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The LR the next batch uses, whichever scheduler set it."""
+        return self.optimizer.param_groups[0]["lr"]
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor):
-        """One optimizer step on a uint8 batch: augment, forward, backward, update, LR step."""
+        """One optimizer step on a uint8 batch: augment, forward, backward, update."""
         x = normalize(augment(to_float(images), self.cfg.augment, self.generator),
                       self.cfg.channels_last)
         with autocast(self.device, self.precision):
@@ -273,8 +296,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.scheduler.step()
         return loss.detach(), logits.detach()
+
+    def step_lr(self, step: int) -> None:
+        """Set the LR for the batch after global ``step`` (1-based): the schedule's up to
+        the end of swa.start_epoch, then the averaging phase's where swa.lr is set."""
+        averaging = self.swa_scheduler and step > self.cfg.swa.start_epoch * self.steps_per_epoch
+        (self.swa_scheduler if averaging else self.scheduler).step()
 
     def train_epoch(self) -> dict:
         cfg, train = self.cfg, self.splits["train"]
@@ -289,8 +317,9 @@ class Trainer:
         for i in range(steps):
             idx = order[i * bs:(i + 1) * bs]
             y = train.labels[idx]
-            loss, logits = self.train_step(train.images[idx], y)
             step = self.epoch * steps + i + 1
+            loss, logits = self.train_step(train.images[idx], y)
+            self.step_lr(step)
             if swa_due(cfg, step, steps):
                 self.swa_model.update_parameters(self.model)
             loss_sum += loss * bs
@@ -300,10 +329,10 @@ class Trainer:
                 progress.update(20 if i % 20 == 19 else (i + 1) % 20,
                                 loss=f"{loss_sum.item() / seen:.4f}",
                                 acc=f"{correct.item() / seen:.4f}",
-                                lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                                lr=f"{self.lr:.2e}",
                                 img_s=f"{seen / (time.perf_counter() - start):.0f}")
         seconds = time.perf_counter() - start
-        row = {"epoch": self.epoch + 1, "lr": self.scheduler.get_last_lr()[0],
+        row = {"epoch": self.epoch + 1, "lr": self.lr,
                "train_loss": loss_sum.item() / (steps * bs), "train_acc": correct.item() / (steps * bs)}
         val = evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last, cfg.head)
         row |= {"val_loss": val["loss"], "val_acc": val["acc"],

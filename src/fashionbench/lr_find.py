@@ -56,11 +56,9 @@ def lr_range_test(trainer: Trainer, start: float, end: float, steps: int) -> LRF
     schedule are as before when it returns."""
     saved = {"model": copy.deepcopy(trainer.model.state_dict()),
              "optimizer": copy.deepcopy(trainer.optimizer.state_dict())}
-    scheduler = trainer.scheduler
     for group in trainer.optimizer.param_groups:
         group["lr"] = group["initial_lr"] = start
-    trainer.scheduler = lr_scheduler.ExponentialLR(trainer.optimizer,
-                                                   gamma=(end / start) ** (1 / max(steps - 1, 1)))
+    sweep = lr_scheduler.ExponentialLR(trainer.optimizer, gamma=(end / start) ** (1 / max(steps - 1, 1)))
     train, bs = trainer.splits["train"], trainer.cfg.batch_size
     lrs, losses, smoothed = [], [], []
     diverged = False
@@ -73,6 +71,7 @@ def lr_range_test(trainer: Trainer, start: float, end: float, steps: int) -> LRF
             idx = order[j:j + bs]
             lrs.append(trainer.optimizer.param_groups[0]["lr"])
             loss, _ = trainer.train_step(train.images[idx], train.labels[idx])
+            sweep.step()
             losses.append(loss.item())
             smoothed = smooth(losses)
             progress.update(1, lr=f"{lrs[-1]:.1e}", loss=f"{smoothed[-1]:.3f}")
@@ -83,7 +82,6 @@ def lr_range_test(trainer: Trainer, start: float, end: float, steps: int) -> LRF
         progress.close(f"lr-find: {len(losses)} steps, LR {lrs[0]:.1e} to {lrs[-1]:.1e}" if lrs else "")
         trainer.model.load_state_dict(saved["model"])
         trainer.optimizer.load_state_dict(saved["optimizer"])
-        trainer.scheduler = scheduler
     # Drop a non-finite tail so that the plot and the minimum stay meaningful.
     keep = [k for k, v in enumerate(smoothed) if math.isfinite(v)]
     return LRFinderResult([lrs[k] for k in keep], [losses[k] for k in keep],
