@@ -14,9 +14,11 @@ hours on 2 CPU cores), SEEDS seeds per row:
    training images (equal compute), rounded to whole LR cycles.
 
 Every network keeps the recipe except ``epochs``, ``swa.start_epoch`` (two
-thirds of the way in, as in the 30-epoch recipe) and the cycle shape: constant
+thirds of the way in, as in the 30-epoch recipe) and the LR: constant cycle
 peaks (``triangular``), because the recipe's ``exp_range`` shrinks the peak per
-batch and so would anneal runs of different lengths differently. Each run is an
+batch and so would anneal runs of different lengths differently, and SWA at the
+cycle ends (``swa.lr=null``), not the recipe's constant-LR phase, whose one-epoch
+glide would fill a third of a 4-epoch run's averaging. Each run is an
 ordinary fashionbench run under OUT/runs, made by the CLI; finished ones are kept
 and interrupted ones resumed, so the script continues where it stopped. Writes
 OUT/table.md and OUT/table.csv.
@@ -53,7 +55,7 @@ def whole_cycles(epochs: float) -> int:
 
 def budget(epochs: int) -> list[str]:
     return ["--epochs", str(epochs), "--set", f"swa.start_epoch={max(1, round(2 * epochs / 3))}",
-            "--set", "schedule.mode=triangular"]
+            "--set", "schedule.mode=triangular", "--set", "swa.lr=null"]
 
 
 def summary(run_dir: Path) -> dict:

@@ -28,9 +28,10 @@ def fake_run(path: Path, epochs: int, train_size: int, seconds: float = 1.0, **e
 
 def test_budgets_end_on_a_cycle_end_and_average_the_last_third(script):
     assert [script.whole_cycles(x) for x in (0.4, 6.4, 12, 40.9)] == [2, 6, 12, 40]
-    constant_peaks = ["--set", "schedule.mode=triangular"]  # same cycle shape at every length
-    assert script.budget(30) == ["--epochs", "30", "--set", "swa.start_epoch=20", *constant_peaks]
-    assert script.budget(4) == ["--epochs", "4", "--set", "swa.start_epoch=3", *constant_peaks]
+    # The same cycle shape at every length, averaged at its cycle ends.
+    cycles = ["--set", "schedule.mode=triangular", "--set", "swa.lr=null"]
+    assert script.budget(30) == ["--epochs", "30", "--set", "swa.start_epoch=20", *cycles]
+    assert script.budget(4) == ["--epochs", "4", "--set", "swa.start_epoch=3", *cycles]
 
 
 def test_compute_of_each_kind_of_result(script, tmp_path):

@@ -55,7 +55,7 @@ def test_onecycle_peaks_at_pct_start_and_ends_low():
 
 
 def test_swa_snapshots_at_cycle_ends_after_start():
-    cfg = cfg_with("schedule.cycle_epochs=2", "swa.start_epoch=5", "epochs=10")
+    cfg = cfg_with("schedule.cycle_epochs=2", "swa.start_epoch=5", "epochs=10", "swa.lr=null")
     assert cycle_steps(cfg, 10) == 20
     due = [s for s in range(1, 101) if swa_due(cfg, s, 10)]
     assert due == [60, 80, 100]  # ends of epochs 6, 8, 10: the cycle ends from epoch 5 on

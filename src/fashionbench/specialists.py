@@ -80,7 +80,7 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
     runs.write_json(setup_file, setup)
 
     combined = dict(probs)
-    specialists = []
+    specialists, summaries = [], [read_summary(generalist)]
     for k, (i, j) in enumerate(chosen, 1):
         run_dir = Path(out) / f"pair-{i}-{j}"
         cfg: Config = dataclasses.replace(
@@ -93,7 +93,8 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
             resume = (run_dir / "checkpoint.pt").exists()
             print(f"{head}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
             train(cfg, data, run_dir, resume=resume)
-        spec = load_run(run_dir, data, device)
+        spec, spec_summary = load_run(run_dir, data, device), read_summary(run_dir)
+        summaries.append(spec_summary)
         p_first = {split: predict(spec.model, general.splits[split], spec.precision,
                                   spec.cfg.channels_last).softmax(1)[:, 1].numpy() for split in labels}
         threshold = choose_threshold(combined["val"], labels["val"], (i, j), p_first["val"])
@@ -101,11 +102,10 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
             combined[split] = apply(combined[split], (i, j), p_first[split], threshold)
         specialists.append({"pair": [CLASSES[i], CLASSES[j]], "run": str(run_dir), "threshold": threshold,
                             "takes_over_on_test": int(takes_over(probs["test"], (i, j), threshold).sum()),
-                            "on_its_pair": read_summary(run_dir)["results"][spec.weights]})
+                            "on_its_pair": spec_summary["results"][spec.weights]})
     results = split_scores(combined, labels)
     alone = {split: float((probs[split].argmax(1) == labels[split]).mean()) for split in labels}
     trained = [Path(generalist)] + [Path(s["run"]) for s in specialists]
-    summaries = [read_summary(d) for d in trained]
     summary = {
         "model": general.cfg.model, "variant": f"generalist + {len(chosen)} specialists",
         "weights": "specialists",
