@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
 
-.PHONY: run test data bench clean
+.PHONY: run test lint data bench clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ run: $(READY)  ## train BasicCNN with its full recipe on the real data, write it
 
 test: $(READY)  ## the whole test suite, on the real data
 	$(BIN)/python -m pytest
+
+lint: $(READY)  ## ruff, with the rules in pyproject.toml
+	$(BIN)/ruff check src tests benchmarks experiments
 
 data: $(READY)  ## download and verify the dataset
 	$(BIN)/fashionbench data

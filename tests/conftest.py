@@ -39,7 +39,7 @@ def tiny_run(data_dir, tmp_path_factory):
     result = run_cli("train", "basic_cnn", "--out", str(out), "--name", "tiny", "--report",
                      "--data-dir", str(data_dir), "--epochs", "2", "--train-subset", "2000",
                      "--set", "data.val_size=1000", "--set", "schedule.cycle_epochs=1",
-                     "--set", "swa.start_epoch=1")
+                     "--set", "swa.start=1")
     assert result.returncode == 0, result.stderr
     assert f"report: {out}/tiny/report/report.html" in result.stdout
     return out / "tiny"
@@ -48,7 +48,7 @@ def tiny_run(data_dir, tmp_path_factory):
 def small_config(*overrides: str, **kw):
     """A quick configuration: small train/val slices, fp32 so results are exact."""
     base = ["data.train_subset=2000", "data.val_size=1000", "epochs=2", "batch_size=100",
-            "precision=fp32", "swa.start_epoch=1", "schedule.cycle_epochs=1"]
+            "precision=fp32", "swa.start=1", "schedule.cycle_epochs=1"]
     return load_config(kw.get("model", "basic_cnn"),
                        overrides=[parse_override(o) for o in base + list(overrides)])
 

@@ -2,11 +2,15 @@ import json
 
 import pytest
 
+from fashionbench.config import load_config, parse_override
+from fashionbench.models import MODELS
+
 from conftest import run_cli
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stdout
+def assert_one_line_error(result, *fragments, status=2):
+    """One line on stderr, no traceback; exit status 2 for a usage error, 1 for others."""
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -14,23 +18,25 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0]
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["train", "resnet9000"], ["unknown model 'resnet9000'", "basic_cnn"]),
-    (["train"], ["name a MODEL", "basic_cnn"]),
-    (["train", "basic_cnn", "--set", "optim.lrr=1"], ["unknown config key 'optim.lrr'", "optim.lr"]),
+@pytest.mark.parametrize("args, fragments, status", [
+    (["train", "resnet9000"], ["unknown model 'resnet9000'", "basic_cnn"], 2),
+    (["train"], ["name a MODEL", "basic_cnn"], 2),
+    (["train", "basic_cnn", "--set", "optim.lrr=1"], ["unknown config key 'optim.lrr'", "optim.lr"], 2),
     (["train", "basic_cnn", "--set", "schedule.mode=sawtooth"],
-     ["schedule.mode must be one of triangular, triangular2, exp_range"]),
-    (["train", "basic_cnn", "--epochs", "-1"], ["epochs must be in [1, inf]"]),
-    (["train", "basic_cnn", "--config", "/nonexistent.yaml"], ["/nonexistent.yaml: cannot read"]),
+     ["schedule.mode must be one of triangular, triangular2, exp_range"], 2),
+    (["train", "basic_cnn", "--epochs", "-1"], ["epochs must be in [1, inf]"], 2),
+    (["train", "basic_cnn", "--set", "swa.start_epoch=3"], ["set swa.start instead"], 2),
+    (["train", "basic_cnn", "--config", "/nonexistent.yaml"], ["/nonexistent.yaml: cannot read"], 1),
     (["train", "basic_cnn", "--set", "data.negative_class=3"],
-     ["data.negative_class needs a different data.positive_class"]),
-    (["train", "basic_cnn", "--head", "ova", "--one-vs-all"], ["head=ova is the one-network form"]),
-    (["specialists", "/nonexistent-run"], ["not a run folder"]),
-    (["train", "--resume", "/nonexistent-run"], ["not a run folder"]),
-    (["evaluate", "/nonexistent-run"], ["not a run folder"]),
+     ["data.negative_class needs a different data.positive_class"], 2),
+    (["train", "basic_cnn", "--head", "ova", "--one-vs-all"], ["head=ova is the one-network form"], 2),
+    (["train", "basic_cnn", "--batch-size", "60000", "--dry-run"], ["larger than the training set"], 2),
+    (["specialists", "/nonexistent-run"], ["not a run folder"], 1),
+    (["train", "--resume", "/nonexistent-run"], ["not a run folder"], 1),
+    (["evaluate", "/nonexistent-run"], ["not a run folder"], 1),
 ])
-def test_user_mistakes_give_one_line_errors(args, fragments, tmp_path):
-    assert_one_line_error(run_cli(*args), *fragments)
+def test_user_mistakes_give_one_line_errors(args, fragments, status, tmp_path):
+    assert_one_line_error(run_cli(*args), *fragments, status=status)
 
 
 def test_argparse_errors_are_short_too():
@@ -73,7 +79,7 @@ def test_data_command_prints_location_and_sums(data_dir):
 def test_train_then_evaluate_then_refuse_to_overwrite(data_dir, tmp_path):
     args = ["train", "basic_cnn", "--out", str(tmp_path), "--name", "r", "--data-dir", str(data_dir),
             "--epochs", "1", "--train-subset", "1000", "--set", "data.val_size=500",
-            "--set", "schedule.cycle_epochs=1", "--set", "swa.start_epoch=1"]
+            "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert f"results: {tmp_path}/r/summary.json" in result.stdout
@@ -84,8 +90,48 @@ def test_train_then_evaluate_then_refuse_to_overwrite(data_dir, tmp_path):
     report = json.loads(evaluated.stdout)
     assert report["weights"] == "swa" and report["split"] == "test"
     assert report["acc"] == pytest.approx(summary["test_acc"], abs=1e-6)
-    assert_one_line_error(run_cli(*args), "already exists")
+    assert_one_line_error(run_cli(*args), "already exists", status=1)
     assert_one_line_error(run_cli("train", "--resume", str(tmp_path / "r"), "--data-dir", str(data_dir)),
-                          "already complete")
+                          "already complete", status=1)
     assert_one_line_error(run_cli("train", "--resume", str(tmp_path / "r"), "--epochs", "3"),
                           "drop the other training options")
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    result = run_cli("train", "basic_cnn", "--out", str(tmp_path / "runs"), "--name", "x", "--dry-run",
+                     env={"FASHIONBENCH_DATA_DIR": str(tmp_path / "no-data")})  # needs no dataset
+    assert result.returncode == 0, result.stderr
+    for line in ("basic_cnn, 732,114 parameters", "55,000 training / 5,000 validation / 10,000 test",
+                 "30 x 429 steps of 128", "ends of epochs 20, 21, ..., 30 (11 snapshots)",
+                 f"run folder: {tmp_path}/runs/x", "nothing written"):
+        assert line in result.stdout
+    reproduce = run_cli("reproduce", "--models", "mini_vgg", "--seeds", "0,1", "--out", str(tmp_path / "r"),
+                        "--dry-run")
+    assert reproduce.returncode == 0, reproduce.stderr
+    assert "[2/2] mini_vgg seed 1: would train in" in reproduce.stdout
+    assert "ends of epochs 40, 42, ..., 60 (11 snapshots)" in reproduce.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_recipe_plans_any_number_of_epochs(model):
+    from fashionbench.plan import training_plan
+
+    for epochs in (1, 2, 3, 5):
+        cfg = load_config(model, overrides=[parse_override(f"epochs={epochs}")])
+        swa = next(line for line in training_plan(cfg) if line.startswith("SWA:"))
+        assert "snapshot" in swa and (epochs > 1 or "training without SWA" in swa or "end of epoch 1" in swa)
+
+
+def test_a_run_too_short_to_average_warns_once_and_trains_without_swa(data_dir, tmp_path):
+    result = run_cli("train", "mini_vgg", "--out", str(tmp_path), "--name", "m", "--data-dir", str(data_dir),
+                     "--epochs", "1", "--train-subset", "500", "--set", "data.val_size=500",
+                     "--set", "data.test_subset=500")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == ["fashionbench: warning: SWA cannot average in 1 epoch: no snapshot point from epoch 1 "
+                        "(swa.start 0.67) to epoch 1; snapshots fall at cycle ends, every 2 epochs; "
+                        "training without SWA"]
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert summary["weights"] == "last" and summary["swa_snapshots"] == 0 and "swa" not in summary["results"]
+    assert "start_epoch: 1" in (tmp_path / "m" / "config.yaml").read_text()

@@ -1,7 +1,15 @@
+from pathlib import Path
+
 import pytest
+import yaml
 
 from fashionbench.config import Config, all_keys, dump_config, load_config, parse_override, read_yaml
-from fashionbench.errors import FashionbenchError
+from fashionbench.errors import FashionbenchError, UsageError
+from fashionbench.models import MODELS
+
+# Every recipe resolved before swa.start replaced swa.start_epoch: the schedules the
+# published numbers were trained with.
+BEFORE_SWA_START = Path(__file__).parent / "data" / "recipes_before_swa_start"
 
 
 def test_recipe_is_the_reference_setup():
@@ -46,7 +54,54 @@ def test_bad_keys_and_values_name_what_is_valid(override, message):
 
 def test_all_keys_lists_nested_keys():
     keys = all_keys()
-    assert "optim.lr" in keys and "swa.start_epoch" in keys and "augment.erase" in keys
+    assert "optim.lr" in keys and "swa.start" in keys and "augment.erase" in keys
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
+    """A recipe's fractional swa.start, at its default epochs, gives exactly the config
+    the recipe resolved to when SWA's start was an epoch number."""
+    resolved = load_config(model).to_dict()
+    assert resolved["swa"].pop("start") == 0.67  # the fraction: the one new key
+    assert resolved == yaml.safe_load((BEFORE_SWA_START / f"{model}.yaml").read_text())
+
+
+@pytest.mark.parametrize("start, epochs, start_epoch", [
+    (0.67, 30, 20), (0.67, 60, 40), (0.67, 5, 3), (0.67, 1, 1), (0.5, 3, 2), (0.01, 10, 1),
+    (20, 30, 20), (20, 5, 20), (1, 2, 1), (3.0, 10, 3),
+])
+def test_swa_start_is_a_fraction_of_the_epochs_or_an_epoch(start, epochs, start_epoch):
+    cfg = load_config("basic_cnn", overrides=[parse_override(f"swa.start={start}"),
+                                              parse_override(f"epochs={epochs}")])
+    assert cfg.swa.start_epoch == start_epoch
+    assert f"start_epoch: {start_epoch}" in dump_config(cfg)  # config.yaml records it
+    assert yaml.safe_load(dump_config(cfg))["swa"]["start"] == start  # 20 stays 20, not 20.0
+
+
+def test_epochs_rescale_the_recipes_averaging_window():
+    assert load_config("mini_vgg", overrides=[parse_override("epochs=6")]).swa.start_epoch == 4
+
+
+@pytest.mark.parametrize("override, message", [
+    ("swa.start=1.5", "swa.start must be a fraction of the epochs (0 < start < 1) or a whole epoch"),
+    ("swa.start=0", "swa.start must be in (0, inf]"),
+    ("swa.start_epoch=10", "swa.start_epoch is written by fashionbench; set swa.start instead"),
+])
+def test_bad_swa_start_is_a_usage_error(override, message):
+    with pytest.raises(UsageError) as err:
+        load_config("basic_cnn", overrides=[parse_override(override)])
+    assert message in str(err.value)
+
+
+def test_a_written_config_resolves_again_at_other_epochs(tmp_path):
+    """config.yaml records start_epoch, but --config with --epochs recomputes it from start;
+    a config.yaml from before swa.start existed reads its start_epoch as the start."""
+    (tmp_path / "c.yaml").write_text(dump_config(load_config("basic_cnn")))
+    assert load_config(None, tmp_path / "c.yaml", [parse_override("epochs=9")]).swa.start_epoch == 6
+    old = tmp_path / "old.yaml"
+    old.write_text((BEFORE_SWA_START / "basic_cnn.yaml").read_text())
+    cfg = load_config(None, old, [parse_override("epochs=9")])
+    assert cfg.swa.start == 20 and cfg.swa.start_epoch == 20
 
 
 def test_bad_yaml_file(tmp_path):

@@ -96,14 +96,14 @@ def test_corrupt_file_gives_one_line_error_and_is_kept(data_dir, tmp_path):
     target.write_bytes(gzip.compress(bytes(labels)))
     before = target.read_bytes()
     result = run_cli("data", "--data-dir", str(folder))
-    assert result.returncode == 2
+    assert result.returncode == 1  # a data problem, not a usage error
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert str(target) in result.stderr and "checksum mismatch" in result.stderr
     assert target.read_bytes() == before  # never overwritten
 
     target.write_bytes(before[: len(before) // 2])
     result = run_cli("data", "--data-dir", str(folder))
-    assert result.returncode == 2 and "short read" in result.stderr
+    assert result.returncode == 1 and "short read" in result.stderr
 
 
 def test_download_from_mirror_list(data, data_dir, tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def test_an_ensemble_of_one_run_is_that_run(tiny_run, data_dir, tmp_path):
 
 
 def test_ensemble_mistakes_give_one_line_errors(tiny_run, tmp_path):
-    assert_one_line_error(run_cli("ensemble", str(tmp_path / "nope")), "not a run folder")
+    assert_one_line_error(run_cli("ensemble", str(tmp_path / "nope")), "not a run folder", status=1)
     bad = run_cli("ensemble", str(tiny_run), "--method", "median")
     assert bad.returncode == 2 and "invalid choice: 'median'" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -110,7 +110,7 @@ def test_platt_scaling_lowers_nll_of_an_overconfident_score():
 def test_one_vs_all_head_trains(data_dir, tmp_path):
     result = run_cli("train", "basic_cnn", "--head", "ova", "--out", str(tmp_path), "--name", "h",
                      "--epochs", "1", "--train-subset", "2000", "--set", "data.val_size=1000",
-                     "--set", "schedule.cycle_epochs=1", "--set", "swa.start_epoch=1", "--report",
+                     "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1", "--report",
                      "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "h" / "summary.json").read_text())
@@ -120,7 +120,7 @@ def test_one_vs_all_head_trains(data_dir, tmp_path):
 
 ONE_VS_ALL = ["train", "basic_cnn", "--one-vs-all", "--epochs", "1", "--batch-size", "50",
               "--train-subset", "500", "--set", "data.val_size=500", "--set", "data.test_subset=500",
-              "--set", "schedule.cycle_epochs=1", "--set", "swa.start_epoch=1"]
+              "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1"]
 
 
 def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(data_dir, tmp_path):

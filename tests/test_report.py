@@ -127,7 +127,7 @@ def test_report_command_on_validation_and_errors(tiny_run, data_dir):
     report = json.loads((tiny_run / "report-val" / "report.json").read_text())
     assert sum(map(sum, report["confusion"])) == 1000
     assert_one_line_error(run_cli("report", str(tiny_run), "--errors", "0"), "--errors")
-    assert_one_line_error(run_cli("report", str(tiny_run.parent / "nope")), "not a run folder")
+    assert_one_line_error(run_cli("report", str(tiny_run.parent / "nope")), "not a run folder", status=1)
 
 
 def test_audit_lists_confident_disagreements(tiny_run, data_dir):
@@ -149,7 +149,7 @@ def test_table_command_writes_three_formats(tiny_run, tmp_path):
     assert "| basic_cnn | custom" in result.stdout  # 2 epochs on a subset is not the recipe
     assert {p.name for p in tmp_path.iterdir()} == {"table.md", "table.csv", "table.html"}
     assert "https://" not in (tmp_path / "table.html").read_text()
-    assert_one_line_error(run_cli("table", str(tmp_path / "empty-nothing")), "no such folder")
+    assert_one_line_error(run_cli("table", str(tmp_path / "empty-nothing")), "no such folder", status=1)
 
 
 def test_smoothing_is_a_bias_corrected_moving_average():

@@ -56,7 +56,7 @@ def test_a_different_budget_never_reuses_runs(smoke, data_dir):
     assert_one_line_error(
         run_cli("reproduce", "--models", "basic_cnn", "--seeds", "0", "--out", str(out),
                 "--data-dir", str(data_dir)),
-        "trained with another configuration")
+        "trained with another configuration", status=1)
 
 
 @pytest.mark.parametrize("args, fragment", [

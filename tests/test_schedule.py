@@ -55,17 +55,17 @@ def test_onecycle_peaks_at_pct_start_and_ends_low():
 
 
 def test_swa_snapshots_at_cycle_ends_after_start():
-    cfg = cfg_with("schedule.cycle_epochs=2", "swa.start_epoch=5", "epochs=10", "swa.lr=null")
+    cfg = cfg_with("schedule.cycle_epochs=2", "swa.start=5", "epochs=10", "swa.lr=null")
     assert cycle_steps(cfg, 10) == 20
     due = [s for s in range(1, 101) if swa_due(cfg, s, 10)]
     assert due == [60, 80, 100]  # ends of epochs 6, 8, 10: the cycle ends from epoch 5 on
-    constant = cfg_with("schedule.name=constant", "swa.start_epoch=9", "epochs=10")
+    constant = cfg_with("schedule.name=constant", "swa.start=9", "epochs=10")
     assert [s for s in range(1, 101) if swa_due(constant, s, 10)] == [90, 100]
 
 
 def test_odd_steps_per_epoch_cycle_ends_at_epoch_end():
     cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.mode=triangular",
-                   "schedule.cycle_epochs=1", "swa.start_epoch=1")
+                   "schedule.cycle_epochs=1", "swa.start=1")
     lr = lrs(cfg, steps_per_epoch=7, n=15)
     assert lr[7] == pytest.approx(0.01) and lr[14] == pytest.approx(0.01)
     assert max(lr) == pytest.approx(0.01 + 0.09 * 3 / 3.5)
@@ -75,7 +75,7 @@ def test_odd_steps_per_epoch_cycle_ends_at_epoch_end():
 def test_swa_lr_takes_over_from_the_schedule_at_start_epoch(data, tmp_path):
     cfg = small_config("optim.name=sgd", "optim.lr=0.1", "schedule.base_lr=0.01",
                        "schedule.mode=triangular", "schedule.cycle_epochs=2", "epochs=6",
-                       "swa.start_epoch=2", "swa.lr=0.05")
+                       "swa.start=2", "swa.lr=0.05")
     trainer = Trainer(cfg, data, tmp_path / "run")
     spe = trainer.steps_per_epoch
     lr = []

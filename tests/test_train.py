@@ -25,7 +25,7 @@ class SnapshotTrainer(Trainer):
 
 def test_swa_is_the_mean_of_snapshots_with_recomputed_batchnorm(data, tmp_path):
     cfg = small_config("epochs=3", "schedule.name=constant", "optim.name=sgd", "optim.lr=0.05",
-                       "swa.start_epoch=1")
+                       "swa.start=1")
     trainer = SnapshotTrainer(cfg, data, tmp_path / "run")
     summary = trainer.fit()
     assert summary["swa_snapshots"] == 3 and summary["weights"] == "swa"
@@ -85,7 +85,7 @@ def cli(*args):
 
 def test_resume_after_kill_matches_uninterrupted(data_dir, tmp_path):
     args = ["basic_cnn", "--out", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "4",
-            "--train-subset", "3000", "--set", "data.val_size=500", "--set", "swa.start_epoch=2",
+            "--train-subset", "3000", "--set", "data.val_size=500", "--set", "swa.start=2",
             "--set", "schedule.cycle_epochs=1", "--set", "precision=fp32", "--set", "swa.lr=2e-3"]
     subprocess.run(cli(*args, "--name", "whole"), check=True, capture_output=True, timeout=600)
     # Kill -9 somewhere inside epoch 3, after two checkpoints.

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import load_config, parse_override
+from .config import load_config, parse_override, read_yaml
 from .data import DATA_DIR_ENV, FILES, MIRROR_ENV, load_fashion_mnist
-from .errors import FashionbenchError
+from .errors import FashionbenchError, UsageError
 from .leaderboard import REFERENCE
 from .models import MODELS, check_model
 from .reproduce import BUDGETS
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     t.add_argument("--report", action="store_true",
                    help="write RUN_DIR/report (test split) when training ends")
+    t.add_argument("--dry-run", action="store_true",
+                   help="resolve and validate the config, print the plan (parameters, steps, SWA "
+                        "snapshots, run folder), write nothing")
     _data_dir_option(t)
 
     e = sub.add_parser("evaluate", help="evaluate a finished run's model",
@@ -96,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results)")
     r.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     _data_dir_option(r)
+    r.add_argument("--dry-run", action="store_true",
+                   help="list every run it would train, resume or keep, and check their configs; "
+                        "write nothing")
 
     sub.add_parser("models", help="list the architectures: size, cost, paper",
                    description="Parameters, forward MFLOPs per 28x28 image (torch's FLOP "
@@ -179,6 +185,35 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--top", type=int, default=50, metavar="N",
                     help="images in the grid (default: 50)")
 
+    pr = sub.add_parser("predict", help="classify your own image files with a finished run's model",
+                        description="Classify image files (any format Pillow reads, any size or "
+                                    "colour mode) with RUN_DIR's model. Each image is converted the "
+                                    "way Fashion-MNIST was made: grayscale, trimmed, its longest "
+                                    "side resized to 28, centred; light backgrounds are inverted "
+                                    "(garments are light on black). A folder means every image in "
+                                    "it (not in its subfolders). Unreadable files are reported and "
+                                    "skipped, and the exit status is then 1.")
+    pr.add_argument("run_dir", metavar="RUN_DIR")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    pr.add_argument("--top-k", type=int, default=3, metavar="K",
+                    help="classes to show per image (default: 3)")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line")
+    pr.add_argument("--tta", choices=("flip",),
+                    help="test-time augmentation: also predict on the mirrored image and average")
+    pr.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                    help="invert intensities: auto (default: when the border is light), yes, no")
+    pr.add_argument("--device", help="override the run's device")
+
+    ex = sub.add_parser("export", help="export a finished run's model to ONNX or TorchScript",
+                        description="Write RUN_DIR's model, normalization included, as a file that "
+                                    "serves without fashionbench. Input: float32 pixels in [0, 255], "
+                                    "shape (N, 1, 28, 28), any N; outputs: logits and probabilities.")
+    ex.add_argument("run_dir", metavar="RUN_DIR")
+    ex.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                    help="onnx (default; needs pip install 'fashionbench[export]') or torchscript")
+    ex.add_argument("--out", metavar="FILE",
+                    help="output file (default: RUN_DIR/model.onnx or RUN_DIR/model.torchscript.pt)")
+
     d = sub.add_parser("data", help="download and verify the dataset, print where it is",
                        description="Fetch any missing files, verify all MD5 sums, print the location.")
     _data_dir_option(d)
@@ -195,20 +230,27 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         run_dir = Path(args.resume)
         if overrides or args.config or args.name:
-            raise FashionbenchError("--resume continues a run exactly as configured; "
-                                    "drop the other training options")
+            raise UsageError("--resume continues a run exactly as configured; "
+                             "drop the other training options")
         cfg = run_config(run_dir)
         if args.model and args.model != cfg.model:
-            raise FashionbenchError(f"{run_dir} trains {cfg.model}, not {args.model}")
+            raise UsageError(f"{run_dir} trains {cfg.model}, not {args.model}")
         if (run_dir / "summary.json").exists():
             raise FashionbenchError(f"{run_dir} is already complete (summary.json exists)")
         resume = (run_dir / "checkpoint.pt").exists()  # killed before epoch 1 ended: start over
     else:
-        if not args.model:
-            raise FashionbenchError(f"name a MODEL to train: {', '.join(sorted(MODELS))}")
+        if not args.model and not (args.config and "model" in read_yaml(args.config)):
+            raise UsageError(f"name a MODEL to train (or a --config file that names one): "
+                             f"{', '.join(sorted(MODELS))}")
+        # A --config file names its model (a run's config.yaml does); MODEL overrides it.
         cfg = load_config(args.model, args.config, overrides)
         run_dir = new_run_dir(args.out, args.name, cfg.model)
         resume = False
+    if args.dry_run:
+        from .plan import run_plan
+        print(run_plan(cfg, run_dir, resume))
+        print("dry run: nothing trained, nothing written")
+        return
     data = load_fashion_mnist(args.data_dir)
     print(f"run: {run_dir}", flush=True)
     try:
@@ -243,7 +285,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .report import report_run
 
     if args.errors < 1:
-        raise FashionbenchError(f"--errors must be at least 1, got {args.errors}")
+        raise UsageError(f"--errors must be at least 1, got {args.errors}")
     run_config(Path(args.run_dir))  # not a run folder: say so before loading any data
     path = report_run(Path(args.run_dir), load_fashion_mnist(args.data_dir), args.split,
                       args.device, args.errors)
@@ -256,9 +298,9 @@ def cmd_lr_find(args: argparse.Namespace) -> None:
     from .lr_find import LRFinderResult, lr_find_figure, lr_range_test
 
     if not 0 < args.start < args.end:
-        raise FashionbenchError(f"need 0 < --start < --end, got {args.start} and {args.end}")
+        raise UsageError(f"need 0 < --start < --end, got {args.start} and {args.end}")
     if args.steps < 20:
-        raise FashionbenchError(f"--steps must be at least 20, got {args.steps}")
+        raise UsageError(f"--steps must be at least 20, got {args.steps}")
     overrides = [parse_override(f"{key}={json.dumps(getattr(args, opt))}")
                  for opt, key in (("batch_size", "batch_size"), ("seed", "seed"), ("device", "device"))
                  if getattr(args, opt) is not None]
@@ -304,9 +346,9 @@ def cmd_specialists(args: argparse.Namespace) -> None:
     from .specialists import train_specialists
 
     if not 1 <= args.pairs <= 45:
-        raise FashionbenchError(f"--pairs must be between 1 and 45, got {args.pairs}")
+        raise UsageError(f"--pairs must be between 1 and 45, got {args.pairs}")
     if args.epochs is not None and args.epochs < 1:
-        raise FashionbenchError(f"--epochs must be at least 1, got {args.epochs}")
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     run_dir = Path(args.run_dir)
     run_config(run_dir)  # not a run folder: say so before loading any data
     out = Path(args.out) / (args.name or f"{run_dir.name}-specialists")
@@ -333,7 +375,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
     from .engine import run_config
 
     if args.top < 1:
-        raise FashionbenchError(f"--top must be at least 1, got {args.top}")
+        raise UsageError(f"--top must be at least 1, got {args.top}")
     run_config(Path(args.run_dir))  # not a run folder: say so before loading any data
     png, table, count = audit_run(Path(args.run_dir), load_fashion_mnist(args.data_dir),
                                   args.split, args.top, args.device)
@@ -353,23 +395,27 @@ def _int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise FashionbenchError(f"{what} must be comma-separated integers, got {text!r}") from None
+        raise UsageError(f"{what} must be comma-separated integers, got {text!r}") from None
     if not values:
-        raise FashionbenchError(f"{what} is empty")
+        raise UsageError(f"{what} is empty")
     return values
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from .reproduce import reproduce
+    from .reproduce import describe_plan, reproduce, reproduce_plan
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for model in models:
         check_model(model)
     if not models:
-        raise FashionbenchError("--models is empty")
+        raise UsageError("--models is empty")
     seeds = _int_list(args.seeds, "--seeds")
-    paths = reproduce(load_fashion_mnist(args.data_dir), models, seeds, args.budget,
-                      Path(args.out), args.device)
+    plan = reproduce_plan(models, seeds, args.budget, Path(args.out), args.device)
+    if args.dry_run:
+        print(describe_plan(plan))
+        print("dry run: nothing trained, nothing written")
+        return
+    paths = reproduce(load_fashion_mnist(args.data_dir), plan, args.budget, Path(args.out))
     print(paths[0].read_text())
     print(f"results: {', '.join(map(str, paths))}")
 
@@ -390,21 +436,37 @@ def cmd_models(args: argparse.Namespace) -> None:
                         for j, (cell, w) in enumerate(zip(row, widths))).rstrip())
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_cli
+    return predict_cli(args)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_cli
+    export_cli(args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 on success, 2 for a usage error (argparse's own, or a UsageError),
+    1 for everything else that fails (data, files, a run that cannot go on)."""
     args = build_parser().parse_args(argv)
     try:
-        {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
-         "reproduce": cmd_reproduce, "report": cmd_report,
-         "lr-find": cmd_lr_find, "table": cmd_table,
-         "ensemble": cmd_ensemble, "specialists": cmd_specialists, "audit": cmd_audit,
-         "data": cmd_data}[args.command](args)
-    except FashionbenchError as e:
+        status = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
+                  "reproduce": cmd_reproduce, "report": cmd_report,
+                  "lr-find": cmd_lr_find, "table": cmd_table,
+                  "ensemble": cmd_ensemble, "specialists": cmd_specialists, "audit": cmd_audit,
+                  "predict": cmd_predict, "export": cmd_export,
+                  "data": cmd_data}[args.command](args)
+    except UsageError as e:
         print(f"fashionbench: error: {e}", file=sys.stderr)
         return 2
+    except FashionbenchError as e:
+        print(f"fashionbench: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fashionbench: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

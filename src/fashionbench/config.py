@@ -8,6 +8,7 @@ and value is checked, and a mistake names what is valid.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,7 +17,11 @@ from typing import Any
 
 import yaml
 
-from .errors import FashionbenchError
+from .errors import FashionbenchError, UsageError
+
+
+class ConfigError(UsageError):
+    """An invalid configuration key or value: a usage error (exit status 2)."""
 
 
 @dataclass
@@ -41,9 +46,15 @@ class ScheduleConfig:
 @dataclass
 class SWAConfig:
     enabled: bool = True
-    # Snapshots are averaged from the end of this (1-based) epoch on: at each cycle's
-    # end with the cyclic schedule (where the LR is lowest), else every epoch.
-    start_epoch: int = 20
+    # When averaging starts, relative to the run as Lightning's swa_epoch_start is: a
+    # fraction of the epochs (0 < start < 1), or an epoch number (a whole number >= 1).
+    # Snapshots are averaged from the end of that (1-based) epoch on: at each cycle's
+    # end with the cyclic schedule (where the LR is lowest), else every epoch. Recipes
+    # use the fraction, so that --epochs N scales the averaging window with the run.
+    start: float = 0.67
+    # Written by fashionbench, never set by hand: the epoch ``start`` resolved to at
+    # this run's ``epochs``, so that config.yaml says when averaging began.
+    start_epoch: int | None = None
     # If set, the averaging phase of Izmailov et al. 2018: after start_epoch the LR
     # leaves the schedule, moves to this value over one epoch (torch's SWALR, cosine)
     # and stays there, and snapshots are averaged at every epoch's end.
@@ -110,7 +121,7 @@ RANGES = {
     "optim.weight_decay": (0, None, True),
     "schedule.base_lr": (0, None, False), "schedule.cycle_epochs": (0, None, False),
     "schedule.gamma": (0, 1, False), "schedule.pct_start": (0, 1, False),
-    "swa.start_epoch": (1, None, True), "swa.lr": (0, None, False),
+    "swa.start": (0, None, False), "swa.lr": (0, None, False),
     "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
     "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
     "data.val_size": (1, 59_990, True), "data.train_subset": (10, None, True),
@@ -132,12 +143,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if value is None or value == "null":
         if type(None) in args:
             return None
-        raise FashionbenchError(f"{key} cannot be empty")
+        raise ConfigError(f"{key} cannot be empty")
     kind = next(a for a in args if a is not type(None)) if args else hint
     if kind is bool and isinstance(value, bool):
         return value
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return value  # an int stays one: swa.start=20 is an epoch, and is written back as 20
     if kind is float and not isinstance(value, bool):
         try:
             return float(value)  # also takes "1e-3", which YAML 1.1 reads as a string
@@ -145,17 +158,17 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             pass
     if kind is str and isinstance(value, str):
         return value
-    raise FashionbenchError(f"{key} must be {kind.__name__}, got {value!r}")
+    raise ConfigError(f"{key} must be {kind.__name__}, got {value!r}")
 
 
 def _build(cls: type, data: Any, prefix: str = "") -> Any:
     if not isinstance(data, dict):
-        raise FashionbenchError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         if key not in hints:
-            raise FashionbenchError(
+            raise ConfigError(
                 f"unknown config key '{prefix}{key}'; valid keys: {', '.join(all_keys())}")
         sub = hints[key]
         kwargs[key] = (_build(sub, value, f"{prefix}{key}.") if dataclasses.is_dataclass(sub)
@@ -174,7 +187,7 @@ def validate(cfg: Config) -> Config:
     check_model(cfg.model)
     for key, options in CHOICES.items():
         if _lookup(cfg, key) not in options:
-            raise FashionbenchError(
+            raise ConfigError(
                 f"{key} must be one of {', '.join(options)}, got {_lookup(cfg, key)!r}")
     for key, (low, high, closed) in RANGES.items():
         value = _lookup(cfg, key)
@@ -183,19 +196,34 @@ def validate(cfg: Config) -> Config:
         too_low = value < low if closed else value <= low
         if too_low or (high is not None and value > high):
             span = f"{'[' if closed else '('}{low}, {high if high is not None else 'inf'}]"
-            raise FashionbenchError(f"{key} must be in {span}, got {value}")
+            raise ConfigError(f"{key} must be in {span}, got {value}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
-        raise FashionbenchError(f"device must be one of auto, cpu, cuda, cuda:N, got {cfg.device!r}")
+        raise ConfigError(f"device must be one of auto, cpu, cuda, cuda:N, got {cfg.device!r}")
     if cfg.head == "ova" and (cfg.one_vs_all or cfg.data.positive_class is not None):
-        raise FashionbenchError("head=ova is the one-network form of one-vs-all; "
+        raise ConfigError("head=ova is the one-network form of one-vs-all; "
                                 "it does not combine with one_vs_all or data.positive_class")
     negative, positive = cfg.data.negative_class, cfg.data.positive_class
     if negative is not None and (positive is None or positive == negative):
-        raise FashionbenchError("data.negative_class needs a different data.positive_class")
+        raise ConfigError("data.negative_class needs a different data.positive_class")
     if cfg.schedule.name == "cyclic" and cfg.schedule.base_lr >= cfg.optim.lr:
-        raise FashionbenchError(
+        raise ConfigError(
             f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")
+    # A new SWAConfig, not an edit: configs made with dataclasses.replace share it.
+    cfg.swa = dataclasses.replace(cfg.swa, start_epoch=swa_start_epoch(cfg.swa.start, cfg.epochs))
     return cfg
+
+
+def swa_start_epoch(start: float, epochs: int) -> int:
+    """The (1-based) epoch from whose end SWA averages: ``start`` itself where it is an
+    epoch number, else that fraction of ``epochs``, rounded half up (0.67 of 30 is 20,
+    of 60 is 40), and never before the first epoch. May exceed ``epochs``: the engine
+    then trains without SWA, with a warning."""
+    if start >= 1:
+        if start != int(start):
+            raise ConfigError(f"swa.start must be a fraction of the epochs (0 < start < 1) or a "
+                              f"whole epoch number, got {start}")
+        return int(start)
+    return max(1, math.floor(start * epochs + 0.5))
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -212,7 +240,7 @@ def parse_override(item: str) -> dict:
     """``a.b=value`` -> {"a": {"b": value}}; the value is read as YAML (numbers, true, null)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise FashionbenchError(f"--set expects key=value, got {item!r}")
+        raise ConfigError(f"--set expects key=value, got {item!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -250,16 +278,33 @@ def load_config(model: str | None = None, config_file: str | Path | None = None,
         recipe = recipes_dir() / f"{model}.yaml"
         config_file = recipe if recipe.exists() else None
     if config_file is not None:
-        merged = _deep_merge(merged, read_yaml(config_file))
+        merged = _deep_merge(merged, _written_start(read_yaml(config_file)))
     if model is not None:
         merged["model"] = model
     for override in overrides or []:
+        if "start_epoch" in (override.get("swa") or {}):
+            raise ConfigError("swa.start_epoch is written by fashionbench; set swa.start instead: "
+                              "an epoch number (e.g. 20) or a fraction of the epochs (e.g. 0.67)")
         merged = _deep_merge(merged, override)
     return validate(_build(Config, merged))
 
 
+def _written_start(data: dict) -> dict:
+    """A config file's SWA start as an input: ``start_epoch`` is what ``start`` resolved
+    to when the file was written, so it is recomputed (the epochs may be overridden);
+    a file from before ``swa.start`` existed gives its ``start_epoch`` as the start."""
+    swa = data.get("swa")
+    if not isinstance(swa, dict) or "start_epoch" not in swa:
+        return data
+    swa = dict(swa)
+    written = swa.pop("start_epoch")
+    if "start" not in swa and written is not None:
+        swa["start"] = written
+    return {**data, "swa": swa}
+
+
 def config_from_dict(data: dict) -> Config:
-    return validate(_build(Config, data))
+    return validate(_build(Config, _written_start(data)))
 
 
 def dump_config(cfg: Config) -> str:

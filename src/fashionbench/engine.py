@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import runs
 from .augment import augment
-from .config import Config, config_from_dict, dump_config, read_yaml, validate
+from .config import Config, ConfigError, config_from_dict, dump_config, read_yaml, validate
 from .data import CLASSES, FashionMNIST, stratified_split, stratified_subset
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision
@@ -40,28 +40,53 @@ class Split:
     index: torch.Tensor
 
 
+def split_indices(train_labels: torch.Tensor, test_labels: torch.Tensor,
+                  cfg: Config) -> dict[str, torch.Tensor]:
+    """Indices of the train, val and test images the config selects from the original
+    files: the seeded stratified split, subsets, and a specialist's pair of classes."""
+    train_idx, val_idx = stratified_split(train_labels, cfg.data.val_size, cfg.data.split_seed,
+                                          cfg.data.train_subset)
+    test_idx = (torch.arange(len(test_labels)) if cfg.data.test_subset is None else
+                stratified_subset(test_labels, cfg.data.test_subset, cfg.data.split_seed,
+                                  "data.test_subset"))
+    indices = {"train": (train_labels, train_idx), "val": (train_labels, val_idx),
+               "test": (test_labels, test_idx)}
+    if cfg.data.negative_class is not None:  # a pair's specialist sees only the pair's images
+        pair = torch.tensor([cfg.data.positive_class, cfg.data.negative_class])
+        return {name: index[torch.isin(labels[index], pair)] for name, (labels, index) in indices.items()}
+    return {name: index for name, (_, index) in indices.items()}
+
+
+def planned_split_sizes(cfg: Config) -> dict[str, int]:
+    """The split sizes a run of ``cfg`` will have, without reading the dataset: the
+    stratified split's per-class counts depend only on the class counts, and
+    Fashion-MNIST has exactly 6,000 training and 1,000 test images of every class."""
+    classes = torch.arange(len(CLASSES))
+    indices = split_indices(classes.repeat_interleave(6000), classes.repeat_interleave(1000), cfg)
+    return {name: len(index) for name, index in indices.items()}
+
+
+def steps_per_epoch(cfg: Config, train_size: int) -> int:
+    """Whole batches in an epoch (the last partial one is dropped)."""
+    if cfg.batch_size > train_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set "
+                          f"({train_size:,} images)")
+    return train_size // cfg.batch_size
+
+
 def prepare_splits(data: FashionMNIST, cfg: Config, device: torch.device) -> dict[str, Split]:
-    train_idx, val_idx = stratified_split(data.train_labels, cfg.data.val_size,
-                                          cfg.data.split_seed, cfg.data.train_subset)
+    positive = cfg.data.positive_class
 
-    positive, negative = cfg.data.positive_class, cfg.data.negative_class
-
-    def split(images, labels, index=None):
-        if index is None:
-            index = torch.arange(len(labels))
-        if negative is not None:  # a pair's specialist sees only the pair's images
-            index = index[torch.isin(labels[index], torch.tensor([positive, negative]))]
+    def split(images, labels, index):
         labels = labels[index]
         if positive is not None:
             labels = (labels == positive).long()
         return Split(images[index].to(device), labels.to(device), index)
 
-    test_idx = (None if cfg.data.test_subset is None else
-                stratified_subset(data.test_labels, cfg.data.test_subset, cfg.data.split_seed,
-                                  "data.test_subset"))
-    return {"train": split(data.train_images, data.train_labels, train_idx),
-            "val": split(data.train_images, data.train_labels, val_idx),
-            "test": split(data.test_images, data.test_labels, test_idx)}
+    indices = split_indices(data.train_labels, data.test_labels, cfg)
+    return {"train": split(data.train_images, data.train_labels, indices["train"]),
+            "val": split(data.train_images, data.train_labels, indices["val"]),
+            "test": split(data.test_images, data.test_labels, indices["test"])}
 
 
 def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
@@ -95,6 +120,15 @@ def binary_task(cfg: Config) -> str:
     d = cfg.data
     other = "the rest" if d.negative_class is None else CLASSES[d.negative_class]
     return f"{CLASSES[d.positive_class]} against {other}"
+
+
+def class_names(cfg: Config) -> list[str]:
+    """The name of each model output; a binary run's output 1 is its positive class."""
+    d = cfg.data
+    if d.positive_class is None:
+        return list(CLASSES)
+    positive = CLASSES[d.positive_class]
+    return [f"not {positive}" if d.negative_class is None else CLASSES[d.negative_class], positive]
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, head: str, smoothing: float = 0.0):
@@ -189,6 +223,21 @@ def swa_due(cfg: Config, step: int, steps_per_epoch: int) -> bool:
     return step % (cycle_steps(cfg, steps_per_epoch) if cyclic else steps_per_epoch) == 0
 
 
+def swa_steps(cfg: Config, steps_per_epoch: int) -> list[int]:
+    """Every global step after which SWA takes a snapshot; none where SWA is off or
+    cannot average at this budget (no snapshot point from swa.start_epoch to the end)."""
+    return [s for s in range(1, cfg.epochs * steps_per_epoch + 1) if swa_due(cfg, s, steps_per_epoch)]
+
+
+def swa_skipped(cfg: Config) -> str:
+    """Why SWA, although enabled, takes no snapshot: one line for the warning."""
+    every = (f"; snapshots fall at cycle ends, every {cfg.schedule.cycle_epochs:g} epochs"
+             if cfg.schedule.name == "cyclic" and not cfg.swa.lr else "")
+    return (f"SWA cannot average in {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}: no snapshot point "
+            f"from epoch {cfg.swa.start_epoch} (swa.start {cfg.swa.start:g}) to epoch {cfg.epochs}"
+            f"{every}; training without SWA")
+
+
 def bn_batches(split: Split, batch_size: int, channels_last: bool):
     """Un-augmented training batches in a fixed order, for recomputing BatchNorm statistics."""
     for i in range(0, len(split.labels), batch_size):
@@ -221,24 +270,19 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         torch.manual_seed(cfg.seed)
         self.splits = prepare_splits(data, cfg, self.device)
-        self.steps_per_epoch = len(self.splits["train"].labels) // cfg.batch_size
-        if self.steps_per_epoch == 0:
-            raise FashionbenchError(f"batch_size {cfg.batch_size} is larger than the training "
-                                    f"set ({len(self.splits['train'].labels)} images)")
-        if cfg.swa.enabled and not any(
-                swa_due(cfg, s, self.steps_per_epoch)
-                for s in range(1, cfg.epochs * self.steps_per_epoch + 1)):
-            raise FashionbenchError(
-                f"SWA would average nothing: no snapshot point from swa.start_epoch "
-                f"{cfg.swa.start_epoch} to epoch {cfg.epochs}; lower swa.start_epoch or "
-                "shorten schedule.cycle_epochs")
+        self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
+        # A budget too short to average is the user's choice, not a mistake: say so, go on.
+        self.averaging = bool(swa_steps(cfg, self.steps_per_epoch))
+        if cfg.swa.enabled and not self.averaging:
+            print(f"fashionbench: warning: {swa_skipped(cfg)}", file=sys.stderr, flush=True)
         self.model = place_model(build_model(cfg.model, cfg.num_classes), self.device, cfg.channels_last)
         # Compiled forward for training; state dicts always come from the plain module.
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
-        self.swa_scheduler = build_swa_scheduler(cfg, self.optimizer, self.steps_per_epoch)
-        self.swa_model = swa_utils.AveragedModel(self.model) if cfg.swa.enabled else None
+        self.swa_scheduler = (build_swa_scheduler(cfg, self.optimizer, self.steps_per_epoch)
+                              if self.averaging else None)
+        self.swa_model = swa_utils.AveragedModel(self.model) if self.averaging else None
         # One generator for data order and augmentation; dropout uses the global one.
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.environment = runs.environment()  # at the start: the code that trains
@@ -320,7 +364,7 @@ class Trainer:
             step = self.epoch * steps + i + 1
             loss, logits = self.train_step(train.images[idx], y)
             self.step_lr(step)
-            if swa_due(cfg, step, steps):
+            if self.swa_model is not None and swa_due(cfg, step, steps):
                 self.swa_model.update_parameters(self.model)
             loss_sum += loss * bs
             correct += (logits.argmax(1) == y).sum()
@@ -410,9 +454,13 @@ def train(cfg: Config, data: FashionMNIST, run_dir: Path, resume: bool = False) 
 
 
 def run_config(run_dir: Path) -> Config:
-    if not (Path(run_dir) / "config.yaml").exists():
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
         raise FashionbenchError(f"{run_dir}: not a run folder (no config.yaml)")
-    return config_from_dict(read_yaml(Path(run_dir) / "config.yaml"))
+    try:
+        return config_from_dict(read_yaml(path))
+    except ConfigError as e:  # a damaged file, not a mistake on the command line
+        raise FashionbenchError(f"{path}: {e}") from None
 
 
 @dataclass
@@ -435,9 +483,18 @@ class FinishedRun:
         return probabilities(self.predict(split, flip), self.cfg.head)
 
 
-def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> FinishedRun:
-    """``run_dir``'s model.pt on ``device`` (default: the run's own), with the run's
-    splits rebuilt from its config (the same seeded split as in training)."""
+@dataclass
+class LoadedModel:
+    """A finished run's final model on a device, in eval mode, without any data."""
+    cfg: Config
+    model: nn.Module
+    weights: str                 # "swa" or "last"
+    device: torch.device
+    precision: str
+
+
+def load_model(run_dir: Path, device: str | None = None) -> LoadedModel:
+    """``run_dir``'s model.pt on ``device`` (default: the run's own)."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     if device:
@@ -448,9 +505,17 @@ def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> Fi
     model = build_model(saved["model"], saved.get("num_classes", 10))
     model.load_state_dict(saved["state_dict"])
     torch_device = resolve_device(cfg.device)
-    return FinishedRun(cfg, place_model(model, torch_device, cfg.channels_last), saved["weights"],
-                       prepare_splits(data, cfg, torch_device),
+    model = place_model(model, torch_device, cfg.channels_last).eval()
+    return LoadedModel(cfg, model, saved["weights"], torch_device,
                        resolve_precision(cfg.precision, torch_device))
+
+
+def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> FinishedRun:
+    """``run_dir``'s model.pt on ``device`` (default: the run's own), with the run's
+    splits rebuilt from its config (the same seeded split as in training)."""
+    loaded = load_model(run_dir, device)
+    return FinishedRun(loaded.cfg, loaded.model, loaded.weights,
+                       prepare_splits(data, loaded.cfg, loaded.device), loaded.precision)
 
 
 def evaluate_run(run_dir: Path, data: FashionMNIST, split: str, device: str | None = None) -> dict:

@@ -281,7 +281,7 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
         "seed": str(summary["seed"]),
     }
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    swa_start = run.cfg.swa.start_epoch if run.cfg.swa.enabled else None
+    swa_start = run.cfg.swa.start_epoch if summary.get("swa_snapshots") else None
     out = run_dir / ("report" if split == "test" else f"report-{split}")
     return write_report(out, pred, f"{summary['model']}: {run_dir.name}", headline, history,
                         swa_start, n_errors)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import dump_config, load_config, parse_override
+from .config import Config, dump_config, load_config, parse_override
 from .data import FashionMNIST
 from .errors import FashionbenchError
 from .leaderboard import collect, write_tables
@@ -17,32 +17,53 @@ from .leaderboard import collect, write_tables
 BUDGETS = {
     "full": [],
     "smoke": ["epochs=2", "batch_size=4", "data.train_subset=400", "data.val_size=100",
-              "data.test_subset=100", "schedule.cycle_epochs=1", "swa.start_epoch=1"],
+              "data.test_subset=100", "schedule.cycle_epochs=1", "swa.start=1"],
 }
 
 
-def reproduce(data: FashionMNIST, models: list[str], seeds: list[int], budget: str,
-              out: Path, device: str | None = None) -> list[Path]:
-    from .engine import train
-
+def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
+                   device: str | None = None) -> list[tuple[Config, Path, str]]:
+    """Every (config, run folder, state) of a reproduction; state is "train", "resume"
+    or "complete". A folder trained with another configuration stops it here, before
+    anything is trained."""
     overrides = BUDGETS[budget] + ([f"device={device}"] if device else [])
     plan = []
     for model in models:
         for seed in seeds:
             cfg = load_config(model, None, [parse_override(o) for o in overrides + [f"seed={seed}"]])
-            plan.append((cfg, out / "runs" / f"{model}-s{seed}"))
-    for i, (cfg, run_dir) in enumerate(plan, 1):
+            run_dir = out / "runs" / f"{model}-s{seed}"
+            state = ("complete" if (run_dir / "summary.json").exists() else
+                     "resume" if (run_dir / "checkpoint.pt").exists() else "train")
+            if state != "train" and (run_dir / "config.yaml").read_text() != dump_config(cfg):
+                raise FashionbenchError(f"{run_dir} was trained with another configuration "
+                                        "(budget or recipe changed); remove it or choose another --out")
+            plan.append((cfg, run_dir, state))
+    return plan
+
+
+def describe_plan(plan: list[tuple[Config, Path, str]]) -> str:
+    from .plan import training_plan
+
+    lines = []
+    for i, (cfg, run_dir, state) in enumerate(plan, 1):
+        doing = {"train": "would train", "resume": "would resume", "complete": "already complete"}
+        lines.append(f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}: {doing[state]} in {run_dir}")
+        if state != "complete":
+            lines += ["    " + line for line in training_plan(cfg)]
+    return "\n".join(lines)
+
+
+def reproduce(data: FashionMNIST, plan: list[tuple[Config, Path, str]], budget: str,
+              out: Path) -> list[Path]:
+    from .engine import train
+
+    for i, (cfg, run_dir, state) in enumerate(plan, 1):
         head = f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}"
-        done = (run_dir / "summary.json").exists()
-        resume = (run_dir / "checkpoint.pt").exists()
-        if (done or resume) and (run_dir / "config.yaml").read_text() != dump_config(cfg):
-            raise FashionbenchError(f"{run_dir} was trained with another configuration "
-                                    "(budget or recipe changed); remove it or choose another --out")
-        if done:
+        if state == "complete":
             print(f"{head}: already complete in {run_dir}", flush=True)
             continue
-        print(f"{head}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
-        train(cfg, data, run_dir, resume=resume)
-    title = f"fashionbench reproduce --budget {budget} (seeds {','.join(map(str, seeds))})"
-    return write_tables(collect([run_dir for _, run_dir in plan]), out, title)
-
+        print(f"{head}: {'resuming' if state == 'resume' else 'training'} in {run_dir}", flush=True)
+        train(cfg, data, run_dir, resume=state == "resume")
+    seeds = ",".join(map(str, dict.fromkeys(cfg.seed for cfg, _, _ in plan)))
+    title = f"fashionbench reproduce --budget {budget} (seeds {seeds})"
+    return write_tables(collect([run_dir for _, run_dir, _ in plan]), out, title)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
-from .config import Config
+from .config import Config, validate
 from .data import CLASSES, FashionMNIST
 from .ensemble import combined_summary, split_scores
 from .errors import FashionbenchError
@@ -83,9 +83,9 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
     specialists, summaries = [], [read_summary(generalist)]
     for k, (i, j) in enumerate(chosen, 1):
         run_dir = Path(out) / f"pair-{i}-{j}"
-        cfg: Config = dataclasses.replace(
+        cfg: Config = validate(dataclasses.replace(  # validate: resolves swa.start at these epochs
             general.cfg, epochs=epochs or general.cfg.epochs,
-            data=dataclasses.replace(general.cfg.data, positive_class=i, negative_class=j))
+            data=dataclasses.replace(general.cfg.data, positive_class=i, negative_class=j)))
         head = f"[{k}/{len(chosen)}] {CLASSES[i]} against {CLASSES[j]}"
         if (run_dir / "summary.json").exists():
             print(f"{head}: already complete", flush=True)

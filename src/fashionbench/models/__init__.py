@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import FashionbenchError
+from ..errors import UsageError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 PAPERS: dict[str, str] = {}
@@ -31,7 +31,7 @@ def register(paper: str) -> Callable[[Callable[..., nn.Module]], Callable[..., n
 
 def check_model(name: str) -> None:
     if name not in MODELS:
-        raise FashionbenchError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+        raise UsageError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
 
 
 def build_model(name: str, num_classes: int = 10) -> nn.Module:

@@ -1,0 +1,73 @@
+"""``--dry-run``: what a training command would do, worked out from the config alone.
+
+Nothing here reads the dataset or writes a file: the split sizes follow from the
+config (``engine.planned_split_sizes``), the steps and SWA snapshots from the same
+functions the trainer uses, so the plan cannot drift from the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Config
+from .data import CLASSES
+from .engine import planned_split_sizes, steps_per_epoch, swa_skipped, swa_steps
+from .hardware import device_name, resolve_device, resolve_precision
+from .models import build_model, count_parameters
+
+
+def epoch_list(epochs: list[float]) -> str:
+    """'20, 21, ..., 30' for a long even run of epochs, else every one of them."""
+    text = [f"{e:g}" if e == int(e) else f"{e:.2f}" for e in epochs]
+    steps = {round(b - a, 6) for a, b in zip(epochs, epochs[1:])}
+    if len(epochs) > 4 and len(steps) == 1:
+        return f"{text[0]}, {text[1]}, ..., {text[-1]}"
+    return ", ".join(text)
+
+
+def swa_plan(cfg: Config, spe: int) -> str:
+    if not cfg.swa.enabled:
+        return "off"
+    steps = swa_steps(cfg, spe)
+    if not steps:
+        return f"none ({swa_skipped(cfg)})"
+    epochs = [s / spe for s in steps]
+    when = (f"end of epoch {epoch_list(epochs)} (1 snapshot)" if len(epochs) == 1 else
+            f"ends of epochs {epoch_list(epochs)} ({len(epochs)} snapshots)")
+    if cfg.swa.lr:
+        when += f"; LR held at {cfg.swa.lr:g} (swa.lr) after epoch {cfg.swa.start_epoch}"
+    return when
+
+
+def training_plan(cfg: Config) -> list[str]:
+    """Lines describing one run of ``cfg`` (one network)."""
+    sizes = planned_split_sizes(cfg)
+    spe = steps_per_epoch(cfg, sizes["train"])
+    device = resolve_device(cfg.device)
+    s = cfg.schedule
+    schedule = (f"cyclic {s.mode}, {s.base_lr:g} to {cfg.optim.lr:g}, {s.cycle_epochs:g}-epoch cycles"
+                if s.name == "cyclic" else f"{s.name}, peak {cfg.optim.lr:g}")
+    lines = [
+        f"model:      {cfg.model}, {count_parameters(build_model(cfg.model, cfg.num_classes)):,} parameters",
+        f"data:       {sizes['train']:,} training / {sizes['val']:,} validation / {sizes['test']:,} test images",
+        f"epochs:     {cfg.epochs} x {spe:,} steps of {cfg.batch_size} ({cfg.epochs * spe:,} steps)",
+        f"optimizer:  {cfg.optim.name}, {schedule}",
+        f"SWA:        {swa_plan(cfg, spe)}",
+        f"device:     {device_name(device)}, {resolve_precision(cfg.precision, device)}",
+    ]
+    return lines
+
+
+def run_plan(cfg: Config, run_dir: Path, resume: bool = False) -> str:
+    """The whole plan of ``fashionbench train``, ending with the folder it would write."""
+    from .one_vs_all import member_config
+
+    if cfg.one_vs_all:
+        lines = [f"ten binary networks ({CLASSES[0]} against the rest, ...), each:"]
+        lines += ["  " + line for line in training_plan(member_config(cfg, 0))]
+        lines.append(f"run folder: {run_dir} (class-0 ... class-9, then the combined report)")
+    else:
+        lines = training_plan(cfg)
+        lines.append(f"run folder: {run_dir} ({'resumed' if resume else 'created'}: config.yaml, "
+                     "metrics.jsonl, checkpoint.pt, model.pt, summary.json)")
+    return "\n".join(lines)

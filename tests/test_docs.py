@@ -1,0 +1,120 @@
+"""Documented commands cannot rot: every ``fashionbench ...`` line in a ```bash block
+of README.md or docs/**/*.md runs here. Training commands (``train``, ``reproduce``)
+run with ``--dry-run`` appended; the others run for real (``lr-find`` and
+``specialists`` shortened to a few steps), in a folder of their own
+where every ``runs/NAME`` they mention is a copy of a tiny finished run (an
+interrupted one for ``--resume``) and every image they mention exists."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashionbench.cli import main
+
+from conftest import run_cli
+
+ROOT = Path(__file__).parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+TRAINING = {"train", "reproduce"}
+# Real runs made short: the command as written, with this appended (the last value wins).
+SHORTENED = {"lr-find": ["--steps", "20"], "specialists": ["--epochs", "1"]}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(where, command) for every fashionbench line inside a ```bash block."""
+    found = []
+    for doc in DOCS:
+        in_bash = False
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            if line.startswith("```"):
+                in_bash = not in_bash and line.strip() in ("```bash", "```sh", "```console")
+                continue
+            if in_bash and line.strip().startswith("fashionbench "):
+                found.append((f"{doc.relative_to(ROOT)}:{number}", line.strip()))
+    return found
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_docs_document_commands():
+    assert len(COMMANDS) >= 30  # the extraction itself works
+    assert {shlex.split(c, comments=True)[1] for _, c in COMMANDS} >= {
+        "train", "reproduce", "evaluate", "report", "predict", "export", "table", "ensemble", "lr-find",
+        "models", "data", "audit", "specialists"}
+
+
+def test_readme_starts_with_the_two_commands():
+    first_block = ROOT.joinpath("README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
+    assert commands == ["make run", "make test"]
+
+
+@pytest.fixture(scope="module")
+def docs_run(data_dir, tmp_path_factory):
+    """A finished run on small slices, its test split included: the documented commands
+    evaluate, report and ensemble it many times over."""
+    out = tmp_path_factory.mktemp("docs-runs")
+    result = run_cli("train", "basic_cnn", "--out", str(out), "--name", "tiny", "--data-dir", str(data_dir),
+                     "--epochs", "1", "--train-subset", "1000", "--set", "data.val_size=500",
+                     "--set", "data.test_subset=500", "--set", "swa.start=1")
+    assert result.returncode == 0, result.stderr
+    return out / "tiny"
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).convert("RGB").save(path)
+
+
+def stage(argv: list[str], folder: Path, run: Path, images: np.ndarray) -> None:
+    """Put in ``folder`` every run and image that ``argv`` mentions."""
+    resume = "--resume" in argv
+    for arg in argv:
+        path = Path(arg)
+        if path.parts[:1] == ("runs",) and len(path.parts) >= 2:
+            copy = folder / "runs" / path.parts[1]
+            if not copy.exists():
+                shutil.copytree(run, copy)
+                if resume:  # interrupted after its first epoch: no final model, no summary
+                    (copy / "summary.json").unlink()
+                    (copy / "model.pt").unlink()
+    if argv[0] == "predict":
+        for arg in argv[2:]:
+            if arg.startswith("-"):
+                continue
+            path = folder / arg
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                write_image(path, images[0])
+            else:  # a folder of images
+                for i in range(3):
+                    write_image(path / f"image-{i}.png", images[i])
+    if argv[:2] == ["table", "runs"] and not (folder / "runs").exists():
+        shutil.copytree(run, folder / "runs" / "tiny")
+
+
+@pytest.mark.parametrize("where, command", COMMANDS, ids=[where for where, _ in COMMANDS])
+def test_documented_command_works(where, command, docs_run, data, data_dir, tmp_path, monkeypatch, capsys):
+    argv = shlex.split(command, comments=True)[1:]
+    if argv[0] in TRAINING:
+        argv.append("--dry-run")
+    argv += SHORTENED.get(argv[0], [])
+    stage(argv, tmp_path, docs_run, data.test_images[:3, 0].numpy())
+    staged = sorted(tmp_path.rglob("*"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FASHIONBENCH_DATA_DIR", str(data_dir))
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse: a usage error, or --help
+        status = e.code
+    out, err = capsys.readouterr()
+    assert status == 0, f"{where}: `{command}` exited {status}\n{err[-2000:]}"
+    if argv[0] in TRAINING:
+        assert "nothing written" in out and sorted(tmp_path.rglob("*")) == staged, where
