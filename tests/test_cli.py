@@ -135,3 +135,9 @@ def test_a_run_too_short_to_average_warns_once_and_trains_without_swa(data_dir, 
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert summary["weights"] == "last" and summary["swa_snapshots"] == 0 and "swa" not in summary["results"]
     assert "start_epoch: 1" in (tmp_path / "m" / "config.yaml").read_text()
+
+
+def test_a_runs_config_repeats_it_without_naming_the_model(tiny_run, tmp_path):
+    result = run_cli("train", "--config", str(tiny_run / "config.yaml"), "--out", str(tmp_path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "model:      basic_cnn" in result.stdout and "2,000 training / 1,000 validation" in result.stdout
