@@ -29,9 +29,8 @@ def test_images(data) -> np.ndarray:
 @pytest.fixture(scope="module")
 def reference(model, data) -> torch.Tensor:
     """The tensor path's probabilities for the first N test images."""
-    split = engine.Split(data.test_images[:N].to(model.device), data.test_labels[:N].to(model.device),
-                         torch.arange(N))
-    return engine.probabilities(engine.predict(model.model, split, model.precision, model.cfg.channels_last),
+    images = data.test_images[:N].to(model.device)
+    return engine.probabilities(engine.predict(model.model, images, model.precision, model.cfg.channels_last),
                                 model.cfg.head)
 
 

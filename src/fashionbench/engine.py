@@ -104,14 +104,14 @@ def to_float(images_u8: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: Split, precision: str, channels_last: bool) -> torch.Tensor:
-    """Logits (float32, on the CPU) for a whole split, in eval mode."""
+def predict(model: nn.Module, images: torch.Tensor, precision: str, channels_last: bool) -> torch.Tensor:
+    """Logits (float32, on the CPU) for uint8 images (N, 1, 28, 28) on the model's device,
+    in eval mode: a whole split, or any images prepared as the dataset's are."""
     model.eval()
-    device = split.images.device
     out = []
-    with autocast(device, precision):
-        for i in range(0, len(split.labels), EVAL_BATCH):
-            x = normalize(to_float(split.images[i:i + EVAL_BATCH]), channels_last)
+    with autocast(images.device, precision):
+        for i in range(0, len(images), EVAL_BATCH):
+            x = normalize(to_float(images[i:i + EVAL_BATCH]), channels_last)
             out.append(model(x).float().cpu())
     return torch.cat(out)
 
@@ -151,7 +151,7 @@ def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
 
 def evaluate(model: nn.Module, split: Split, precision: str, channels_last: bool,
              head: str = "softmax") -> dict:
-    logits = predict(model, split, precision, channels_last)
+    logits = predict(model, split.images, precision, channels_last)
     labels = split.labels.cpu()
     return {"loss": loss_fn(logits, labels, head).item(),
             "acc": (logits.argmax(1) == labels).float().mean().item()}
@@ -474,10 +474,9 @@ class FinishedRun:
 
     def predict(self, split: str, flip: bool = False) -> torch.Tensor:
         """Logits on one split; ``flip`` mirrors every image first (test-time augmentation)."""
-        s = self.splits[split]
-        if flip:
-            s = Split(s.images.flip(-1), s.labels, s.index)
-        return predict(self.model, s, self.precision, self.cfg.channels_last)
+        images = self.splits[split].images
+        return predict(self.model, images.flip(-1) if flip else images, self.precision,
+                       self.cfg.channels_last)
 
     def probs(self, split: str, flip: bool = False) -> torch.Tensor:
         return probabilities(self.predict(split, flip), self.cfg.head)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from . import engine, hardware
+from . import engine
 from .data import IMAGE_SIZE
 from .errors import FashionbenchError, UsageError
 
@@ -133,15 +133,13 @@ def expand_folders(paths: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def class_probabilities(loaded: engine.LoadedModel, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """Probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28), normalized
-    and run as in training; ``flip`` averages them with the mirrored images'."""
-    cfg = loaded.cfg
+    """Probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28), run as the
+    test set is (engine.predict); ``flip`` averages them with the mirrored images'."""
+    images = images.to(loaded.device)
 
     def probabilities(batch: torch.Tensor) -> torch.Tensor:
-        x = engine.normalize(engine.to_float(batch.to(loaded.device)), cfg.channels_last)
-        with hardware.autocast(loaded.device, loaded.precision):
-            logits = loaded.model(x).float().cpu()
-        return engine.probabilities(logits, cfg.head)
+        logits = engine.predict(loaded.model, batch, loaded.precision, loaded.cfg.channels_last)
+        return engine.probabilities(logits, loaded.cfg.head)
 
     probs = probabilities(images)
     return (probs + probabilities(images.flip(-1))) / 2 if flip else probs

@@ -95,7 +95,7 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
             train(cfg, data, run_dir, resume=resume)
         spec, spec_summary = load_run(run_dir, data, device), read_summary(run_dir)
         summaries.append(spec_summary)
-        p_first = {split: predict(spec.model, general.splits[split], spec.precision,
+        p_first = {split: predict(spec.model, general.splits[split].images, spec.precision,
                                   spec.cfg.channels_last).softmax(1)[:, 1].numpy() for split in labels}
         threshold = choose_threshold(combined["val"], labels["val"], (i, j), p_first["val"])
         for split in labels:
