@@ -3,6 +3,7 @@ ensemble of one run is that run, balanced sampling, calibration, and each kind
 end to end on small slices."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -10,12 +11,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
+from PIL import Image
+from scipy.special import expit
 
-from fashionbench.engine import epoch_order
+from fashionbench.cli import main
+from fashionbench.engine import epoch_order, load_run, predict
 from fashionbench.ensemble import combine, fit_weights, vote
-from fashionbench.one_vs_all import platt_scale, sigmoid
+from fashionbench.one_vs_all import platt_scale
 from fashionbench.specialists import apply, choose_threshold, confused_pairs, takes_over
 
 from conftest import run_cli
@@ -103,7 +108,7 @@ def test_platt_scaling_lowers_nll_of_an_overconfident_score():
         return -np.mean(np.where(positive, np.log(p), np.log(1 - p)))
 
     a, b = platt_scale(margins, positive)
-    assert nll(sigmoid(a * margins + b)) < nll(sigmoid(margins)) - 0.1
+    assert nll(expit(a * margins + b)) < nll(expit(margins)) - 0.1
     assert a == pytest.approx(0.25, abs=0.05)
 
 
@@ -123,10 +128,16 @@ ONE_VS_ALL = ["train", "basic_cnn", "--one-vs-all", "--epochs", "1", "--batch-si
               "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1"]
 
 
-def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(data_dir, tmp_path):
-    run = tmp_path / "ova"
-    result = run_cli(*ONE_VS_ALL, "--out", str(tmp_path), "--name", "ova", "--data-dir", str(data_dir))
+@pytest.fixture(scope="module")
+def ova_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ova")
+    result = run_cli(*ONE_VS_ALL, "--out", str(out), "--name", "ova", "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
+    return out / "ova", result.stdout
+
+
+def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(ova_run, data_dir, tmp_path):
+    run, _ = ova_run
     summary = json.loads((run / "summary.json").read_text())
     assert sorted(p.name for p in run.glob("class-*")) == [f"class-{c}" for c in range(10)]
     member = json.loads((run / "class-3" / "summary.json").read_text())
@@ -154,6 +165,47 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(data_dir, tm
     assert "[5/10] Coat against the rest: training" in resumed.stdout
     again = json.loads((killed / "summary.json").read_text())
     assert again["results"] == summary["results"] and again["calibration"] == summary["calibration"]
+
+
+def test_a_finished_one_vs_all_run_is_a_run_like_any_other(ova_run, data, tmp_path, capsys):
+    run, stdout = ova_run
+    summary = json.loads((run / "summary.json").read_text())
+    printed = re.findall(r"\S+\.(?:pt|json|jsonl|html)\b", stdout)
+    assert f"{run}/model.pt" in printed and all(Path(p).exists() for p in printed), printed
+    data_dir = ["--data-dir", str(data.root)]
+
+    def cli(*args):
+        capsys.readouterr()
+        assert main([*args]) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    evaluated = json.loads(cli("evaluate", str(run), "--split", "test", *data_dir))
+    assert evaluated["acc"] == pytest.approx(summary["test_acc"], abs=1e-6)
+    assert evaluated["weights"] == "ova"
+    cli("report", str(run), "--split", "val", *data_dir)
+    assert (run / "report-val" / "report.html").exists()
+    cli("audit", str(run), "--split", "val", "--top", "4", *data_dir)
+    assert (run / "audit-val" / "suspects.csv").exists()
+    cli("ensemble", str(run), "--out", str(tmp_path), "--name", "e", *data_dir)
+    ensemble = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert ensemble["test_acc"] == pytest.approx(summary["test_acc"], abs=1e-6)
+    table = cli("table", str(run.parent), "--out", str(tmp_path / "table"))
+    assert "one-vs-all, 10 binary" in table and "binary: " not in table
+    # The model file serves it: the first test images, as PNG files and through ONNX.
+    loaded = load_run(run, data)
+    probs = loaded.probs("test")[:3]
+    for i in range(3):
+        Image.fromarray(loaded.splits["test"].images[i, 0].cpu().numpy()).save(tmp_path / f"{i}.png")
+    lines = cli("predict", str(run), *(str(tmp_path / f"{i}.png") for i in range(3)), "--json").splitlines()
+    for i, line in enumerate(lines):
+        top = json.loads(line)["top_k"][0]
+        assert top["probability"] == pytest.approx(probs[i].max().item(), abs=1e-5)
+    cli("export", str(run), "--out", str(tmp_path / "ova.onnx"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "ova.onnx"))
+    pixels = loaded.splits["test"].images[:3].float().cpu().numpy()
+    served = session.run(["probabilities"], {"pixels": pixels})[0]
+    fp32 = predict(loaded.model, loaded.splits["test"].images[:3], "fp32", False).softmax(1)  # as exported
+    assert served == pytest.approx(fp32.numpy(), abs=1e-5)
 
 
 def test_specialist_takes_over_only_its_pair_below_the_threshold():
@@ -186,6 +238,10 @@ def test_specialists_end_to_end(tiny_run, data_dir, tmp_path):
     assert summary["val_acc"] >= summary["results"]["generalist"]["val"]["acc"]
     member = json.loads((Path(summary["specialists"][0]["run"]) / "summary.json").read_text())
     assert member["variant"].startswith("binary: ") and " against the rest" not in member["variant"]
-    again = run_cli("specialists", str(tiny_run), "--pairs", "2", "--epochs", "1", "--out", str(tmp_path),
-                    "--name", "s", "--data-dir", str(data_dir))
-    assert again.returncode == 0 and again.stdout.count("already complete") == 2
+    again = ["specialists", str(tiny_run), "--pairs", "2", "--epochs", "1", "--out", str(tmp_path),
+             "--name", "s", "--data-dir", str(data_dir)]
+    assert_one_line_error(run_cli(*again), f"{tmp_path / 's'} already exists and is complete", status=1)
+    (tmp_path / "s" / "summary.json").unlink()  # as if stopped after its specialists finished
+    resumed = run_cli(*again)
+    assert resumed.returncode == 0 and resumed.stdout.count("already complete") == 2
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["results"] == summary["results"]

@@ -11,14 +11,23 @@ import re
 import shutil
 import subprocess
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from fashionbench.engine import Trainer
+from fashionbench.engine import Trainer, swa_steps
 from fashionbench.lr_find import lr_range_test, smooth
-from fashionbench.report import Predictions, class_scores, confident_errors, confusion, write_report
+from fashionbench.report import (
+    Predictions,
+    class_scores,
+    confident_errors,
+    confusion,
+    curves_plot,
+    scores_plot,
+    write_report,
+)
 
 from conftest import run_cli, small_config
 from test_cli import assert_one_line_error
@@ -109,6 +118,62 @@ def test_report_folder_is_complete_and_self_contained(tmp_path):
     markdown = (tmp_path / "rep" / "report.md").read_text()
     for name in ("confusion.png", "scores.png", "errors.png", "curves.png"):
         assert f"]({name})" in markdown
+
+
+def test_per_class_scores_chart_shows_the_whole_0_to_1_scale():
+    """Bars on an axis cut at the lowest score exaggerate small differences."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 1000)
+    predicted = np.where(rng.random(1000) < 0.9, labels, rng.integers(0, 10, 1000))
+    scores = class_scores(labels, predicted)
+    assert min(scores[c]["recall"] for c in list(scores)[:10]) > 0.8
+    fig = scores_plot(scores)
+    [ax] = fig.axes
+    assert ax.get_ylim() == (0.0, 1.0)
+    assert len(ax.patches) == 30 and all(bar.get_y() == 0 for bar in ax.patches)  # bars stand on 0
+    plt.close(fig)
+
+
+def history_of(cfg, steps_per_epoch=10) -> list[dict]:
+    """metrics.jsonl as the engine writes it: row ``epoch`` (1-based) is measured at the
+    end of that epoch, with the SWA snapshots taken up to then."""
+    snapshots = swa_steps(cfg, steps_per_epoch)
+    return [{"epoch": e, "lr": 0.01, "train_loss": 1 / e, "train_acc": 0.8, "val_loss": 1.1 / e,
+             "val_acc": 0.79, "swa_snapshots": sum(s <= e * steps_per_epoch for s in snapshots)}
+            for e in range(1, cfg.epochs + 1)]
+
+
+def swa_markers(fig) -> list[float]:
+    return [x for ax in fig.axes for line in ax.get_lines() if line.get_linestyle() == "--"
+            for x in set(line.get_xdata())]
+
+
+@pytest.mark.parametrize("overrides, first_snapshot", [
+    # The recipe's constant LR while averaging: snapshots at the end of epochs 4, 5, 6.
+    (["epochs=6", "swa.start=4", "swa.lr=0.001"], 4),
+    # Cyclic LR averaged at cycle ends (2 epochs): from epoch 3 the first falls at the end of 4.
+    (["epochs=8", "swa.start=3", "swa.lr=null", "schedule.cycle_epochs=2"], 4),
+])
+def test_swa_marker_sits_where_the_first_snapshot_is_plotted(overrides, first_snapshot):
+    cfg = small_config(*overrides)
+    history = history_of(cfg)
+    assert cfg.swa.start_epoch == int(overrides[1].split("=")[1])
+    assert [r["epoch"] for r in history if r["swa_snapshots"]][0] == first_snapshot
+    fig = curves_plot(history, cfg.swa.start_epoch)
+    assert swa_markers(fig) == [first_snapshot] * 3  # on each of the three panels
+    # The curves' points are plotted at their row's epoch: the marker is on the first
+    # point measured after averaging began, the end of the start epoch or later.
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == list(range(1, cfg.epochs + 1))
+    if cfg.swa.lr:
+        assert swa_markers(fig)[0] == cfg.swa.start_epoch
+    plt.close(fig)
+
+
+def test_no_swa_marker_without_swa():
+    cfg = small_config("epochs=4", "swa.enabled=false")
+    fig = curves_plot(history_of(cfg), None)
+    assert swa_markers(fig) == []
+    plt.close(fig)
 
 
 def test_train_report_agrees_with_the_summary(tiny_run):

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
 from .config import load_config, parse_override, read_yaml
-from .data import DATA_DIR_ENV, FILES, MIRROR_ENV, load_fashion_mnist
-from .errors import FashionbenchError, UsageError
+from .data import DATA_DIR_ENV, MIRROR_ENV, load_fashion_mnist
+from .errors import FashionbenchError, Terminated, UsageError, stopped
 from .leaderboard import REFERENCE
 from .models import MODELS, check_model
 from .reproduce import BUDGETS
@@ -221,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def same_command(args: argparse.Namespace) -> str:
+    """The command line that was run, to run again (commands that keep finished work)."""
+    return shlex.join(["fashionbench", *args.argv])
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .engine import run_config, train
     from .runs import new_run_dir
@@ -256,18 +264,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run: {run_dir}", flush=True)
     try:
         summary = train(cfg, data, run_dir, resume=resume)
-    except KeyboardInterrupt:
-        raise FashionbenchError(
-            f"interrupted; continue with: fashionbench train --resume {run_dir}") from None
+    except KeyboardInterrupt as e:
+        data_dir = f" --data-dir {shlex.quote(args.data_dir)}" if args.data_dir else ""
+        raise stopped(e, f"fashionbench train --resume {shlex.quote(str(run_dir))}{data_dir}") from None
     r = summary["results"]
     for weights in r:
         print(f"{weights:>4} model: val acc {r[weights]['val']['acc']:.4f}  "
               f"test acc {r[weights]['test']['acc']:.4f}")
+    if cfg.one_vs_all:  # members in class-C/ have their own metrics
+        print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
+              f"members {run_dir}/class-0 ... class-9)")
+        print(f"report: {run_dir}/report/report.html")
+        return
     print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
           f"metrics {run_dir}/metrics.jsonl)")
-    if cfg.one_vs_all:
-        print(f"report: {run_dir}/report/report.html")
-    elif args.report:
+    if args.report:
         from .report import report_run
         print(f"report: {report_run(run_dir, data)}")
 
@@ -306,6 +317,7 @@ def cmd_lr_find(args: argparse.Namespace) -> None:
                  for opt, key in (("batch_size", "batch_size"), ("seed", "seed"), ("device", "device"))
                  if getattr(args, opt) is not None]
     cfg = load_config(args.model, args.config, overrides + [parse_override(i) for i in args.set])
+    runs.check_out_dir(args.out)
     trainer = Trainer(cfg, load_fashion_mnist(args.data_dir), Path(args.out))
     print(f"LR range test: {cfg.model}, {cfg.optim.name}, batch {cfg.batch_size}, "
           f"{args.start:g} to {args.end:g} over {args.steps} steps", flush=True)
@@ -330,11 +342,15 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     from .leaderboard import read_summary
     from .runs import new_run_dir
 
-    run_dirs = [Path(d) for d in dict.fromkeys(args.run_dirs)]
+    # One run is one member, however its path is written (runs/a, ./runs/a, /abs/runs/a).
+    run_dirs = list({Path(d).resolve(): Path(d) for d in reversed(args.run_dirs)}.values())[::-1]
     for run_dir in run_dirs:  # say what is wrong before loading any data
         run_config(run_dir)
         read_summary(run_dir)
-    out = new_run_dir(args.out, args.name, "ensemble")
+    out = new_run_dir(args.out, args.name, "ensemble", resumable=False)
+    if len(run_dirs) == 1:
+        print(f"fashionbench: warning: an ensemble of one run ({run_dirs[0]}) is that run; "
+              "name two or more to combine", file=sys.stderr, flush=True)
     summary = ensemble_runs(run_dirs, load_fashion_mnist(args.data_dir), args.method,
                             args.tta == "flip", out, args.device)
     r = summary["results"]["ensemble"]
@@ -344,7 +360,8 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 
 def cmd_specialists(args: argparse.Namespace) -> None:
     from .engine import run_config
-    from .specialists import train_specialists
+    from .runs import check_out_dir
+    from .specialists import check_specialists_dir, train_specialists
 
     if not 1 <= args.pairs <= 45:
         raise UsageError(f"--pairs must be between 1 and 45, got {args.pairs}")
@@ -352,9 +369,13 @@ def cmd_specialists(args: argparse.Namespace) -> None:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     run_dir = Path(args.run_dir)
     run_config(run_dir)  # not a run folder: say so before loading any data
-    out = Path(args.out) / (args.name or f"{run_dir.name}-specialists")
-    summary = train_specialists(run_dir, load_fashion_mnist(args.data_dir), out, args.pairs, args.epochs,
-                                args.device)
+    out = check_out_dir(args.out) / (args.name or f"{run_dir.name}-specialists")
+    check_specialists_dir(out)
+    try:
+        summary = train_specialists(run_dir, load_fashion_mnist(args.data_dir), out, args.pairs,
+                                    args.epochs, args.device)
+    except KeyboardInterrupt as e:
+        raise stopped(e, same_command(args)) from None
     r = summary["results"]
     print(f"test acc {r['specialists']['test']['acc']:.4f} with specialists, "
           f"{r['generalist']['test']['acc']:.4f} without")
@@ -363,10 +384,13 @@ def cmd_specialists(args: argparse.Namespace) -> None:
 
 def cmd_table(args: argparse.Namespace) -> None:
     from .leaderboard import collect, find_runs, write_tables
+    from .runs import check_out_dir
 
+    check_out_dir(args.out)
     run_dirs = find_runs([Path(p) for p in args.paths])
-    paths = write_tables(collect(run_dirs), Path(args.out),
-                         f"fashionbench leaderboard ({len(run_dirs)} runs)")
+    rows = collect(run_dirs)  # leaves out, with a warning each, runs it cannot use
+    paths = write_tables(rows, Path(args.out),
+                         f"fashionbench leaderboard ({sum(len(r.test_acc) for r in rows)} runs)")
     print(paths[0].read_text())
     print(f"tables: {', '.join(map(str, paths))}")
 
@@ -387,8 +411,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
 def cmd_data(args: argparse.Namespace) -> None:
     data = load_fashion_mnist(args.data_dir)
     print(f"Fashion-MNIST at {data.root} (all MD5 sums verified)")
-    for name in FILES:
-        print(f"  {data.md5[name]}  {name}")
+    for name, md5 in data.md5.items():  # the files read: .gz, or unpacked ones
+        print(f"  {md5}  {name}")
     print(f"  train {len(data.train_labels):,} images, test {len(data.test_labels):,} images")
 
 
@@ -404,6 +428,7 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .reproduce import describe_plan, reproduce, reproduce_plan
+    from .runs import check_out_dir
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for model in models:
@@ -411,12 +436,15 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     if not models:
         raise UsageError("--models is empty")
     seeds = _int_list(args.seeds, "--seeds")
-    plan = reproduce_plan(models, seeds, args.budget, Path(args.out), args.device)
+    plan = reproduce_plan(models, seeds, args.budget, check_out_dir(args.out), args.device)
     if args.dry_run:
         print(describe_plan(plan))
         print("dry run: nothing trained, nothing written")
         return
-    paths = reproduce(load_fashion_mnist(args.data_dir), plan, args.budget, Path(args.out))
+    try:
+        paths = reproduce(load_fashion_mnist(args.data_dir), plan, args.budget, Path(args.out))
+    except KeyboardInterrupt as e:  # finished runs are kept and the interrupted one resumes
+        raise stopped(e, same_command(args)) from None
     print(paths[0].read_text())
     print(f"results: {', '.join(map(str, paths))}")
 
@@ -447,10 +475,20 @@ def cmd_export(args: argparse.Namespace) -> None:
     export_cli(args)
 
 
+def terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 on success, 2 for a usage error (argparse's own, or a UsageError),
-    1 for everything else that fails (data, files, a run that cannot go on)."""
+    1 for everything else that fails (data, files, a run that cannot go on), 130 after
+    SIGINT and 143 after SIGTERM (a run says how to resume it)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
+    # SIGTERM (schedulers, docker stop) unwinds like Ctrl-C: checkpoints stay, one line.
+    main_thread = threading.current_thread() is threading.main_thread()  # where signals go
+    previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     try:
         status = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
                   "reproduce": cmd_reproduce, "report": cmd_report,
@@ -463,13 +501,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FashionbenchError as e:
         print(f"fashionbench: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("fashionbench: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "status", 1)
+    except KeyboardInterrupt as e:
+        print(f"fashionbench: {'terminated' if isinstance(e, Terminated) else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1
+    except OSError as e:  # a file-system failure not caught nearer: still one line
+        from .runs import os_cause
+        print(f"fashionbench: error: {e.filename or 'file system'}: {os_cause(e)}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return status or 0
 
 

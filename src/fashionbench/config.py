@@ -257,6 +257,8 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
         raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise FashionbenchError(f"{path}: not a text file (a YAML config expected)") from None
     except yaml.YAMLError as e:
         raise FashionbenchError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):

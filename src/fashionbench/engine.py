@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -25,10 +26,18 @@ from .data import CLASSES, FashionMNIST, stratified_split, stratified_subset
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision
 from .models import build_model, count_parameters
+from .models.one_vs_all import OneVsAllNetwork
 
 # Training-set statistics (published with the dataset), in units of 1/255.
 MEAN, STD = 0.2860, 0.3530
 EVAL_BATCH = 1000
+# A training loss above this multiple of the run's first one has diverged (a healthy
+# run's loss falls from its start; a spike of a few times recovers, twenty does not).
+DIVERGED = 20.0
+
+
+class Diverged(FashionbenchError):
+    """A non-finite or exploding loss: the run stops, and nothing of it is published."""
 
 
 @dataclass
@@ -289,6 +298,7 @@ class Trainer:
         self.history: list[dict] = []
         self.epoch = 0
         self.train_seconds = 0.0
+        self.loss_start: torch.Tensor | None = None  # the run's first training loss
 
     # -- checkpointing -------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -302,7 +312,8 @@ class Trainer:
                 "swa_scheduler": {k: v for k, v in self.swa_scheduler.state_dict().items()
                                   if k != "anneal_func"} if self.swa_scheduler else None,
                 "swa_model": self.swa_model.state_dict() if self.swa_model else None,
-                "rng": rng, "history": self.history, "train_seconds": self.train_seconds}
+                "rng": rng, "history": self.history, "train_seconds": self.train_seconds,
+                "loss_start": None if self.loss_start is None else self.loss_start.item()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -318,6 +329,8 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.history, self.epoch = state["history"], state["epoch"]
         self.train_seconds = state["train_seconds"]
+        if state.get("loss_start") is not None:  # checkpoints before it had none
+            self.loss_start = torch.tensor(state["loss_start"], device=self.device)
 
     def save_checkpoint(self) -> None:
         runs.save_torch(self.run_dir / "checkpoint.pt", self.state_dict())
@@ -356,6 +369,10 @@ class Trainer:
                             balanced=cfg.data.positive_class is not None)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
+        # The first step (and its loss) where the loss diverged, kept on the device so
+        # that watching every step costs no synchronization.
+        bad_step = torch.zeros((), dtype=torch.long, device=self.device)
+        bad_loss = torch.zeros((), device=self.device)
         progress = Progress(steps, f"epoch {self.epoch + 1}/{cfg.epochs}")
         start = time.perf_counter()
         for i in range(steps):
@@ -363,12 +380,23 @@ class Trainer:
             y = train.labels[idx]
             step = self.epoch * steps + i + 1
             loss, logits = self.train_step(train.images[idx], y)
+            if self.loss_start is None:
+                self.loss_start = loss
+            diverged = (bad_step == 0) & ~(loss <= DIVERGED * self.loss_start)  # NaN compares False
+            bad_step = torch.where(diverged, step, bad_step)
+            bad_loss = torch.where(diverged, loss, bad_loss)
             self.step_lr(step)
             if self.swa_model is not None and swa_due(cfg, step, steps):
                 self.swa_model.update_parameters(self.model)
             loss_sum += loss * bs
             correct += (logits.argmax(1) == y).sum()
             if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
+                if bad_step.item():
+                    progress.bar.close()
+                    raise self.diverged(f"at epoch {self.epoch + 1}, step "
+                                        f"{bad_step.item() - self.epoch * steps} of {steps} "
+                                        f"(training loss {bad_loss.item():.4g}, "
+                                        f"first {self.loss_start.item():.4g})")
                 seen = (i + 1) * bs
                 progress.update(20 if i % 20 == 19 else (i + 1) % 20,
                                 loss=f"{loss_sum.item() / seen:.4f}",
@@ -379,6 +407,8 @@ class Trainer:
         row = {"epoch": self.epoch + 1, "lr": self.lr,
                "train_loss": loss_sum.item() / (steps * bs), "train_acc": correct.item() / (steps * bs)}
         val = evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last, cfg.head)
+        if not math.isfinite(val["loss"]):
+            raise self.diverged(f"at epoch {self.epoch + 1}'s end (validation loss {val['loss']})")
         row |= {"val_loss": val["loss"], "val_acc": val["acc"],
                 "seconds": time.perf_counter() - start, "images_per_s": steps * bs / seconds,
                 "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0}
@@ -388,14 +418,24 @@ class Trainer:
                        f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
         return row
 
+    def diverged(self, where: str) -> Diverged:
+        """The one line that stops a diverged run: where, what to change, what is kept."""
+        kept = (f"the checkpoint of epoch {self.epoch} is kept in {self.run_dir} for inspection"
+                if self.epoch else "nothing was kept")
+        return Diverged(f"training diverged {where}; lower the learning "
+                        f"rate (--lr, now {self.cfg.optim.lr:g}); {kept}; no model written")
+
     def fit(self) -> dict:
         """Train from the current epoch to the end, then evaluate and write the results."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        runs.make_dir(self.run_dir)
         runs.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+        epochs = self.cfg.epochs
+        at = (f"epoch {self.epoch + 1} of {epochs}" if self.epoch < epochs else
+              f"{epochs} of {epochs} epochs already trained; evaluating")
         print(f"{self.cfg.model}: {count_parameters(self.model):,} parameters on "
               f"{device_name(self.device)}, {self.precision}; "
               f"{len(self.splits['train'].labels):,} training / {len(self.splits['val'].labels):,} "
-              f"validation images; epoch {self.epoch + 1} of {self.cfg.epochs}", flush=True)
+              f"validation images; {at}", flush=True)
         while self.epoch < self.cfg.epochs:
             start = time.perf_counter()
             row = self.train_epoch()
@@ -419,6 +459,9 @@ class Trainer:
             results["swa"] = {split: evaluate(self.swa_model.module, splits[split], self.precision,
                                               cfg.channels_last, cfg.head) for split in ("val", "test")}
             final, weights = self.swa_model.module, "swa"
+        for split, result in results[weights].items():
+            if not math.isfinite(result["loss"]):  # e.g. BatchNorm statistics that overflowed
+                raise self.diverged(f"in the final evaluation ({weights} model, {split} loss {result['loss']})")
         runs.save_torch(self.run_dir / "model.pt", {"model": cfg.model, "weights": weights,
                                                     "num_classes": cfg.num_classes,
                                                     "state_dict": final.state_dict()})
@@ -501,7 +544,10 @@ def load_model(run_dir: Path, device: str | None = None) -> LoadedModel:
     if not (run_dir / "model.pt").exists():
         raise FashionbenchError(f"{run_dir}: no model.pt (run not finished?)")
     saved = runs.load_torch(run_dir / "model.pt")
-    model = build_model(saved["model"], saved.get("num_classes", 10))
+    if saved.get("kind") == "one-vs-all":
+        model = OneVsAllNetwork([build_model(saved["model"], 2) for _ in range(saved["num_classes"])])
+    else:
+        model = build_model(saved["model"], saved.get("num_classes", 10))
     model.load_state_dict(saved["state_dict"])
     torch_device = resolve_device(cfg.device)
     model = place_model(model, torch_device, cfg.channels_last).eval()

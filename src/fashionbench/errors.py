@@ -5,3 +5,23 @@ class FashionbenchError(Exception):
 class UsageError(FashionbenchError):
     """A mistake in what was typed (an option, a model name, a config key or value):
     exit status 2, as argparse gives for its own usage errors."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (sent by batch schedulers and ``docker stop``), raised where the program
+    is, as Python raises KeyboardInterrupt for SIGINT: the two are handled alike."""
+
+
+class Stopped(FashionbenchError):
+    """A run stopped by a signal after keeping what it finished; the message says how to
+    continue. Exit status 128 + the signal, as the shell reports a process it killed."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def stopped(e: KeyboardInterrupt, resume: str) -> Stopped:
+    """The Stopped error for SIGINT or SIGTERM, with ``resume``: how to continue."""
+    what, status = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+    return Stopped(f"{what}; continue with: {resume}", status)

@@ -8,7 +8,9 @@ import hashlib
 import html
 import io
 import json
+import math
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,18 +42,82 @@ class Row:
         return REFERENCE.get(self.model)
 
 
+# What every finished run's summary.json holds (runs, ensembles, one-vs-all,
+# specialists): a table row and a combination of runs are made of these.
+FINISHED = ("model", "test_acc", "results", "seed", "parameters", "epochs", "seconds_per_epoch",
+            "device")
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as inf
+        raise _NonFinite(text)
+    return value
+
+
 def read_summary(run_dir: Path) -> dict:
+    """A finished run's summary.json, strictly: valid JSON without NaN or Infinity (a
+    diverged run's) and with the fields every finished run writes."""
     path = Path(run_dir) / "summary.json"
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text(), parse_constant=_refuse_constant,
+                             parse_float=_finite_float)
     except FileNotFoundError:
         raise FashionbenchError(f"{run_dir}: no summary.json (run not finished?)") from None
+    except OSError as e:
+        raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
+    except _NonFinite as e:
+        raise FashionbenchError(f"{path}: not a finished run (non-finite value {e})") from None
     except json.JSONDecodeError as e:
         raise FashionbenchError(f"{path}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise FashionbenchError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    if not isinstance(summary, dict):
+        raise FashionbenchError(f"{path}: not a finished run (not a JSON object)")
+    missing = [key for key in FINISHED if key not in summary]
+    if missing:
+        raise FashionbenchError(f"{path}: not a finished run (no {', '.join(missing)})")
+    acc = summary["test_acc"]
+    if isinstance(acc, bool) or not isinstance(acc, (int, float)):
+        raise FashionbenchError(f"{path}: not a finished run (test_acc {acc!r} is not a number)")
+    if not isinstance(summary["results"], dict):
+        raise FashionbenchError(f"{path}: not a finished run (results is not a mapping)")
+    return summary
+
+
+def is_binary(run_dir: Path, summary: dict | None = None) -> bool:
+    """A binary run (data.positive_class set): one-vs-all's class-C members and the
+    specialists' pair-I-J runs, parts of a combined run and no ten-class result.
+    False where neither its config nor its summary can be read."""
+    from .config import read_yaml
+
+    run_dir = Path(run_dir)
+    try:
+        data = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
+    except FashionbenchError:
+        data = {}
+    if isinstance(data.get("data"), dict) and data["data"].get("positive_class") is not None:
+        return True
+    if summary is None:
+        try:
+            summary = read_summary(run_dir)
+        except FashionbenchError:
+            return False
+    return str(summary.get("variant") or "").startswith("binary")
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run folders named directly, or every finished run (summary.json) under a folder."""
+    """Run folders named directly, or every finished run (summary.json) under a folder,
+    less the binary members of one-vs-all and specialists runs found there (the
+    combined run they belong to is found too)."""
     found: list[Path] = []
     for path in map(Path, paths):
         if (path / "summary.json").exists():
@@ -60,7 +126,11 @@ def find_runs(paths: list[Path]) -> list[Path]:
             under = sorted(p.parent for p in path.rglob("summary.json"))
             if not under:
                 raise FashionbenchError(f"{path}: no finished runs (summary.json) in or under it")
-            found += under
+            ten_class = [p for p in under if not is_binary(p)]
+            if not ten_class:
+                raise FashionbenchError(f"{path}: only binary runs (data.positive_class) in or under it, "
+                                        "no ten-class ones")
+            found += ten_class
         else:
             raise FashionbenchError(f"{path}: no such folder")
     return list(dict.fromkeys(found))
@@ -78,7 +148,11 @@ def recipe_of(run_dir: Path) -> str:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         return "-"
-    used = config_from_dict(read_yaml(path)).to_dict()
+    try:
+        used = config_from_dict(read_yaml(path)).to_dict()
+    except FashionbenchError as e:  # read_yaml names the file, the config's own checks do not
+        why = str(e).split("; valid keys:")[0]  # one line of a table's warnings, not all the keys
+        raise FashionbenchError(why if why.startswith(str(path)) else f"{path}: {why}") from None
     for key in NOT_RECIPE:
         used.pop(key)
     current = load_config(used["model"]).to_dict()
@@ -88,16 +162,40 @@ def recipe_of(run_dir: Path) -> str:
     return f"custom {digest}"
 
 
+def warn_skipped(run_dir: Path, why: str) -> None:
+    """One line on stderr: a run the table leaves out, and why."""
+    where = "" if why.startswith(str(run_dir)) else f"{run_dir}: "
+    print(f"fashionbench: warning: {where}{why}; skipped", file=sys.stderr, flush=True)
+
+
 def collect(run_dirs: list[Path]) -> list[Row]:
     """One row per model and configuration (all but the seed) over the given finished
-    runs, best mean accuracy first."""
-    groups: dict[tuple, list[dict]] = {}
-    for run_dir in run_dirs:
-        s = read_summary(run_dir)
+    runs, best mean accuracy first. Leaves out, with a warning each, a run it cannot
+    read, a binary run (no ten-class result) and a second run of a seed in one row."""
+    groups: dict[tuple, dict] = {}  # (label, recipe) -> {seed: (run_dir, summary)}
+    skipped: list[tuple[Path, str]] = []
+    for run_dir in map(Path, run_dirs):
+        try:
+            s = read_summary(run_dir)
+            recipe = recipe_of(run_dir)
+        except FashionbenchError as e:
+            skipped.append((run_dir, str(e)))
+            continue
+        if is_binary(run_dir, s):
+            skipped.append((run_dir, f"a binary run ({s.get('variant') or 'data.positive_class set'}), "
+                                     "no ten-class result (table the one-vs-all or specialists run "
+                                     "it belongs to)"))
+            continue
         label = s["model"] + (f" ({s['variant']})" if s.get("variant") else "")
-        groups.setdefault((label, recipe_of(run_dir)), []).append(s)
+        groups.setdefault((label, recipe), {}).setdefault(json.dumps(s["seed"]), []).append((run_dir, s))
     rows = []
-    for (model, recipe), summaries in groups.items():
+    for (model, recipe), by_seed in groups.items():
+        summaries = []
+        for runs_of_seed in by_seed.values():
+            kept, *again = sorted(runs_of_seed, key=lambda r: r[0])
+            summaries.append(kept[1])
+            skipped += [(d, f"seed {s['seed']} again in {model} ({recipe}), "
+                            f"which keeps {kept[0]}") for d, s in again]
         rows.append(Row(
             model=model, recipe=recipe,
             test_acc=[100 * s["test_acc"] for s in summaries],
@@ -109,6 +207,13 @@ def collect(run_dirs: list[Path]) -> list[Row]:
             devices=sorted({s["device"] for s in summaries}),
             epochs=summaries[0]["epochs"],
             test_size=min(s.get("test_size", 10_000) for s in summaries)))
+    if not rows and len(skipped) == 1:  # one run, unreadable: its error, not a warning
+        run_dir, why = skipped[0]
+        raise FashionbenchError(why if why.startswith(str(run_dir)) else f"{run_dir}: {why}")
+    for run_dir, why in skipped:
+        warn_skipped(run_dir, why)
+    if not rows:
+        raise FashionbenchError(f"none of the {len(skipped)} runs can be tabulated (see the warnings above)")
     return sorted(rows, key=lambda r: -statistics.fmean(r.test_acc))
 
 

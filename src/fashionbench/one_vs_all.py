@@ -7,7 +7,10 @@ time. A member that is complete is kept and one that was interrupted resumed,
 so the whole run resumes member by member. The members' scores are not
 comparable as they are, so each is calibrated on the validation split with Platt
 scaling (a logistic regression on its logit margin); the ten calibrated
-probabilities are combined by argmax. The test set is used once, at the end.
+probabilities, normalized, are the run's prediction. The ten networks and their
+calibration are saved together as the run's model.pt (``OneVsAllNetwork``), so
+that every command taking a finished run takes this one. The test set is used
+once, at the end.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 
 from . import runs
 from .config import Config, dump_config
 from .data import CLASSES, FashionMNIST
 from .ensemble import combined_summary, split_scores
+from .models.one_vs_all import OneVsAllNetwork
 
 
 def member_config(cfg: Config, c: int) -> Config:
@@ -33,10 +38,6 @@ def platt_scale(margins: np.ndarray, positive: np.ndarray) -> tuple[float, float
     """(a, b) of p = sigmoid(a * margin + b), fitted by maximum likelihood."""
     fit = LogisticRegression(C=1e6, max_iter=1000).fit(margins[:, None], positive)
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
 
 
 def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
@@ -58,19 +59,20 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
             train(member_config(cfg, c), data, member_dir, resume=resume)
         members.append(member_dir)
 
-    margins, labels, calibration = {"val": [], "test": []}, {}, []
     loaded = [load_run(d, data) for d in members]
-    for split in ("val", "test"):
-        labels[split] = data_labels(data, split, loaded[0].splits[split].index.numpy())
+    splits = loaded[0].splits
+    labels = {split: data_labels(data, split, splits[split].index.numpy()) for split in ("val", "test")}
+    calibration = []
     for c, member in enumerate(loaded):
-        for split in margins:
-            logits = member.predict(split).numpy()
-            margins[split].append(logits[:, 1] - logits[:, 0])
-        calibration.append(platt_scale(margins["val"][c], labels["val"] == c))
-    probs = {}
-    for split in margins:
-        p = np.stack([sigmoid(a * m + b) for (a, b), m in zip(calibration, margins[split])], 1)
-        probs[split] = p / p.sum(1, keepdims=True)
+        logits = member.predict("val").numpy()
+        calibration.append(platt_scale(logits[:, 1] - logits[:, 0], labels["val"] == c))
+    # The run's model: the ten networks and their calibration as one 10-class network.
+    a, b = (torch.tensor(v) for v in zip(*calibration))
+    combined = OneVsAllNetwork([m.model for m in loaded], a, b)
+    runs.save_torch(run_dir / "model.pt", {"model": cfg.model, "kind": "one-vs-all", "weights": "ova",
+                                           "num_classes": len(CLASSES), "state_dict": combined.state_dict()})
+    run = load_run(run_dir, data)  # as every command will load it
+    probs = {split: run.probs(split).numpy().astype(np.float64) for split in labels}
     results = split_scores(probs, labels)
     member_summaries = [read_summary(d) for d in members]
     summary = {
@@ -83,7 +85,7 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
         **combined_summary(members, member_summaries, results, labels, data),
     }
     runs.write_json(run_dir / "summary.json", summary)
-    pred = split_predictions(loaded[0].splits["test"], probs["test"], labels["test"])
+    pred = split_predictions(splits["test"], probs["test"], labels["test"])
     write_report(run_dir / "report", pred, f"{cfg.model}, ten one-vs-all networks: {run_dir.name}", {
         "model": f"{cfg.model}, ten binary one-vs-all networks, Platt-calibrated on validation",
         "evaluated on": f"test split, {len(pred.labels):,} images",

@@ -160,9 +160,6 @@ def predict_cli(args) -> int:
     or 1 (the positive class)."""
     run_dir = Path(args.run_dir)
     cfg = engine.run_config(run_dir)
-    if cfg.one_vs_all:
-        raise FashionbenchError(f"{run_dir}: a one-vs-all run (ten calibrated member networks) "
-                                "cannot predict files yet; use a single-network run")
     names = engine.class_names(cfg)
     if not 1 <= args.top_k <= len(names):
         raise UsageError(f"--top-k must be between 1 and {len(names)}, not {args.top_k}")

@@ -106,19 +106,23 @@ def confusion_figure(counts: np.ndarray) -> bytes:
 
 
 def scores_figure(scores: dict) -> bytes:
+    return _png(scores_plot(scores))
+
+
+def scores_plot(scores: dict):
+    """The per-class precision, recall and F1 bars (a matplotlib Figure)."""
     fig, ax = plt.subplots(figsize=(9, 4))
     x = np.arange(len(CLASSES))
     for k, metric in enumerate(("precision", "recall", "f1")):
         ax.bar(x + (k - 1) * 0.27, [scores[c][metric] for c in CLASSES], 0.27, label=metric)
-    low = min(scores[c][m] for c in CLASSES for m in ("precision", "recall", "f1"))
-    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    ax.set_ylim(0.0, 1.0)  # the whole scale: an axis cut near the lowest bar exaggerates gaps
     ax.set_xticks(x, CLASSES, rotation=30, ha="right")
     ax.set_ylabel("score")
     ax.set_title("Per-class precision, recall and F1")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def image_grid(pred: Predictions, positions: np.ndarray, title: str,
@@ -144,6 +148,11 @@ def image_grid(pred: Predictions, positions: np.ndarray, title: str,
 
 
 def curves_figure(history: list[dict], swa_start: int | None) -> bytes:
+    return _png(curves_plot(history, swa_start))
+
+
+def curves_plot(history: list[dict], swa_start: int | None):
+    """Loss, accuracy and LR per epoch (a matplotlib Figure)."""
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(3, 1, figsize=(7, 8.5), sharex=True)
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
@@ -156,16 +165,20 @@ def curves_figure(history: list[dict], swa_start: int | None) -> bytes:
     axes[2].set_ylabel("learning rate at epoch end")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("epoch")
+    # Row "epoch" e is measured at the end of epoch e and plotted at x = e. SWA's first
+    # snapshot is taken at the end of epoch swa.start_epoch (engine.swa_due), or at the
+    # first cycle end from there under cyclic LR: the first row counting a snapshot.
+    first = next((row["epoch"] for row in history if row.get("swa_snapshots", 0) > 0), swa_start)
     for ax in axes:
         ax.grid(alpha=0.3)
         if swa_start is not None:
-            ax.axvline(swa_start - 0.5, color="gray", ls="--", lw=1)
+            ax.axvline(first, color="gray", ls="--", lw=1)
     if swa_start is not None:
-        axes[0].text(swa_start - 0.4, axes[0].get_ylim()[1], " SWA starts", va="top", fontsize=8,
+        axes[0].text(first, axes[0].get_ylim()[1], " SWA starts", va="top", fontsize=8,
                      color="gray")
     axes[0].set_title("Training curves")
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 # -- the report folder -----------------------------------------------------------------
@@ -268,7 +281,8 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
     results = summary["results"]
     name = {"test": "test", "val": "validation"}[split]
     headline = {"model": summary["model"], "evaluated on": f"{name} split, {len(pred.labels):,} images"}
-    for weights, label in (("swa", "SWA model"), ("last", "last-epoch model")):
+    for weights, label in (("swa", "SWA model"), ("last", "last-epoch model"),
+                           ("ova", "ten one-vs-all networks, calibrated")):
         if weights in results:
             headline[f"accuracy, {label}"] = f"{100 * results[weights][split]['acc']:.2f}%"
     headline |= {
@@ -280,7 +294,9 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
         "device": f"{summary['device']}, {summary['precision']}",
         "seed": str(summary["seed"]),
     }
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = run_dir / "metrics.jsonl"  # a one-vs-all run's are in its members' folders
+    history = ([json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists()
+               else None)
     swa_start = run.cfg.swa.start_epoch if summary.get("swa_snapshots") else None
     out = run_dir / ("report" if split == "test" else f"report-{split}")
     return write_report(out, pred, f"{summary['model']}: {run_dir.name}", headline, history,

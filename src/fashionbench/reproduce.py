@@ -34,9 +34,14 @@ def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
             run_dir = out / "runs" / f"{model}-s{seed}"
             state = ("complete" if (run_dir / "summary.json").exists() else
                      "resume" if (run_dir / "checkpoint.pt").exists() else "train")
-            if state != "train" and (run_dir / "config.yaml").read_text() != dump_config(cfg):
-                raise FashionbenchError(f"{run_dir} was trained with another configuration "
-                                        "(budget or recipe changed); remove it or choose another --out")
+            # A folder is only ever continued by the configuration that started it.
+            if run_dir.exists():
+                if not (run_dir / "config.yaml").is_file():
+                    raise FashionbenchError(f"{run_dir} exists but is not a run of this reproduction "
+                                            "(no config.yaml); remove it or choose another --out")
+                if (run_dir / "config.yaml").read_text() != dump_config(cfg):
+                    raise FashionbenchError(f"{run_dir} was trained with another configuration "
+                                            "(budget or recipe changed); remove it or choose another --out")
             plan.append((cfg, run_dir, state))
     return plan
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,21 +20,60 @@ import torch
 
 from .errors import FashionbenchError
 
+# Causes worth naming in words of their own; others keep the system's message.
+CAUSES = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
+          errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
+          errno.EPERM: "operation not permitted", errno.ENOTDIR: "a file stands where a folder should be",
+          errno.EFBIG: "file too large", errno.EISDIR: "is a folder"}
+
+
+def os_cause(e: OSError) -> str:
+    return CAUSES.get(e.errno) or (e.strerror or str(e)).lower()
+
+
+def write_error(path: Path, e: BaseException) -> FashionbenchError:
+    """One line for a failed write: the path, and why. torch's writer raises a RuntimeError
+    about its own internals; the OSError behind it (full disk, file too large) is its context."""
+    if isinstance(e, RuntimeError) and isinstance(e.__context__, OSError):
+        e = e.__context__
+    if isinstance(e, OSError):
+        cause = os_cause(e)
+    else:
+        try:
+            full = shutil.disk_usage(next(p for p in Path(path).parents if p.exists())).free < (16 << 20)
+        except OSError:
+            full = False
+        cause = "no space left on device" if full else str(e).splitlines()[0][:200]
+    return FashionbenchError(f"{path}: cannot write ({cause})")
+
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
+    """Write through a temp file in the same folder, then rename: readers never see half a
+    file, and a write that fails (full disk, read-only folder) leaves the old file as it was
+    and no temp file behind, and says so in one line."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        raise write_error(path, e) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def make_dir(path: Path) -> Path:
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path, e) from None
+    return Path(path)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -43,11 +85,30 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    """Strict JSON: a NaN or infinity is a bug upstream, never a result to publish."""
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False)
+    except ValueError:
+        raise FashionbenchError(f"{path}: refusing to write {non_finite(data)}: not a finite number") from None
+    write_text(path, text + "\n")
+
+
+def non_finite(data: Any, key: str = "") -> str:
+    """Where the first NaN or infinity in nested dicts and lists is, e.g. 'results.val.loss = nan'."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return f"{key or 'value'} = {data}"
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        if found := non_finite(v, f"{key}.{k}" if key else str(k)):
+            return found
+    return ""
 
 
 def save_torch(path: Path, obj: Any) -> None:
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # through Python's file: a failed write keeps its errno
+            torch.save(obj, f)
+    _atomic(path, save)
 
 
 def load_torch(path: Path) -> Any:
@@ -59,11 +120,25 @@ def load_torch(path: Path) -> Any:
         raise FashionbenchError(f"{path}: cannot load ({type(e).__name__})") from None
 
 
-def new_run_dir(out: str | Path, name: str | None, model: str) -> Path:
+def check_out_dir(out: str | Path, option: str = "--out") -> Path:
+    """``out`` is a folder, or can become one: say so now, before any work, rather than
+    fail when the first result is written."""
+    out = Path(out)
+    existing = next(p for p in [out, *out.parents] if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise FashionbenchError(f"{option} {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FashionbenchError(f"{option} {out}: cannot write ({existing} is read-only)")
+    return out
+
+
+def new_run_dir(out: str | Path, name: str | None, model: str, resumable: bool = True) -> Path:
+    """A fresh run folder ``out/name``; an existing one is never written into."""
     name = name or f"{model}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(out) / name
+    run_dir = check_out_dir(out) / name
     if run_dir.exists():
-        raise FashionbenchError(f"{run_dir} already exists; choose another --name or --resume it")
+        hint = "choose another --name or --resume it" if resumable else "choose another --name"
+        raise FashionbenchError(f"{run_dir} already exists; {hint}")
     return run_dir
 
 

@@ -61,6 +61,17 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray, pair: tuple[int, int
     return float(candidates[int(np.argmax(accuracy))])
 
 
+def check_specialists_dir(out: Path) -> None:
+    """``out`` is new, or specialists interrupted there (resumed); never anything else."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not (out / "setup.json").exists():
+        raise FashionbenchError(f"{out} already exists and holds no specialists; choose another --name")
+    if (out / "summary.json").exists():
+        raise FashionbenchError(f"{out} already exists and is complete; choose another --name")
+
+
 def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: int,
                       epochs: int | None = None, device: str | None = None) -> dict:
     from .engine import load_run, predict, train
