@@ -4,9 +4,11 @@ FASHIONBENCH_REQUIRE_DATA=1 (CI) missing data fails the run instead of skipping.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -46,8 +48,9 @@ def tiny_run(data_dir, tmp_path_factory):
 
 
 def small_config(*overrides: str, **kw):
-    """A quick configuration: small train/val slices, fp32 so results are exact."""
-    base = ["data.train_subset=2000", "data.val_size=1000", "epochs=2", "batch_size=100",
+    """A quick configuration: small train/val/test slices (evaluating the whole test set
+    would take most of a run's time), fp32 so results are exact."""
+    base = ["data.train_subset=2000", "data.val_size=1000", "data.test_subset=1000", "epochs=2", "batch_size=100",
             "precision=fp32", "swa.start=1", "schedule.cycle_epochs=1"]
     return load_config(kw.get("model", "basic_cnn"),
                        overrides=[parse_override(o) for o in base + list(overrides)])
@@ -56,6 +59,17 @@ def small_config(*overrides: str, **kw):
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fashionbench", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess:
+    """``fashionbench ARGS`` run by main() in this process: no interpreter and torch
+    start-up to pay for, and the exit status and output a subprocess's would have."""
+    from fashionbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = main(list(args))
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def write_idx(path: Path, header: bytes, body: bytes) -> Path:

@@ -23,7 +23,7 @@ from fashionbench.ensemble import combine, fit_weights, vote
 from fashionbench.one_vs_all import platt_scale
 from fashionbench.specialists import apply, choose_threshold, confused_pairs, takes_over
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 from test_cli import assert_one_line_error
 
 
@@ -240,8 +240,8 @@ def test_specialists_end_to_end(tiny_run, data_dir, tmp_path):
     assert member["variant"].startswith("binary: ") and " against the rest" not in member["variant"]
     again = ["specialists", str(tiny_run), "--pairs", "2", "--epochs", "1", "--out", str(tmp_path),
              "--name", "s", "--data-dir", str(data_dir)]
-    assert_one_line_error(run_cli(*again), f"{tmp_path / 's'} already exists and is complete", status=1)
+    assert_one_line_error(run_main(*again), f"{tmp_path / 's'} already exists and is complete", status=1)
     (tmp_path / "s" / "summary.json").unlink()  # as if stopped after its specialists finished
-    resumed = run_cli(*again)
+    resumed = run_main(*again)
     assert resumed.returncode == 0 and resumed.stdout.count("already complete") == 2
     assert json.loads((tmp_path / "s" / "summary.json").read_text())["results"] == summary["results"]

@@ -19,7 +19,7 @@ from fashionbench import runs
 from fashionbench.cli import main
 from fashionbench.errors import FashionbenchError
 
-from conftest import run_cli
+from conftest import run_main
 from test_cli import assert_one_line_error
 
 # A few seconds a run: 4 batches of 100, validation and test on 200 images each.
@@ -27,9 +27,9 @@ QUICK = ["--epochs", "1", "--batch-size", "100", "--train-subset", "400", "--set
          "--set", "data.test_subset=200", "--set", "precision=fp32"]
 
 
-def train_cli(data_dir, out, name, *args, **kw):
-    return run_cli("train", "basic_cnn", *QUICK, "--out", str(out), "--name", name,
-                   "--data-dir", str(data_dir), *args, **kw)
+def train_cli(data_dir, out, name, *args):
+    return run_main("train", "basic_cnn", *QUICK, "--out", str(out), "--name", name,
+                   "--data-dir", str(data_dir), *args)
 
 
 # -- divergence ------------------------------------------------------------------------
@@ -69,7 +69,7 @@ def test_ensembles_refuse_a_member_that_is_not_a_finished_finite_run(tiny_run, d
     shutil.copytree(tiny_run, bad)
     summary = json.loads((bad / "summary.json").read_text())
     (bad / "summary.json").write_text(json.dumps({**summary, "test_acc": float("nan")}))
-    result = run_cli("ensemble", str(tiny_run), str(bad), "--out", str(tmp_path), "--name", "e",
+    result = run_main("ensemble", str(tiny_run), str(bad), "--out", str(tmp_path), "--name", "e",
                      "--data-dir", str(data_dir))
     assert_one_line_error(result, str(bad / "summary.json"), "NaN", status=1)
     assert not (tmp_path / "e").exists()
@@ -89,7 +89,7 @@ def unchanged(files: dict) -> bool:
 
 def test_specialists_refuse_a_folder_that_is_not_theirs(tiny_run, data_dir, tmp_path):
     existing, files = finished_copy(tiny_run, tmp_path, "taken")
-    result = run_cli("specialists", str(tiny_run), "--pairs", "1", "--epochs", "1", "--out", str(tmp_path),
+    result = run_main("specialists", str(tiny_run), "--pairs", "1", "--epochs", "1", "--out", str(tmp_path),
                      "--name", "taken", "--data-dir", str(data_dir))
     assert_one_line_error(result, f"{existing} already exists", "--name", status=1)
     assert unchanged(files) and not (existing / "pair-0-6").exists()
@@ -97,7 +97,7 @@ def test_specialists_refuse_a_folder_that_is_not_theirs(tiny_run, data_dir, tmp_
 
 def test_ensemble_refuses_an_existing_folder_without_suggesting_resume(tiny_run, data_dir, tmp_path):
     existing, files = finished_copy(tiny_run, tmp_path, "taken")
-    result = run_cli("ensemble", str(tiny_run), "--out", str(tmp_path), "--name", "taken",
+    result = run_main("ensemble", str(tiny_run), "--out", str(tmp_path), "--name", "taken",
                      "--data-dir", str(data_dir))
     assert_one_line_error(result, f"{existing} already exists", "--name", status=1)
     assert "--resume" not in result.stderr and unchanged(files)
@@ -113,7 +113,7 @@ def test_one_vs_all_refuses_an_existing_folder(tiny_run, data_dir, tmp_path):
 def test_reproduce_refuses_a_folder_it_did_not_train(tiny_run, tmp_path):
     existing, files = finished_copy(tiny_run, tmp_path / "runs", "basic_cnn-s0")
     (existing / "config.yaml").unlink()
-    result = run_cli("reproduce", "--models", "basic_cnn", "--seeds", "0", "--budget", "smoke",
+    result = run_main("reproduce", "--models", "basic_cnn", "--seeds", "0", "--budget", "smoke",
                      "--out", str(tmp_path))
     assert_one_line_error(result, str(existing), "not a run", status=1)
     del files[existing / "config.yaml"]
@@ -126,14 +126,14 @@ def test_out_pointing_at_a_file_is_one_line(tiny_run, data_dir, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     for args in (["train", "basic_cnn", "--dry-run"], ["train", "basic_cnn", *QUICK, "--data-dir", str(data_dir)],
                  ["table", str(tiny_run)]):
-        result = run_cli(*args, "--out", str(tmp_path / "file"))
+        result = run_main(*args, "--out", str(tmp_path / "file"))
         assert_one_line_error(result, str(tmp_path / "file"), "not a folder", status=1)
     assert (tmp_path / "file").read_text() == "not a folder"
 
 
 def test_out_where_nothing_may_be_written_is_one_line(data_dir):
     # /sys refuses new folders even to root, as a read-only mount does.
-    result = run_cli("train", "basic_cnn", *QUICK, "--out", "/sys/fashionbench-runs", "--data-dir", str(data_dir))
+    result = run_main("train", "basic_cnn", *QUICK, "--out", "/sys/fashionbench-runs", "--data-dir", str(data_dir))
     assert_one_line_error(result, "/sys/fashionbench-runs", "cannot write", status=1)
 
 
@@ -167,7 +167,7 @@ def test_a_full_disk_while_checkpointing_is_one_line(data_dir, tmp_path):
 def test_a_config_that_is_not_text_is_one_line(tmp_path):
     png = tmp_path / "recipe.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
-    result = run_cli("train", "basic_cnn", "--config", str(png), "--dry-run")
+    result = run_main("train", "basic_cnn", "--config", str(png), "--dry-run")
     assert_one_line_error(result, str(png), "not a text file", status=1)
 
 
@@ -210,7 +210,7 @@ def test_resuming_a_run_whose_epochs_are_all_trained_says_so(tiny_run, data_dir,
     run, _ = finished_copy(tiny_run, tmp_path, "done")
     (run / "summary.json").unlink()  # killed while evaluating, after its last checkpoint
     (run / "model.pt").unlink()
-    result = run_cli("train", "--resume", str(run), "--data-dir", str(data_dir))
+    result = run_main("train", "--resume", str(run), "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     assert "epoch 3 of 2" not in result.stdout
     assert "2 of 2 epochs already trained" in result.stdout
