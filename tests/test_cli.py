@@ -79,7 +79,7 @@ def test_data_command_prints_location_and_sums(data_dir):
 def test_train_then_evaluate_then_refuse_to_overwrite(data_dir, tmp_path):
     args = ["train", "basic_cnn", "--out", str(tmp_path), "--name", "r", "--data-dir", str(data_dir),
             "--epochs", "1", "--train-subset", "1000", "--set", "data.val_size=500",
-            "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1"]
+            "--set", "data.test_subset=1000", "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert f"results: {tmp_path}/r/summary.json" in result.stdout

@@ -86,7 +86,8 @@ def cli(*args):
 
 def test_resume_after_kill_matches_uninterrupted(data_dir, tmp_path):
     args = ["basic_cnn", "--out", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "4",
-            "--train-subset", "3000", "--set", "data.val_size=500", "--set", "swa.start=2",
+            "--train-subset", "3000", "--set", "data.val_size=500", "--set", "data.test_subset=1000",
+            "--set", "swa.start=2",
             "--set", "schedule.cycle_epochs=1", "--set", "precision=fp32", "--set", "swa.lr=2e-3"]
     subprocess.run(cli(*args, "--name", "whole"), check=True, capture_output=True, timeout=600)
     # Kill -9 somewhere inside epoch 3, after two checkpoints.
