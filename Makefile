@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
 
-.PHONY: run test lint data bench clean
+.PHONY: run test test-fast lint data bench clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ run: $(READY)  ## train BasicCNN with its full recipe on the real data, write it
 
 test: $(READY)  ## the whole test suite, on the real data
 	$(BIN)/python -m pytest
+
+test-fast: $(READY)  ## the fast tier (under a minute): no real data, no subprocesses
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(READY)  ## ruff, with the rules in pyproject.toml
 	$(BIN)/ruff check src tests benchmarks experiments

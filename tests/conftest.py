@@ -17,6 +17,24 @@ from fashionbench.config import load_config, parse_override
 from fashionbench.data import load_fashion_mnist, resolve_data_dir
 from fashionbench.errors import FashionbenchError
 
+# Fixtures that load the real dataset or train: a test using one is in the slow tier.
+REAL_DATA_FIXTURES = {"data", "data_dir", "tiny_run", "docs_run", "smoke", "ova_run"}
+
+
+# Names whose use in a test's body means a new interpreter (seconds of start-up each).
+SUBPROCESS_NAMES = {"run_cli", "subprocess"}
+
+
+def pytest_collection_modifyitems(items):
+    """The tiers: a test is slow when it uses a fixture holding the real data or a
+    trained run, or starts fashionbench in a subprocess (read from the names its body
+    uses); the rest is the fast tier, `make test-fast`."""
+    for item in items:
+        code = getattr(getattr(item, "function", None), "__code__", None)
+        if (REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or code is not None and SUBPROCESS_NAMES & set(code.co_names)):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def data():
