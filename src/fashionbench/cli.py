@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .config import load_config, parse_override, read_yaml
 from .data import DATA_DIR_ENV, MIRROR_ENV, load_fashion_mnist
-from .errors import FashionbenchError, Terminated, UsageError, stopped
+from .errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
 from .leaderboard import REFERENCE
 from .models import MODELS, check_model
 from .reproduce import BUDGETS
@@ -343,7 +343,10 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     from .runs import new_run_dir
 
     # One run is one member, however its path is written (runs/a, ./runs/a, /abs/runs/a).
-    run_dirs = list({Path(d).resolve(): Path(d) for d in reversed(args.run_dirs)}.values())[::-1]
+    members: dict[Path, Path] = {}
+    for run_dir in map(Path, args.run_dirs):
+        members.setdefault(run_dir.resolve(), run_dir)
+    run_dirs = list(members.values())
     for run_dir in run_dirs:  # say what is wrong before loading any data
         run_config(run_dir)
         read_summary(run_dir)
@@ -503,9 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fashionbench: error: {e}", file=sys.stderr)
         return getattr(e, "status", 1)
     except KeyboardInterrupt as e:
-        print(f"fashionbench: {'terminated' if isinstance(e, Terminated) else 'interrupted'}",
-              file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        what, status = signal_stop(e)
+        print(f"fashionbench: {what}", file=sys.stderr)
+        return status
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1

@@ -21,7 +21,12 @@ class Stopped(FashionbenchError):
         self.status = status
 
 
+def signal_stop(e: KeyboardInterrupt) -> tuple[str, int]:
+    """What stopped the program and its exit status: 128 + SIGTERM's 15, or SIGINT's 2."""
+    return ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+
+
 def stopped(e: KeyboardInterrupt, resume: str) -> Stopped:
     """The Stopped error for SIGINT or SIGTERM, with ``resume``: how to continue."""
-    what, status = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+    what, status = signal_stop(e)
     return Stopped(f"{what}; continue with: {resume}", status)

@@ -41,7 +41,7 @@ def platt_scale(margins: np.ndarray, positive: np.ndarray) -> tuple[float, float
 
 
 def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
-    from .engine import load_run, train
+    from .engine import FinishedRun, load_run, place_model, train
     from .leaderboard import read_summary
     from .report import class_scores, split_predictions, write_report
 
@@ -68,10 +68,11 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
         calibration.append(platt_scale(logits[:, 1] - logits[:, 0], labels["val"] == c))
     # The run's model: the ten networks and their calibration as one 10-class network.
     a, b = (torch.tensor(v) for v in zip(*calibration))
-    combined = OneVsAllNetwork([m.model for m in loaded], a, b)
+    combined = place_model(OneVsAllNetwork([m.model for m in loaded], a, b), splits["val"].images.device,
+                           cfg.channels_last).eval()
     runs.save_torch(run_dir / "model.pt", {"model": cfg.model, "kind": "one-vs-all", "weights": "ova",
                                            "num_classes": len(CLASSES), "state_dict": combined.state_dict()})
-    run = load_run(run_dir, data)  # as every command will load it
+    run = FinishedRun(cfg, combined, "ova", splits, loaded[0].precision)
     probs = {split: run.probs(split).numpy().astype(np.float64) for split in labels}
     results = split_scores(probs, labels)
     member_summaries = [read_summary(d) for d in members]

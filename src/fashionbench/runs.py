@@ -7,7 +7,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,17 +32,11 @@ def os_cause(e: OSError) -> str:
 
 def write_error(path: Path, e: BaseException) -> FashionbenchError:
     """One line for a failed write: the path, and why. torch's writer raises a RuntimeError
-    about its own internals; the OSError behind it (full disk, file too large) is its context."""
+    about its own internals; the OSError behind it (full disk, file too large) is its context
+    (``save_torch`` writes through a Python file so that there is one)."""
     if isinstance(e, RuntimeError) and isinstance(e.__context__, OSError):
         e = e.__context__
-    if isinstance(e, OSError):
-        cause = os_cause(e)
-    else:
-        try:
-            full = shutil.disk_usage(next(p for p in Path(path).parents if p.exists())).free < (16 << 20)
-        except OSError:
-            full = False
-        cause = "no space left on device" if full else str(e).splitlines()[0][:200]
+    cause = os_cause(e) if isinstance(e, OSError) else str(e).splitlines()[0][:200]
     return FashionbenchError(f"{path}: cannot write ({cause})")
 
 
