@@ -20,8 +20,7 @@ import torch
 from fashionbench.config import load_config
 from fashionbench.data import load_fashion_mnist
 from fashionbench.hardware import cpu_has_native_bf16
-from fashionbench.leaderboard import REFERENCE
-from fashionbench.models import count_parameters
+from fashionbench.models import count_parameters, reference_figures
 
 from throughput import TRAIN_IMAGES, Ours
 
@@ -36,7 +35,7 @@ def steps_for(variant: Ours, seconds: float) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(REFERENCE))
+    parser.add_argument("--models", default=",".join(reference_figures()))
     parser.add_argument("--seconds", type=float, default=20, help="length of one measurement")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--data-dir")

@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from fashionbench.config import load_config, parse_override
 from fashionbench.data import load_fashion_mnist
-from fashionbench.engine import MEAN, STD, Trainer
 from fashionbench.hardware import cpu_has_native_bf16, resolve_precision
 from fashionbench.models import build_model
+from fashionbench.splits import MEAN, STD
+from fashionbench.training import Trainer
 
 TRAIN_IMAGES = 55_000  # images in one epoch of the reference recipe
 

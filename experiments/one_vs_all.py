@@ -7,7 +7,7 @@ hours on 2 CPU cores), SEEDS seeds per row:
 1. one multi-class model (and all the seeds trained for row 2);
 2. an ensemble of three multi-class models (mean probability; seeds 3i..3i+2,
    so each ensemble has its own members);
-3. ten one-vs-all binary networks (``train --one-vs-all``);
+3. ten one-vs-all binary networks (``fashionbench one-vs-all``);
 4. the one-vs-all head (``train --head ova``);
 5. the multi-class model plus specialists for its three most confused pairs;
 6. one multi-class model trained as long as rows 2, 3 and 5 cost in all, in
@@ -19,9 +19,10 @@ peaks (``triangular``), because the recipe's ``exp_range`` shrinks the peak per
 batch and so would anneal runs of different lengths differently, and SWA at the
 cycle ends (``swa.lr=null``), not the recipe's constant-LR phase, whose one-epoch
 glide would fill a third of a 4-epoch run's averaging. Each run is an
-ordinary fashionbench run under OUT/runs, made by the CLI; finished ones are kept
-and interrupted ones resumed, so the script continues where it stopped. Writes
-OUT/table.md and OUT/table.csv.
+ordinary fashionbench run under OUT/runs, trained by ``train_or_resume`` (one-vs-all
+by its own command's function, ensembles and specialists by the CLI); finished ones
+are kept and interrupted ones resumed, so the script continues where it stopped.
+Writes OUT/table.md and OUT/table.csv.
 
     python experiments/one_vs_all.py --epochs 4 --train-subset 10000 --seeds 3
 """
@@ -39,6 +40,10 @@ import sys
 from pathlib import Path
 
 from fashionbench import runs
+from fashionbench.config import Config, load_config, parse_override
+from fashionbench.data import FashionMNIST, load_fashion_mnist
+from fashionbench.one_vs_all import train_one_vs_all
+from fashionbench.training import train_or_resume
 
 CYCLE_EPOCHS = 2  # recipes/basic_cnn.yaml: a run must end at a cycle's end (lowest LR)
 PAIRS = 3
@@ -54,21 +59,27 @@ def whole_cycles(epochs: float) -> int:
 
 
 def budget(epochs: int) -> list[str]:
-    return ["--epochs", str(epochs), "--set", "schedule.mode=triangular", "--set", "swa.lr=null"]
+    """Config overrides of a run of ``epochs`` epochs (see the module docstring)."""
+    return [f"epochs={epochs}", "schedule.mode=triangular", "swa.lr=null"]
+
+
+def config(*overrides: str) -> Config:
+    return load_config("basic_cnn", overrides=[parse_override(o) for o in overrides])
 
 
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def train(root: Path, name: str, *args: str) -> Path:
+def train(data: FashionMNIST, root: Path, name: str, cfg: Config, one_vs_all: bool = False) -> Path:
+    """The run ``root/name`` of ``cfg``: kept if finished, else resumed or trained."""
     run_dir = root / name
-    if (run_dir / "summary.json").exists():
-        print(f"{run_dir}: complete", flush=True)
-    elif (run_dir / "config.yaml").exists():
-        fashionbench("train", "--resume", str(run_dir))
-    else:
-        fashionbench("train", "basic_cnn", "--out", str(root), "--name", name, *args)
+    if not one_vs_all:
+        train_or_resume(cfg, data, run_dir, name)
+    elif (run_dir / "summary.json").exists():
+        print(f"{name}: already complete in {run_dir}", flush=True)
+    else:  # its members are kept, resumed or trained one by one
+        train_one_vs_all(cfg, data, run_dir)
     return run_dir
 
 
@@ -101,15 +112,17 @@ def main() -> None:
                         help="training images (default: 10000; 55000 is all)")
     parser.add_argument("--seeds", type=int, default=3, help="results per row (default: 3)")
     parser.add_argument("--out", type=Path, default=Path("results/one-vs-all"))
+    parser.add_argument("--data-dir", help="dataset folder (default: as fashionbench finds it)")
     args = parser.parse_args()
     if args.epochs % CYCLE_EPOCHS:
         parser.error(f"--epochs must be a multiple of the recipe's {CYCLE_EPOCHS}-epoch cycle")
     root = args.out / "runs"
-    common = ["--train-subset", str(args.train_subset)]
+    data = load_fashion_mnist(args.data_dir)
+    common = [f"data.train_subset={args.train_subset}"]
     e = args.epochs
     seeds = range(args.seeds)
 
-    singles = {s: train(root, f"single-s{s}", *common, *budget(e), "--seed", str(s))
+    singles = {s: train(data, root, f"single-s{s}", config(*common, *budget(e), f"seed={s}"))
                for s in range(3 * args.seeds)}
     rows: dict[str, list[Path]] = {
         "one multi-class model": [],
@@ -121,9 +134,9 @@ def main() -> None:
         rows["ensemble of three"].append(combine(
             root, f"ensemble-{s}", "ensemble", *(str(singles[3 * s + k]) for k in range(3))))
         rows["ten one-vs-all networks"].append(train(
-            root, f"one-vs-all-s{s}", *common, *budget(e), "--seed", str(s), "--one-vs-all"))
+            data, root, f"one-vs-all-s{s}", config(*common, *budget(e), f"seed={s}"), one_vs_all=True))
         rows["one-vs-all head"].append(train(
-            root, f"ova-head-s{s}", *common, *budget(e), "--seed", str(s), "--head", "ova"))
+            data, root, f"ova-head-s{s}", config(*common, *budget(e), f"seed={s}", "head=ova")))
         rows["multi-class + specialists"].append(combine(
             root, f"specialists-s{s}", "specialists", str(singles[s]), "--pairs", str(PAIRS)))
 
@@ -131,7 +144,7 @@ def main() -> None:
     for row in ("ensemble of three", "ten one-vs-all networks", "multi-class + specialists"):
         epochs = whole_cycles(e * images(rows[row][0]) / single_cost)
         rows[f"one model, {epochs} epochs (the compute of: {row})"] = [
-            train(root, f"single-{epochs}ep-s{s}", *common, *budget(epochs), "--seed", str(s))
+            train(data, root, f"single-{epochs}ep-s{s}", config(*common, *budget(epochs), f"seed={s}"))
             for s in seeds]
 
     table = [{"row": row, "networks": len(networks(dirs[0])),

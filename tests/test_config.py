@@ -3,7 +3,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fashionbench.config import Config, all_keys, dump_config, load_config, parse_override, read_yaml
+from fashionbench.config import (
+    Config,
+    all_keys,
+    config_from_dict,
+    dump_config,
+    load_config,
+    parse_override,
+    read_yaml,
+)
 from fashionbench.errors import FashionbenchError, UsageError
 from fashionbench.models import MODELS
 
@@ -66,7 +74,20 @@ def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     the recipe resolved to when SWA's start was an epoch number."""
     resolved = load_config(model).to_dict()
     assert resolved["swa"].pop("start") == 0.67  # the fraction: the one new key
-    assert resolved == yaml.safe_load((BEFORE_SWA_START / f"{model}.yaml").read_text())
+    before = yaml.safe_load((BEFORE_SWA_START / f"{model}.yaml").read_text())
+    assert before.pop("one_vs_all") is False  # retired since: one-vs-all is a command
+    assert resolved == before
+
+
+def test_a_config_with_a_retired_key_still_reads_as_a_run_folder(tmp_path):
+    """Run folders written before one-vs-all became a command have one_vs_all in their
+    config.yaml; they still load. As a --config for new training, a one-vs-all config
+    says which command trains it now."""
+    old = tmp_path / "config.yaml"
+    old.write_text(dump_config(load_config("basic_cnn")) + "one_vs_all: true\n")
+    assert config_from_dict(read_yaml(old)) == load_config("basic_cnn")
+    with pytest.raises(UsageError, match="fashionbench one-vs-all --config"):
+        load_config(None, old)
 
 
 @pytest.mark.parametrize("start, epochs, start_epoch", [

@@ -21,7 +21,7 @@ from conftest import run_cli
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-TRAINING = {"train", "reproduce"}
+TRAINING = {"train", "one-vs-all", "reproduce"}
 # Real runs made short: the command as written, with this appended (the last value wins).
 SHORTENED = {"lr-find": ["--steps", "20"], "specialists": ["--epochs", "1"]}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -48,7 +48,7 @@ def test_the_docs_document_commands():
     assert len(COMMANDS) >= 30  # the extraction itself works
     assert {shlex.split(c, comments=True)[1] for _, c in COMMANDS} >= {
         "train", "reproduce", "evaluate", "report", "predict", "export", "table", "ensemble", "lr-find",
-        "models", "data", "audit", "specialists"}
+        "models", "data", "audit", "specialists", "one-vs-all"}
 
 
 def test_readme_starts_with_the_two_commands():

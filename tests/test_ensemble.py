@@ -18,10 +18,11 @@ from PIL import Image
 from scipy.special import expit
 
 from fashionbench.cli import main
-from fashionbench.engine import epoch_order, load_run, predict
-from fashionbench.ensemble import combine, fit_weights, vote
+from fashionbench.combine import combine, fit_weights, vote
+from fashionbench.inference import load_run, predict
 from fashionbench.one_vs_all import platt_scale
 from fashionbench.specialists import apply, choose_threshold, confused_pairs, takes_over
+from fashionbench.training import epoch_order
 
 from conftest import run_cli, run_main
 from test_cli import assert_one_line_error
@@ -70,7 +71,8 @@ def test_an_ensemble_of_one_run_is_that_run(tiny_run, data_dir, tmp_path):
     single = json.loads((tiny_run / "summary.json").read_text())
     assert summary["test_acc"] == pytest.approx(single["test_acc"], abs=1e-6)
     assert summary["val_acc"] == pytest.approx(single["val_acc"], abs=1e-6)
-    assert summary["runs"] == [str(tiny_run)]
+    assert summary["runs"] == [str(tiny_run)] and summary["kind"] == "ensemble"
+    assert summary["weights"] == "ensemble" and summary["member_weights"] is None
     assert summary["results"]["ensemble"]["test"]["loss"] == pytest.approx(
         single["results"]["swa"]["test"]["loss"], abs=1e-4)
     assert (tmp_path / "one" / "report" / "report.html").exists()
@@ -123,7 +125,7 @@ def test_one_vs_all_head_trains(data_dir, tmp_path):
     assert (tmp_path / "h" / "report" / "report.html").exists()
 
 
-ONE_VS_ALL = ["train", "basic_cnn", "--one-vs-all", "--epochs", "1", "--batch-size", "50",
+ONE_VS_ALL = ["one-vs-all", "basic_cnn", "--epochs", "1", "--batch-size", "50",
               "--train-subset", "500", "--set", "data.val_size=500", "--set", "data.test_subset=500",
               "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1"]
 
@@ -143,6 +145,8 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(ova_run, dat
     member = json.loads((run / "class-3" / "summary.json").read_text())
     assert member["variant"] == "binary: Dress against the rest" and member["test_size"] == 500
     assert summary["weights"] == "ova" and summary["test_size"] == 500 and summary["test_acc"] > 0.3
+    assert summary["kind"] == "one-vs-all" and summary["schema"] == 2
+    assert "one_vs_all" not in (run / "config.yaml").read_text()  # the command, not a config key
     assert len(summary["calibration"]) == 10 and (run / "report" / "report.html").exists()
     assert summary["runs"] == [str(run / f"class-{c}") for c in range(10)]
     # The same run killed with SIGKILL just after its fourth member (class 3) saved its
@@ -158,7 +162,9 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(ova_run, dat
     proc.wait()
     assert (killed / "class-2" / "summary.json").exists()
     assert not (killed / "class-3" / "summary.json").exists() and not (killed / "summary.json").exists()
-    resumed = run_cli("train", "--resume", str(killed), "--data-dir", str(data_dir))
+    wrong = run_cli("train", "--resume", str(killed), "--data-dir", str(data_dir))
+    assert wrong.returncode == 2 and f"resume it with fashionbench one-vs-all --resume {killed}" in wrong.stderr
+    resumed = run_cli("one-vs-all", "--resume", str(killed), "--data-dir", str(data_dir))
     assert resumed.returncode == 0, resumed.stderr
     assert "[1/10] T-shirt/top against the rest: already complete" in resumed.stdout
     assert "[4/10] Dress against the rest: resuming" in resumed.stdout

@@ -31,8 +31,8 @@ def fake_run(path: Path, epochs: int, train_size: int, seconds: float = 1.0, **e
 def test_budgets_end_on_a_cycle_end_and_average_the_last_third(script):
     assert [script.whole_cycles(x) for x in (0.4, 6.4, 12, 40.9)] == [2, 6, 12, 40]
     # The same cycle shape at every length, averaged at its cycle ends.
-    cycles = ["--set", "schedule.mode=triangular", "--set", "swa.lr=null"]
-    assert script.budget(30) == ["--epochs", "30", *cycles]
+    assert script.budget(30) == ["epochs=30", "schedule.mode=triangular", "swa.lr=null"]
+    assert script.config(*script.budget(30)).schedule.mode == "triangular"
     # The recipe's fractional swa.start puts averaging where the published runs had it.
     for epochs, start_epoch in ((30, 20), (4, 3), (12, 8), (40, 27), (6, 4)):
         overrides = [parse_override(f"epochs={epochs}"), parse_override("swa.lr=null")]

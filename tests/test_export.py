@@ -17,8 +17,9 @@ from fashionbench import __version__, runs
 from fashionbench.cli import main
 from fashionbench.config import load_config, parse_override
 from fashionbench.data import CLASSES
-from fashionbench.engine import class_names, load_model, normalize, probabilities, to_float
 from fashionbench.export import INPUT_CONTRACT
+from fashionbench.inference import load_model, probabilities
+from fashionbench.splits import class_names, normalize, to_float
 
 from conftest import run_cli
 
@@ -28,7 +29,7 @@ SNIPPET_MARKER = "<!-- onnx-snippet -->"
 
 @pytest.fixture(scope="module")
 def torch_probabilities(tiny_run, data) -> torch.Tensor:
-    """The run's model in torch on all test images: fp32, eval mode, engine's normalization."""
+    """The run's model in torch on all test images: fp32, eval mode, the training normalization."""
     loaded = load_model(tiny_run, device="cpu")
     with torch.no_grad():
         logits = torch.cat([loaded.model(normalize(to_float(batch), loaded.cfg.channels_last))

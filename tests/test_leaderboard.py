@@ -7,7 +7,8 @@ import pytest
 
 from fashionbench.config import dump_config, load_config, parse_override
 from fashionbench.errors import FashionbenchError
-from fashionbench.leaderboard import collect, find_runs, mean_std, read_summary, to_csv, to_markdown
+from fashionbench.leaderboard import collect, find_runs, mean_std, to_csv, to_markdown
+from fashionbench.runs import read_summary
 
 from conftest import run_cli
 
@@ -27,7 +28,7 @@ def fake_run(root, name, model, seed, acc, last_acc, seconds=10.0, test_size=10_
 
 
 def binary_run(root, name, positive, negative=None, seed=0):
-    """A one-vs-all member (negative None) or a specialist's pair run, as the engine writes them."""
+    """A one-vs-all member (negative None) or a specialist's pair run, as training writes them."""
     changes = [f"data.positive_class={positive}"] + ([] if negative is None else
                                                      [f"data.negative_class={negative}"])
     return fake_run(root, name, "basic_cnn", seed, 0.99, 0.99, test_size=2000 if negative else 10_000,
@@ -160,8 +161,7 @@ def test_table_command_skips_a_corrupt_run_and_still_writes_the_table(tmp_path):
 
 def test_binary_members_found_under_a_folder_are_left_out_silently(tmp_path, capsys):
     ten = fake_run(tmp_path, "basic_cnn-s0", "basic_cnn", 0, 0.94, 0.93)
-    ova = fake_run(tmp_path, "ova", "basic_cnn", 0, 0.93, 0.93, changes=["one_vs_all=true"],
-                   variant="one-vs-all, 10 binary")
+    ova = fake_run(tmp_path, "ova", "basic_cnn", 0, 0.93, 0.93, variant="one-vs-all, 10 binary")
     ova.joinpath("summary.json").write_text(
         ova.joinpath("summary.json").read_text().replace('"last"', '"ova"'))
     for c in range(3):

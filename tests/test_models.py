@@ -1,5 +1,6 @@
 """Every architecture: shapes, size, a learning step, determinism, memory
-formats, bf16 and SWA; and Shake-Shake's mixing rule against a hand computation."""
+formats, bf16 and SWA; the registry's metadata; and Shake-Shake's mixing rule
+against a hand computation."""
 
 from __future__ import annotations
 
@@ -10,10 +11,27 @@ import torch
 import torch.nn.functional as F
 from torch.optim import swa_utils
 
-from fashionbench.models import MODELS, build_model, count_parameters
+from fashionbench.errors import UsageError
+from fashionbench.models import (
+    MODELS,
+    PAPERS,
+    REGISTRY,
+    ModelInfo,
+    build_model,
+    count_parameters,
+    model_info,
+    reference_figures,
+    register,
+)
 from fashionbench.models.shake_shake import ShakeBlock, ShakeShake
 
 NAMES = sorted(MODELS)
+
+# The reference project's published test accuracies (%), in its table's order. A
+# deliberate copy, not read from the registry: the published figures must not drift.
+REFERENCE_TABLE = {"shake_shake34": 95.71, "wide_resnet16_4": 95.33, "resnet18": 94.74,
+                   "resnet34": 94.71, "mini_vgg": 94.59, "basic_cnn": 94.21,
+                   "mobilenet_v2": 93.2, "shufflenet_v2": 92.9}
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +48,55 @@ def test_output_shape_and_docstring_size(name):
     stated = re.search(r"about ([\d.]+)M parameters", MODELS[name].__doc__)
     assert stated, f"{name}'s docstring states no size"
     assert count_parameters(model) == pytest.approx(float(stated[1]) * 1e6, rel=0.10)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registry_carries_paper_and_adaptation(name):
+    info = model_info(name)
+    assert info.name == name and info.builder is MODELS[name]
+    assert info.paper.strip() and info.paper == PAPERS[name]
+    assert info.adaptation.strip() and "\n" not in info.adaptation  # one sentence, one line
+    assert info.family == MODELS[name].__module__.rpartition(".")[2]
+
+
+def test_models_and_papers_follow_the_registry_in_order():
+    assert list(MODELS) == list(PAPERS) == list(REGISTRY)
+
+
+def test_reference_figures_are_the_reference_table_in_order():
+    assert list(reference_figures().items()) == list(REFERENCE_TABLE.items())
+
+
+def test_unknown_model_info_names_the_available_models():
+    with pytest.raises(UsageError, match="unknown model 'resnet50'") as e:
+        model_info("resnet50")
+    assert all(name in str(e.value) for name in NAMES)
+
+
+def test_a_model_without_a_reference_figure_registers():
+    before = dict(REGISTRY)
+    try:
+        @register(paper="a paper", adaptation="none needed")
+        def throwaway(num_classes: int = 10) -> torch.nn.Module:
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, num_classes))
+
+        assert model_info("throwaway") == ModelInfo(
+            "throwaway", throwaway, "a paper", None, "none needed", family="test_models")
+        assert build_model("throwaway")(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+        assert list(reference_figures()) == list(REFERENCE_TABLE)
+        with pytest.raises(ValueError, match="already registered"):
+            register(paper="a paper", adaptation="none needed")(throwaway)
+    finally:  # leave no test model behind for the other tests
+        for registry in (REGISTRY, MODELS, PAPERS):
+            registry.pop("throwaway", None)
+    assert REGISTRY == before and list(MODELS) == list(REGISTRY)
+
+
+@pytest.mark.parametrize("paper, adaptation, reference", [
+    ("", "none needed", None), ("a paper", " ", None), ("a paper", "none needed", 952.1)])
+def test_model_info_refuses_missing_text_and_non_percentages(paper, adaptation, reference):
+    with pytest.raises(ValueError):
+        ModelInfo("m", torch.nn.Identity, paper, reference, adaptation, family="m")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionbench import engine, predict
+from fashionbench import inference, predict
 from fashionbench.data import CLASSES
 
 from conftest import run_cli
@@ -18,7 +18,7 @@ N = 2000  # test images: enough to measure agreement to a fraction of a percent,
 
 @pytest.fixture(scope="module")
 def model(tiny_run):
-    return engine.load_model(tiny_run)
+    return inference.load_model(tiny_run)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_images(data) -> np.ndarray:
 def reference(model, data) -> torch.Tensor:
     """The tensor path's probabilities for the first N test images."""
     images = data.test_images[:N].to(model.device)
-    return engine.probabilities(engine.predict(model.model, images, model.precision, model.cfg.channels_last),
+    return inference.probabilities(inference.predict(model.model, images, model.precision, model.cfg.channels_last),
                                 model.cfg.head)
 
 
@@ -48,10 +48,10 @@ def write_images(folder, images, enlarge: int = 1, invert: bool = False) -> list
 
 
 def probabilities_of(model, paths) -> tuple[np.ndarray, torch.Tensor]:
-    """The converted images and their probabilities, batched as engine.predict batches."""
+    """The converted images and their probabilities, batched as inference.predict batches."""
     images = torch.from_numpy(np.stack([predict.read_image(p) for p in paths])[:, None])
-    probs = torch.cat([predict.class_probabilities(model, images[i:i + engine.EVAL_BATCH])
-                       for i in range(0, len(images), engine.EVAL_BATCH)])
+    probs = torch.cat([predict.class_probabilities(model, images[i:i + inference.EVAL_BATCH])
+                       for i in range(0, len(images), inference.EVAL_BATCH)])
     return images[:, 0].numpy(), probs
 
 

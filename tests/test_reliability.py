@@ -27,9 +27,9 @@ QUICK = ["--epochs", "1", "--batch-size", "100", "--train-subset", "400", "--set
          "--set", "data.test_subset=200", "--set", "precision=fp32"]
 
 
-def train_cli(data_dir, out, name, *args):
-    return run_main("train", "basic_cnn", *QUICK, "--out", str(out), "--name", name,
-                   "--data-dir", str(data_dir), *args)
+def train_cli(data_dir, out, name, *args, command="train"):
+    return run_main(command, "basic_cnn", *QUICK, "--out", str(out), "--name", name,
+                    "--data-dir", str(data_dir), *args)
 
 
 # -- divergence ------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def test_ensemble_refuses_an_existing_folder_without_suggesting_resume(tiny_run,
 
 def test_one_vs_all_refuses_an_existing_folder(tiny_run, data_dir, tmp_path):
     existing, files = finished_copy(tiny_run, tmp_path, "taken")
-    result = train_cli(data_dir, tmp_path, "taken", "--one-vs-all")
+    result = train_cli(data_dir, tmp_path, "taken", command="one-vs-all")
     assert_one_line_error(result, f"{existing} already exists", status=1)
     assert unchanged(files) and not (existing / "class-0").exists()
 

@@ -17,7 +17,6 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionbench.engine import Trainer, swa_steps
 from fashionbench.lr_find import lr_range_test, smooth
 from fashionbench.report import (
     Predictions,
@@ -28,6 +27,8 @@ from fashionbench.report import (
     scores_plot,
     write_report,
 )
+from fashionbench.schedule import SchedulePlan
+from fashionbench.training import Trainer
 
 from conftest import run_cli, small_config
 from test_cli import assert_one_line_error
@@ -135,9 +136,9 @@ def test_per_class_scores_chart_shows_the_whole_0_to_1_scale():
 
 
 def history_of(cfg, steps_per_epoch=10) -> list[dict]:
-    """metrics.jsonl as the engine writes it: row ``epoch`` (1-based) is measured at the
+    """metrics.jsonl as training writes it: row ``epoch`` (1-based) is measured at the
     end of that epoch, with the SWA snapshots taken up to then."""
-    snapshots = swa_steps(cfg, steps_per_epoch)
+    snapshots = SchedulePlan(cfg, steps_per_epoch).snapshot_steps
     return [{"epoch": e, "lr": 0.01, "train_loss": 1 / e, "train_acc": 0.8, "val_loss": 1.1 / e,
              "val_acc": 0.79, "swa_snapshots": sum(s <= e * steps_per_epoch for s in snapshots)}
             for e in range(1, cfg.epochs + 1)]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fashionbench.leaderboard import REFERENCE
+from fashionbench.models import reference_figures
 
 from conftest import run_cli
 from test_cli import assert_one_line_error
@@ -24,7 +24,7 @@ def smoke(data_dir, tmp_path_factory):
 
 def test_every_model_trains_averages_and_reports(smoke):
     out, result = smoke
-    for model in REFERENCE:
+    for model in reference_figures():
         summary = json.loads((out / "runs" / f"{model}-s0" / "summary.json").read_text())
         assert summary["model"] == model and summary["weights"] == "swa"
         assert summary["swa_snapshots"] == 2 and summary["train_size"] == 400
@@ -32,8 +32,8 @@ def test_every_model_trains_averages_and_reports(smoke):
     table = (out / "table.md").read_text()
     assert "Smoke runs" in table and table in result.stdout
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert sorted(row.split(" | ")[0][2:] for row in rows[1:]) == sorted(REFERENCE)
-    assert len((out / "table.csv").read_text().splitlines()) == 1 + len(REFERENCE)
+    assert sorted(row.split(" | ")[0][2:] for row in rows[1:]) == sorted(reference_figures())
+    assert len((out / "table.csv").read_text().splitlines()) == 1 + len(reference_figures())
 
 
 def test_complete_runs_are_skipped_and_interrupted_ones_resumed(smoke, data_dir):

@@ -2,14 +2,15 @@ import pytest
 import torch
 
 from fashionbench.config import load_config, parse_override
-from fashionbench.engine import Trainer, build_scheduler, cycle_steps, swa_due
+from fashionbench.schedule import SchedulePlan, build_scheduler
+from fashionbench.training import Trainer
 
 from conftest import small_config
 
 
 def lrs(cfg, steps_per_epoch, n):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.optim.lr, momentum=0.9)
-    sched = build_scheduler(cfg, opt, steps_per_epoch)
+    sched = build_scheduler(cfg, opt, SchedulePlan(cfg, steps_per_epoch))
     out = []
     for _ in range(n):
         out.append(sched.get_last_lr()[0])
@@ -56,11 +57,33 @@ def test_onecycle_peaks_at_pct_start_and_ends_low():
 
 def test_swa_snapshots_at_cycle_ends_after_start():
     cfg = cfg_with("schedule.cycle_epochs=2", "swa.start=5", "epochs=10", "swa.lr=null")
-    assert cycle_steps(cfg, 10) == 20
-    due = [s for s in range(1, 101) if swa_due(cfg, s, 10)]
-    assert due == [60, 80, 100]  # ends of epochs 6, 8, 10: the cycle ends from epoch 5 on
+    plan = SchedulePlan(cfg, 10)
+    assert plan.cycle_steps == 20
+    assert list(plan.snapshot_steps) == [60, 80, 100]  # ends of epochs 6, 8, 10: the cycle ends from epoch 5 on
+    assert plan.snapshot_due(80) and not plan.snapshot_due(40) and not plan.snapshot_due(81)
     constant = cfg_with("schedule.name=constant", "swa.start=9", "epochs=10")
-    assert [s for s in range(1, 101) if swa_due(constant, s, 10)] == [90, 100]
+    assert list(SchedulePlan(constant, 10).snapshot_steps) == [90, 100]
+
+
+@pytest.mark.parametrize("schedule", ["cyclic", "constant", "onecycle"])
+@pytest.mark.parametrize("swa_lr", ["null", "0.01"])
+def test_snapshots_are_the_cycle_or_epoch_ends_from_the_start_epoch(schedule, swa_lr):
+    """The plan's arithmetic against the rule read literally, step by step, over
+    budgets where snapshots fall mid-epoch, at epoch ends, or nowhere."""
+    for epochs, start, cycle, spe in [(10, 5, 2, 10), (7, 0.67, 1.5, 7), (3, 3, 4, 9), (4, 5, 1, 5), (6, 2, 0.5, 3)]:
+        cfg = cfg_with(f"schedule.name={schedule}", f"swa.lr={swa_lr}", f"epochs={epochs}",
+                       f"swa.start={start}", f"schedule.cycle_epochs={cycle}")
+        plan = SchedulePlan(cfg, spe)
+        every = plan.cycle_steps if schedule == "cyclic" and swa_lr == "null" else spe
+        first_allowed = (cfg.swa.start_epoch - 1) * spe + 1
+        expected = [s for s in range(1, epochs * spe + 1) if s >= first_allowed and s % every == 0]
+        assert list(plan.snapshot_steps) == expected
+        assert plan.averaging == bool(expected)
+        assert plan.handover_step == (cfg.swa.start_epoch * spe if expected and swa_lr != "null" else None)
+
+
+def test_swa_off_takes_no_snapshot():
+    assert not SchedulePlan(cfg_with("swa.enabled=false"), 10).averaging
 
 
 def test_odd_steps_per_epoch_cycle_ends_at_epoch_end():
@@ -69,7 +92,7 @@ def test_odd_steps_per_epoch_cycle_ends_at_epoch_end():
     lr = lrs(cfg, steps_per_epoch=7, n=15)
     assert lr[7] == pytest.approx(0.01) and lr[14] == pytest.approx(0.01)
     assert max(lr) == pytest.approx(0.01 + 0.09 * 3 / 3.5)
-    assert [s for s in range(1, 15) if swa_due(cfg, s, 7)] == [7, 14]
+    assert list(SchedulePlan(cfg, 7).snapshot_steps)[:2] == [7, 14]
 
 
 def test_swa_lr_takes_over_from_the_schedule_at_start_epoch(data, tmp_path):
@@ -82,7 +105,7 @@ def test_swa_lr_takes_over_from_the_schedule_at_start_epoch(data, tmp_path):
     for step in range(1, 6 * spe + 1):
         lr.append(trainer.lr)
         trainer.optimizer.step()  # no gradients: the weights stay, the LR steps in order
-        trainer.step_lr(step)
+        trainer.schedule.step(step)
     # The cycle (2 epochs) runs to the end of epoch 2 and ends at its low point ...
     assert lr[:2 * spe + 1] == pytest.approx(lrs(cfg, spe, 2 * spe + 1))
     assert lr[2 * spe] == pytest.approx(0.01)
@@ -90,5 +113,4 @@ def test_swa_lr_takes_over_from_the_schedule_at_start_epoch(data, tmp_path):
     assert lr[2 * spe + spe // 2] == pytest.approx((0.01 + 0.05) / 2)
     assert lr[3 * spe:] == pytest.approx([0.05] * 3 * spe)
     # Snapshots at every epoch's end from epoch 2, not at cycle ends.
-    assert [s for s in range(1, 6 * spe + 1) if swa_due(cfg, s, spe)] == [2 * spe, 3 * spe, 4 * spe,
-                                                                      5 * spe, 6 * spe]
+    assert list(trainer.plan.snapshot_steps) == [2 * spe, 3 * spe, 4 * spe, 5 * spe, 6 * spe]

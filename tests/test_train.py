@@ -7,8 +7,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from fashionbench.engine import MEAN, STD, Trainer, train
 from fashionbench.runs import load_torch
+from fashionbench.splits import MEAN, STD
+from fashionbench.training import Trainer, train_or_resume
 
 from conftest import small_config
 
@@ -28,7 +29,7 @@ def test_swa_is_the_mean_of_snapshots_with_recomputed_batchnorm(data, tmp_path):
                        "swa.start=1")
     trainer = SnapshotTrainer(cfg, data, tmp_path / "run")
     summary = trainer.fit()
-    assert summary["swa_snapshots"] == 3 and summary["weights"] == "swa"
+    assert summary.extra["swa_snapshots"] == 3 and summary.weights == "swa"
     averaged = trainer.swa_model.module.state_dict()
     for name, _ in trainer.model.named_parameters():
         mean = torch.stack([s[name] for s in trainer.snapshots]).mean(0)
@@ -53,29 +54,35 @@ def test_one_epoch_on_10k_learns(data, tmp_path):
     """The reference recipe at its default precision, one epoch on 10,000 examples."""
     cfg = small_config("data.train_subset=10000", "data.val_size=5000", "epochs=1",
                        "batch_size=128", "precision=auto")
-    summary = train(cfg, data, tmp_path / "run")
-    assert summary["results"]["last"]["val"]["acc"] >= 0.80
-    assert summary["results"]["swa"]["val"]["acc"] >= 0.80
+    summary = train_or_resume(cfg, data, tmp_path / "run")
+    assert summary.accuracy("last", "val") >= 0.80
+    assert summary.accuracy("swa", "val") >= 0.80
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and set(rows[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss",
-                                               "val_acc", "seconds", "images_per_s"}
+                                               "val_acc", "seconds", "val_seconds", "images_per_s"}
+    # Validation is timed apart from training: "seconds" and s/epoch are training steps only.
+    assert summary.train_seconds == rows[0]["seconds"] == summary.seconds_per_epoch
+    assert summary.val_seconds == rows[0]["val_seconds"] > 0
+    assert rows[0]["images_per_s"] == 10000 // 128 * 128 / rows[0]["seconds"]
     written = set(p.name for p in (tmp_path / "run").iterdir())
     assert written == {"config.yaml", "metrics.jsonl", "checkpoint.pt", "model.pt", "summary.json"}
     summary_file = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary_file["data_md5"]["train-images-idx3-ubyte.gz"] == "8d4fb7e6c68d591d4c3dfef9ec88bf0d"
-    assert {"python", "torch", "seed", "device", "train_seconds", "git_commit"} <= set(summary_file)
+    assert {"python", "torch", "seed", "device", "train_seconds", "val_seconds", "git_commit"} <= set(summary_file)
+    assert summary_file["schema"] == 2 and summary_file["kind"] == "run"
+    assert train_or_resume(cfg, data, tmp_path / "run") == summary  # finished: read back, not retrained
 
 
 def results_without_timing(run_dir):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for row in rows:
-        del row["seconds"], row["images_per_s"]
+        del row["seconds"], row["val_seconds"], row["images_per_s"]
     return rows, json.loads((run_dir / "summary.json").read_text())["results"]
 
 
 def test_same_seed_same_metrics(data, tmp_path):
     for name in ("a", "b"):
-        train(small_config("augment.translate=2", "augment.erase=0.5", "data.train_subset=1000"), data,
+        train_or_resume(small_config("augment.translate=2", "augment.erase=0.5", "data.train_subset=1000"), data,
               tmp_path / name)
     assert results_without_timing(tmp_path / "a") == results_without_timing(tmp_path / "b")
 

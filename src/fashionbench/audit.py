@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import runs
 from .data import FashionMNIST
-from .engine import load_run
+from .inference import load_run
 from .report import confident_errors, errors_csv, image_grid, predictions
 
 

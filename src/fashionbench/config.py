@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import FashionbenchError, UsageError
+from .models import check_model
 
 
 class ConfigError(UsageError):
@@ -91,7 +92,6 @@ class Config:
     channels_last: bool = True
     compile: bool = False        # torch.compile the training forward/backward
     head: str = "softmax"        # softmax | ova: ten sigmoid outputs, binary cross-entropy
-    one_vs_all: bool = False     # ten binary networks, one per class, calibrated and combined
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     swa: SWAConfig = field(default_factory=SWAConfig)
@@ -183,7 +183,6 @@ def _lookup(cfg: Config, key: str) -> Any:
 
 
 def validate(cfg: Config) -> Config:
-    from .models import check_model  # the registry fills as model files import
     check_model(cfg.model)
     for key, options in CHOICES.items():
         if _lookup(cfg, key) not in options:
@@ -199,9 +198,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key} must be in {span}, got {value}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"device must be one of auto, cpu, cuda, cuda:N, got {cfg.device!r}")
-    if cfg.head == "ova" and (cfg.one_vs_all or cfg.data.positive_class is not None):
+    if cfg.head == "ova" and cfg.data.positive_class is not None:
         raise ConfigError("head=ova is the one-network form of one-vs-all; "
-                                "it does not combine with one_vs_all or data.positive_class")
+                          "it does not combine with data.positive_class")
     negative, positive = cfg.data.negative_class, cfg.data.positive_class
     if negative is not None and (positive is None or positive == negative):
         raise ConfigError("data.negative_class needs a different data.positive_class")
@@ -280,7 +279,11 @@ def load_config(model: str | None = None, config_file: str | Path | None = None,
         recipe = recipes_dir() / f"{model}.yaml"
         config_file = recipe if recipe.exists() else None
     if config_file is not None:
-        merged = _deep_merge(merged, _written_start(read_yaml(config_file)))
+        data = read_yaml(config_file)
+        if data.get("one_vs_all"):
+            raise ConfigError(f"{config_file} trains ten one-vs-all networks (one_vs_all: true), which is "
+                              f"a command of its own now: fashionbench one-vs-all --config {config_file}")
+        merged = _deep_merge(merged, _written_start(_retired(data)))
     if model is not None:
         merged["model"] = model
     for override in overrides or []:
@@ -289,6 +292,15 @@ def load_config(model: str | None = None, config_file: str | Path | None = None,
                               "an epoch number (e.g. 20) or a fraction of the epochs (e.g. 0.67)")
         merged = _deep_merge(merged, override)
     return validate(_build(Config, merged))
+
+
+# Keys that configs once had and fashionbench no longer reads, so that a run folder
+# written then still loads. one_vs_all: ten binary networks are a command now.
+RETIRED = ("one_vs_all",)
+
+
+def _retired(data: dict) -> dict:
+    return {k: v for k, v in data.items() if k not in RETIRED}
 
 
 def _written_start(data: dict) -> dict:
@@ -306,7 +318,8 @@ def _written_start(data: dict) -> dict:
 
 
 def config_from_dict(data: dict) -> Config:
-    return validate(_build(Config, _written_start(data)))
+    """A config file's contents (a run's config.yaml), of any fashionbench version so far."""
+    return validate(_build(Config, _written_start(_retired(data))))
 
 
 def dump_config(cfg: Config) -> str:

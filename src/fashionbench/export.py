@@ -23,9 +23,10 @@ from torch import nn
 
 from . import __version__, runs
 from .config import Config
-from .engine import class_names, load_model, normalize, probabilities, run_config
 from .errors import FashionbenchError
-from .leaderboard import read_summary
+from .inference import load_model, probabilities
+from .runs import Summary, read_summary, run_config
+from .splits import class_names, normalize
 
 # The opset torch's exporter implements natively (torch.onnx's TORCHLIB_OPSET), so it
 # converts nothing. Its files are ONNX IR version 10, which onnxruntime loads from 1.18.
@@ -44,20 +45,20 @@ class ServingModel(nn.Module):
         self.model, self.head = model, head
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Not engine.to_float: its in-place division would change the caller's tensor.
+        # Not splits.to_float: its in-place division would change the caller's tensor.
         logits = self.model(normalize(pixels / 255, channels_last=False))
         return logits, probabilities(logits, self.head)
 
 
-def metadata(cfg: Config, summary: dict, weights: str) -> dict[str, str]:
+def metadata(cfg: Config, summary: Summary, weights: str) -> dict[str, str]:
     """What the file says about itself (ONNX metadata_props; TorchScript's metadata.json)."""
     return {
         "class_names": json.dumps(class_names(cfg)),
-        "model": summary["model"],
+        "model": summary.model,
         "weights": weights,
-        "git_commit": summary.get("git_commit") or runs.git_commit() or "unknown",
-        "val_acc": json.dumps(summary["val_acc"]),
-        "test_acc": json.dumps(summary["test_acc"]),
+        "git_commit": summary.extra.get("git_commit") or runs.git_commit() or "unknown",
+        "val_acc": json.dumps(summary.val_acc),
+        "test_acc": json.dumps(summary.test_acc),
         "input": INPUT_CONTRACT,
         "output": "logits (N, C); probabilities (N, C): "
                   + ("softmax" if cfg.head == "softmax" else "one-vs-all sigmoids normalized to sum to 1"),
@@ -87,7 +88,7 @@ def quiet_exporter():
 
 
 def to_onnx(serving: ServingModel, meta: dict[str, str]) -> bytes:
-    try:
+    try:  # optional dependencies (the [export] extra), loaded only when ONNX is asked for
         import onnx  # noqa: F401  (the exporter's model_proto)
         import onnxruntime
         import onnxscript  # noqa: F401  (the exporter imports it only once it runs)

@@ -8,20 +8,17 @@ import hashlib
 import html
 import io
 import json
-import math
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import runs
+from .config import config_from_dict, load_config, read_yaml
 from .errors import FashionbenchError
+from .models import reference_figures
 from .pages import html_page, html_table, md_table
-
-# The reference project's test accuracies (%), one run each, chosen on the test set.
-REFERENCE = {"shake_shake34": 95.71, "wide_resnet16_4": 95.33, "resnet18": 94.74,
-             "resnet34": 94.71, "mini_vgg": 94.59, "basic_cnn": 94.21,
-             "mobilenet_v2": 93.2, "shufflenet_v2": 92.9}
+from .runs import Summary, read_summary
 
 
 @dataclass
@@ -39,66 +36,14 @@ class Row:
 
     @property
     def reference(self) -> float | None:
-        return REFERENCE.get(self.model)
+        """The reference project's figure for this model (none for a variant or combination)."""
+        return reference_figures().get(self.model)
 
 
-# What every finished run's summary.json holds (runs, ensembles, one-vs-all,
-# specialists): a table row and a combination of runs are made of these.
-FINISHED = ("model", "test_acc", "results", "seed", "parameters", "epochs", "seconds_per_epoch",
-            "device")
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _refuse_constant(name: str):
-    raise _NonFinite(name)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999 reads as inf
-        raise _NonFinite(text)
-    return value
-
-
-def read_summary(run_dir: Path) -> dict:
-    """A finished run's summary.json, strictly: valid JSON without NaN or Infinity (a
-    diverged run's) and with the fields every finished run writes."""
-    path = Path(run_dir) / "summary.json"
-    try:
-        summary = json.loads(path.read_text(), parse_constant=_refuse_constant,
-                             parse_float=_finite_float)
-    except FileNotFoundError:
-        raise FashionbenchError(f"{run_dir}: no summary.json (run not finished?)") from None
-    except OSError as e:
-        raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
-    except _NonFinite as e:
-        raise FashionbenchError(f"{path}: not a finished run (non-finite value {e})") from None
-    except json.JSONDecodeError as e:
-        raise FashionbenchError(f"{path}: not valid JSON ({e.msg})") from None
-    except UnicodeDecodeError:
-        raise FashionbenchError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    if not isinstance(summary, dict):
-        raise FashionbenchError(f"{path}: not a finished run (not a JSON object)")
-    missing = [key for key in FINISHED if key not in summary]
-    if missing:
-        raise FashionbenchError(f"{path}: not a finished run (no {', '.join(missing)})")
-    acc = summary["test_acc"]
-    if isinstance(acc, bool) or not isinstance(acc, (int, float)):
-        raise FashionbenchError(f"{path}: not a finished run (test_acc {acc!r} is not a number)")
-    if not isinstance(summary["results"], dict):
-        raise FashionbenchError(f"{path}: not a finished run (results is not a mapping)")
-    return summary
-
-
-def is_binary(run_dir: Path, summary: dict | None = None) -> bool:
+def is_binary(run_dir: Path, summary: Summary | None = None) -> bool:
     """A binary run (data.positive_class set): one-vs-all's class-C members and the
     specialists' pair-I-J runs, parts of a combined run and no ten-class result.
     False where neither its config nor its summary can be read."""
-    from .config import read_yaml
-
     run_dir = Path(run_dir)
     try:
         data = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
@@ -111,7 +56,7 @@ def is_binary(run_dir: Path, summary: dict | None = None) -> bool:
             summary = read_summary(run_dir)
         except FashionbenchError:
             return False
-    return str(summary.get("variant") or "").startswith("binary")
+    return (summary.variant or "").startswith("binary")
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -143,8 +88,6 @@ NOT_RECIPE = ("seed", "device", "compile")
 def recipe_of(run_dir: Path) -> str:
     """'recipe' when the run used recipes/MODEL.yaml as it is now, else 'custom <hash>'
     (runs group by it, so that only seeds of one configuration are averaged)."""
-    from .config import config_from_dict, load_config, read_yaml
-
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         return "-"
@@ -182,31 +125,31 @@ def collect(run_dirs: list[Path]) -> list[Row]:
             skipped.append((run_dir, str(e)))
             continue
         if is_binary(run_dir, s):
-            skipped.append((run_dir, f"a binary run ({s.get('variant') or 'data.positive_class set'}), "
+            skipped.append((run_dir, f"a binary run ({s.variant or 'data.positive_class set'}), "
                                      "no ten-class result (table the one-vs-all or specialists run "
                                      "it belongs to)"))
             continue
-        label = s["model"] + (f" ({s['variant']})" if s.get("variant") else "")
-        groups.setdefault((label, recipe), {}).setdefault(json.dumps(s["seed"]), []).append((run_dir, s))
+        label = s.model + (f" ({s.variant})" if s.variant else "")
+        groups.setdefault((label, recipe), {}).setdefault(json.dumps(s.seed), []).append((run_dir, s))
     rows = []
     for (model, recipe), by_seed in groups.items():
         summaries = []
         for runs_of_seed in by_seed.values():
             kept, *again = sorted(runs_of_seed, key=lambda r: r[0])
             summaries.append(kept[1])
-            skipped += [(d, f"seed {s['seed']} again in {model} ({recipe}), "
+            skipped += [(d, f"seed {s.seed} again in {model} ({recipe}), "
                             f"which keeps {kept[0]}") for d, s in again]
         rows.append(Row(
             model=model, recipe=recipe,
-            test_acc=[100 * s["test_acc"] for s in summaries],
-            last_test_acc=[100 * s["results"]["last"]["test"]["acc"] for s in summaries
-                           if "last" in s["results"]],  # an ensemble has no last epoch
-            seeds=[s["seed"] for s in summaries],
-            parameters=summaries[0]["parameters"],
-            seconds_per_epoch=statistics.fmean(s["seconds_per_epoch"] for s in summaries),
-            devices=sorted({s["device"] for s in summaries}),
-            epochs=summaries[0]["epochs"],
-            test_size=min(s.get("test_size", 10_000) for s in summaries)))
+            test_acc=[100 * s.test_acc for s in summaries],
+            last_test_acc=[100 * s.accuracy("last", "test") for s in summaries
+                           if s.accuracy("last", "test") is not None],  # an ensemble has no last epoch
+            seeds=[s.seed for s in summaries],
+            parameters=summaries[0].parameters,
+            seconds_per_epoch=statistics.fmean(s.seconds_per_epoch for s in summaries),
+            devices=sorted({s.device for s in summaries}),
+            epochs=summaries[0].epochs,
+            test_size=min(s.test_size for s in summaries)))
     if not rows and len(skipped) == 1:  # one run, unreadable: its error, not a warning
         run_dir, why = skipped[0]
         raise FashionbenchError(why if why.startswith(str(run_dir)) else f"{run_dir}: {why}")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch.optim import lr_scheduler
 
-from .engine import Progress, Trainer
+from .figures import plt, png
+from .training import Progress, Trainer
 
 SMOOTHING = 0.98
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
@@ -89,8 +90,6 @@ def lr_range_test(trainer: Trainer, start: float, end: float, steps: int) -> LRF
 
 
 def lr_find_figure(result: LRFinderResult, model: str) -> bytes:
-    from .report import _png, plt
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(result.lrs, result.losses, color="lightgray", lw=1, label="loss per batch")
     ax.plot(result.lrs, result.smoothed, color="tab:blue", label="smoothed (EMA 0.98, bias-corrected)")
@@ -106,4 +105,4 @@ def lr_find_figure(result: LRFinderResult, model: str) -> bytes:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)

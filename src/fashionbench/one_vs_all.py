@@ -1,4 +1,5 @@
-"""Ten one-vs-all binary networks, one per class (the reference project's "future work").
+"""``fashionbench one-vs-all``: ten binary networks, one per class (the reference
+project's "future work").
 
 Each member is an ordinary run, ``RUN_DIR/class-C``, trained with the model's
 recipe on "class C against the rest" with class-balanced batches (half
@@ -23,15 +24,32 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from . import runs
-from .config import Config, dump_config
+from .combine import combined_summary, split_scores
+from .config import Config, ConfigError, dump_config
 from .data import CLASSES, FashionMNIST
-from .ensemble import combined_summary, split_scores
+from .inference import FinishedRun, load_run, place_model
 from .models.one_vs_all import OneVsAllNetwork
+from .plan import training_plan
+from .report import headline, split_predictions, write_report
+from .splits import ten_class_labels
+from .training import train_or_resume
+
+
+def check_one_vs_all_config(cfg: Config) -> None:
+    """One-vs-all sets each member's task itself, from a ten-class softmax recipe."""
+    if cfg.head != "softmax":
+        raise ConfigError("one-vs-all trains ten binary networks with softmax heads; head=ova is the "
+                          "one-network form of one-vs-all (fashionbench train --head ova)")
+    if cfg.data.positive_class is not None:
+        raise ConfigError("one-vs-all sets data.positive_class for each member itself; leave it unset")
 
 
 def member_config(cfg: Config, c: int) -> Config:
-    return dataclasses.replace(cfg, one_vs_all=False,
-                               data=dataclasses.replace(cfg.data, positive_class=c))
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, positive_class=c))
+
+
+def member_dir(run_dir: Path, c: int) -> Path:
+    return Path(run_dir) / f"class-{c}"
 
 
 def platt_scale(margins: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
@@ -40,28 +58,27 @@ def platt_scale(margins: np.ndarray, positive: np.ndarray) -> tuple[float, float
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
-def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
-    from .engine import FinishedRun, load_run, place_model, train
-    from .leaderboard import read_summary
-    from .report import class_scores, split_predictions, write_report
+def one_vs_all_plan(cfg: Config, run_dir: Path) -> str:
+    """``--dry-run``: what ``train_one_vs_all`` would do."""
+    lines = [f"ten binary networks ({CLASSES[0]} against the rest, ...), each:"]
+    lines += ["  " + line for line in training_plan(member_config(cfg, 0))]
+    lines.append(f"run folder: {run_dir} (class-0 ... class-9, then the combined report)")
+    return "\n".join(lines)
 
+
+def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> runs.Summary:
+    """Train (or resume, or keep) the ten members in ``run_dir``, calibrate and combine
+    them, and write the run's model.pt, summary.json and report."""
     run_dir = Path(run_dir)
     runs.write_text(run_dir / "config.yaml", dump_config(cfg))
-    members = []
-    for c, name in enumerate(CLASSES):
-        member_dir = run_dir / f"class-{c}"
-        if (member_dir / "summary.json").exists():
-            print(f"[{c + 1}/10] {name} against the rest: already complete", flush=True)
-        else:
-            resume = (member_dir / "checkpoint.pt").exists()
-            print(f"[{c + 1}/10] {name} against the rest: {'resuming' if resume else 'training'} "
-                  f"in {member_dir}", flush=True)
-            train(member_config(cfg, c), data, member_dir, resume=resume)
-        members.append(member_dir)
+    members = [member_dir(run_dir, c) for c in range(len(CLASSES))]
+    member_summaries = [train_or_resume(member_config(cfg, c), data, d,
+                                        f"[{c + 1}/10] {CLASSES[c]} against the rest")
+                        for c, d in enumerate(members)]
 
     loaded = [load_run(d, data) for d in members]
     splits = loaded[0].splits
-    labels = {split: data_labels(data, split, splits[split].index.numpy()) for split in ("val", "test")}
+    labels = {split: ten_class_labels(data, split, splits[split].index) for split in ("val", "test")}
     calibration = []
     for c, member in enumerate(loaded):
         logits = member.predict("val").numpy()
@@ -75,31 +92,17 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> dict:
     run = FinishedRun(cfg, combined, "ova", splits, loaded[0].precision)
     probs = {split: run.probs(split).numpy().astype(np.float64) for split in labels}
     results = split_scores(probs, labels)
-    member_summaries = [read_summary(d) for d in members]
-    summary = {
-        "model": cfg.model, "variant": "one-vs-all, 10 binary", "weights": "ova",
-        "results": {"ova": results},
-        "calibration": [{"class": CLASSES[c], "a": a, "b": b} for c, (a, b) in enumerate(calibration)],
-        "members": {CLASSES[c]: s["results"][s["weights"]] for c, s in enumerate(member_summaries)},
-        "seed": cfg.seed, "precision": member_summaries[0]["precision"],
-        **{k: member_summaries[0][k] for k in ("python", "torch", "git_commit") if k in member_summaries[0]},
-        **combined_summary(members, member_summaries, results, labels, data),
-    }
-    runs.write_json(run_dir / "summary.json", summary)
+    first = member_summaries[0]
+    summary = combined_summary(
+        "one-vs-all", cfg.model, "ova", {"ova": results}, members, member_summaries, labels, data,
+        seed=cfg.seed, variant="one-vs-all, 10 binary", precision=first.precision,
+        extra={"calibration": [{"class": CLASSES[c], "a": a, "b": b} for c, (a, b) in enumerate(calibration)],
+               "members": {CLASSES[c]: s.reported for c, s in enumerate(member_summaries)},
+               **{k: first.extra[k] for k in ("python", "torch", "git_commit") if k in first.extra}})
+    runs.write_summary(run_dir, summary)
     pred = split_predictions(splits["test"], probs["test"], labels["test"])
-    write_report(run_dir / "report", pred, f"{cfg.model}, ten one-vs-all networks: {run_dir.name}", {
-        "model": f"{cfg.model}, ten binary one-vs-all networks, Platt-calibrated on validation",
-        "evaluated on": f"test split, {len(pred.labels):,} images",
-        "accuracy": f"{100 * results['test']['acc']:.2f}%",
-        "macro F1": f"{class_scores(pred.labels, pred.predicted)['macro avg']['f1']:.4f}",
-        "parameters": f"{summary['parameters']:,} (10 networks)",
-        "training time": f"{summary['train_seconds'] / 60:.1f} min in all",
-        "seed": str(cfg.seed),
-    })
+    write_report(run_dir / "report", pred, f"{cfg.model}, ten one-vs-all networks: {run_dir.name}", headline(
+        ("model", f"{cfg.model}, ten binary one-vs-all networks, Platt-calibrated on validation"), pred, "test",
+        {"accuracy": f"{100 * results['test']['acc']:.2f}%"}, summary, {"seed": str(cfg.seed)},
+        parameters_note=" (10 networks)"))
     return summary
-
-
-def data_labels(data: FashionMNIST, split: str, index: np.ndarray) -> np.ndarray:
-    """The ten-class labels of a split's images (members see binary ones)."""
-    source = data.test_labels if split == "test" else data.train_labels
-    return source.numpy()[index]

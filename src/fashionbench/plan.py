@@ -1,8 +1,8 @@
 """``--dry-run``: what a training command would do, worked out from the config alone.
 
 Nothing here reads the dataset or writes a file: the split sizes follow from the
-config (``engine.planned_split_sizes``), the steps and SWA snapshots from the same
-functions the trainer uses, so the plan cannot drift from the run.
+config (``splits.planned_split_sizes``), the steps and SWA snapshots from the same
+``SchedulePlan`` the trainer asks, so the plan cannot drift from the run.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Config
-from .data import CLASSES
-from .engine import planned_split_sizes, steps_per_epoch, swa_skipped, swa_steps
 from .hardware import device_name, resolve_device, resolve_precision
 from .models import build_model, count_parameters
+from .schedule import SchedulePlan, steps_per_epoch
+from .splits import planned_split_sizes
 
 
 def epoch_list(epochs: list[float]) -> str:
@@ -28,9 +28,10 @@ def epoch_list(epochs: list[float]) -> str:
 def swa_plan(cfg: Config, spe: int) -> str:
     if not cfg.swa.enabled:
         return "off"
-    steps = swa_steps(cfg, spe)
+    plan = SchedulePlan(cfg, spe)
+    steps = plan.snapshot_steps
     if not steps:
-        return f"none ({swa_skipped(cfg)})"
+        return f"none ({plan.skipped()})"
     epochs = [s / spe for s in steps]
     when = (f"end of epoch {epoch_list(epochs)} (1 snapshot)" if len(epochs) == 1 else
             f"ends of epochs {epoch_list(epochs)} ({len(epochs)} snapshots)")
@@ -60,14 +61,7 @@ def training_plan(cfg: Config) -> list[str]:
 
 def run_plan(cfg: Config, run_dir: Path, resume: bool = False) -> str:
     """The whole plan of ``fashionbench train``, ending with the folder it would write."""
-    from .one_vs_all import member_config
-
-    if cfg.one_vs_all:
-        lines = [f"ten binary networks ({CLASSES[0]} against the rest, ...), each:"]
-        lines += ["  " + line for line in training_plan(member_config(cfg, 0))]
-        lines.append(f"run folder: {run_dir} (class-0 ... class-9, then the combined report)")
-    else:
-        lines = training_plan(cfg)
-        lines.append(f"run folder: {run_dir} ({'resumed' if resume else 'created'}: config.yaml, "
-                     "metrics.jsonl, checkpoint.pt, model.pt, summary.json)")
+    lines = training_plan(cfg)
+    lines.append(f"run folder: {run_dir} ({'resumed' if resume else 'created'}: config.yaml, "
+                 "metrics.jsonl, checkpoint.pt, model.pt, summary.json)")
     return "\n".join(lines)

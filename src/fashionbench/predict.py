@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from . import engine
 from .data import IMAGE_SIZE
 from .errors import FashionbenchError, UsageError
+from .inference import LoadedModel, load_model, predict, probabilities
+from .runs import run_config
+from .splits import class_names
 
 BATCH = 256  # files read, converted and predicted at a time: memory stays flat
 # Zalando trimmed edges within 5% of the maximum intensity of the corner colour on
@@ -132,17 +134,17 @@ def expand_folders(paths: list[str]) -> tuple[list[Path], list[str]]:
     return files, errors
 
 
-def class_probabilities(loaded: engine.LoadedModel, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
+def class_probabilities(loaded: LoadedModel, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
     """Probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28), run as the
-    test set is (engine.predict); ``flip`` averages them with the mirrored images'."""
+    test set is (inference.predict); ``flip`` averages them with the mirrored images'."""
     images = images.to(loaded.device)
 
-    def probabilities(batch: torch.Tensor) -> torch.Tensor:
-        logits = engine.predict(loaded.model, batch, loaded.precision, loaded.cfg.channels_last)
-        return engine.probabilities(logits, loaded.cfg.head)
+    def probs_of(batch: torch.Tensor) -> torch.Tensor:
+        logits = predict(loaded.model, batch, loaded.precision, loaded.cfg.channels_last)
+        return probabilities(logits, loaded.cfg.head)
 
-    probs = probabilities(images)
-    return (probs + probabilities(images.flip(-1))) / 2 if flip else probs
+    probs = probs_of(images)
+    return (probs + probs_of(images.flip(-1))) / 2 if flip else probs
 
 
 def chunks(items: list, size: int) -> Iterator[list]:
@@ -159,11 +161,11 @@ def predict_cli(args) -> int:
     An output's index is its Fashion-MNIST class, or for a binary run 0 (the other side)
     or 1 (the positive class)."""
     run_dir = Path(args.run_dir)
-    cfg = engine.run_config(run_dir)
-    names = engine.class_names(cfg)
+    cfg = run_config(run_dir)
+    names = class_names(cfg)
     if not 1 <= args.top_k <= len(names):
         raise UsageError(f"--top-k must be between 1 and {len(names)}, not {args.top_k}")
-    loaded = engine.load_model(run_dir, args.device)
+    loaded = load_model(run_dir, args.device)
 
     files, errors = expand_folders(args.images)
     for message in errors:

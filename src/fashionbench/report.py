@@ -18,17 +18,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # noqa: E402
-
-from . import runs  # noqa: E402
-from .data import CLASSES, FashionMNIST  # noqa: E402
-from .errors import FashionbenchError  # noqa: E402
-from .pages import html_page, html_table, md_table  # noqa: E402
+from . import runs
+from .data import CLASSES, FashionMNIST
+from .errors import FashionbenchError
+from .figures import plt, png
+from .inference import FinishedRun, load_run
+from .pages import html_page, html_table, md_table
+from .runs import Summary
+from .splits import Split
 
 SHORT = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
          "Sandal", "Shirt", "Sneaker", "Bag", "Boot")  # fits under a thumbnail
@@ -79,13 +79,6 @@ def confident_errors(pred: Predictions) -> np.ndarray:
 
 # -- figures ---------------------------------------------------------------------------
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def confusion_figure(counts: np.ndarray) -> bytes:
     rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     fig, axes = plt.subplots(2, 1, figsize=(7, 13))  # stacked: readable on a phone too
@@ -102,11 +95,11 @@ def confusion_figure(counts: np.ndarray) -> bytes:
         ax.set_ylabel("true class")
         ax.set_title(f"Confusion matrix, {title}")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def scores_figure(scores: dict) -> bytes:
-    return _png(scores_plot(scores))
+    return png(scores_plot(scores))
 
 
 def scores_plot(scores: dict):
@@ -144,11 +137,11 @@ def image_grid(pred: Predictions, positions: np.ndarray, title: str,
     if not len(positions):
         axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def curves_figure(history: list[dict], swa_start: int | None) -> bytes:
-    return _png(curves_plot(history, swa_start))
+    return png(curves_plot(history, swa_start))
 
 
 def curves_plot(history: list[dict], swa_start: int | None):
@@ -217,8 +210,8 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
     }
     if history:
         figures["curves.png"] = ("Training curves", curves_figure(history, swa_start))
-    for name, (_, png) in figures.items():
-        runs.write_bytes(out / name, png)
+    for name, (_, image) in figures.items():
+        runs.write_bytes(out / name, image)
     runs.write_text(out / "confusion.csv", _csv(
         [["true \\ predicted", *CLASSES]] + [[CLASSES[i], *map(int, row)] for i, row in enumerate(counts)]))
     score_rows = [[name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"]]
@@ -232,8 +225,8 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
 
     head_rows = [[k, v] for k, v in headline.items()]
     sections_html, sections_md = [], []
-    for name, (caption, png) in figures.items():
-        data = base64.b64encode(png).decode()
+    for name, (caption, image) in figures.items():
+        data = base64.b64encode(image).decode()
         extra_html = extra_md = ""
         if name == "scores.png":
             extra_html = html_table(score_header, score_rows)
@@ -252,52 +245,58 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
     return out / "report.html"
 
 
-def split_predictions(split, probs: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
-    """``probs`` for the images of ``split`` (an ``engine.Split``), whose labels they are
+def split_predictions(split: Split, probs: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
+    """``probs`` for the images of ``split``, whose labels they are
     unless ``labels`` says otherwise (the ten-class labels of a binary member's images)."""
     labels = split.labels.cpu().numpy() if labels is None else labels
     return Predictions(labels, probs, split.images.cpu().numpy()[:, 0], split.index.numpy())
 
 
-def predictions(run, split: str) -> Predictions:
-    """A finished run's (``engine.FinishedRun``) predictions on one of its splits."""
+def predictions(run: FinishedRun, split: str) -> Predictions:
+    """A finished run's predictions on one of its splits."""
     return split_predictions(run.splits[split], run.probs(split).numpy())
+
+
+def headline(subject: tuple[str, str], pred: Predictions, split: str, figures: dict[str, str],
+             summary: Summary, tail: dict[str, str] | None = None,
+             parameters_note: str = "") -> dict[str, str]:
+    """A report's headline table, the same for every kind of result: what it is, what it
+    was evaluated on, its own ``figures`` (accuracies first), macro F1, size and
+    training time, then ``tail``."""
+    training = (f"{summary.train_seconds / 60:.1f} min ({summary.seconds_per_epoch:.1f} s/epoch, "
+                f"{summary.epochs} epochs)" if summary.kind == "run" else
+                f"{summary.train_seconds / 60:.1f} min in all")
+    return {subject[0]: subject[1],
+            "evaluated on": f"{'validation' if split == 'val' else split} split, {len(pred.labels):,} images",
+            **figures,
+            "macro F1": f"{class_scores(pred.labels, pred.predicted)['macro avg']['f1']:.4f}",
+            "parameters": f"{summary.parameters:,}{parameters_note}",
+            "training time": training,
+            **(tail or {})}
 
 
 def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
                device: str | None = None, n_errors: int = 25) -> Path:
     """``RUN_DIR/report`` (``report-val`` for the validation split) for a finished run."""
-    from .engine import load_run
-    from .leaderboard import read_summary
-
     run_dir = Path(run_dir)
-    summary = read_summary(run_dir)
+    summary = runs.read_summary(run_dir)
     run = load_run(run_dir, data, device)
     if run.cfg.data.positive_class is not None:
         raise FashionbenchError(f"{run_dir} is one binary member of a one-vs-all run; "
                                 "its parent folder has the report")
     pred = predictions(run, split)
-    scores = class_scores(pred.labels, pred.predicted)
-    results = summary["results"]
-    name = {"test": "test", "val": "validation"}[split]
-    headline = {"model": summary["model"], "evaluated on": f"{name} split, {len(pred.labels):,} images"}
+    figures = {}
     for weights, label in (("swa", "SWA model"), ("last", "last-epoch model"),
                            ("ova", "ten one-vs-all networks, calibrated")):
-        if weights in results:
-            headline[f"accuracy, {label}"] = f"{100 * results[weights][split]['acc']:.2f}%"
-    headline |= {
-        "reported model": f"{summary['weights']} (this report's figures)",
-        "macro F1": f"{scores['macro avg']['f1']:.4f}",
-        "parameters": f"{summary['parameters']:,}",
-        "training time": f"{summary['train_seconds'] / 60:.1f} min "
-                         f"({summary['seconds_per_epoch']:.1f} s/epoch, {summary['epochs']} epochs)",
-        "device": f"{summary['device']}, {summary['precision']}",
-        "seed": str(summary["seed"]),
-    }
+        if summary.accuracy(weights, split) is not None:
+            figures[f"accuracy, {label}"] = f"{100 * summary.accuracy(weights, split):.2f}%"
+    figures["reported model"] = f"{summary.weights} (this report's figures)"
+    head = headline(("model", summary.model), pred, split, figures, summary, {
+        "device": f"{summary.device}, {summary.precision}", "seed": str(summary.seed)})
     metrics = run_dir / "metrics.jsonl"  # a one-vs-all run's are in its members' folders
     history = ([json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists()
                else None)
-    swa_start = run.cfg.swa.start_epoch if summary.get("swa_snapshots") else None
+    swa_start = run.cfg.swa.start_epoch if summary.extra.get("swa_snapshots") else None
     out = run_dir / ("report" if split == "test" else f"report-{split}")
-    return write_report(out, pred, f"{summary['model']}: {run_dir.name}", headline, history,
+    return write_report(out, pred, f"{summary.model}: {run_dir.name}", head, history,
                         swa_start, n_errors)

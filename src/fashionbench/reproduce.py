@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config, dump_config, load_config, parse_override
+from .config import Config, config_from_dict, load_config, parse_override, read_yaml
 from .data import FashionMNIST
 from .errors import FashionbenchError
 from .leaderboard import collect, write_tables
+from .plan import training_plan
+from .training import train_or_resume
 
 # Overrides per budget. "smoke" checks that every model trains, averages (two SWA
 # snapshots, BatchNorm recomputed) and reports end to end in 200 steps of 4
@@ -39,16 +41,23 @@ def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
                 if not (run_dir / "config.yaml").is_file():
                     raise FashionbenchError(f"{run_dir} exists but is not a run of this reproduction "
                                             "(no config.yaml); remove it or choose another --out")
-                if (run_dir / "config.yaml").read_text() != dump_config(cfg):
+                if not same_config(run_dir / "config.yaml", cfg):
                     raise FashionbenchError(f"{run_dir} was trained with another configuration "
                                             "(budget or recipe changed); remove it or choose another --out")
             plan.append((cfg, run_dir, state))
     return plan
 
 
-def describe_plan(plan: list[tuple[Config, Path, str]]) -> str:
-    from .plan import training_plan
+def same_config(path: Path, cfg: Config) -> bool:
+    """Does the config file at ``path`` describe ``cfg``? Compared as configurations, not
+    as text: a run folder written before a config key was retired still matches."""
+    try:
+        return config_from_dict(read_yaml(path)) == cfg
+    except FashionbenchError:  # unreadable, or no longer a valid configuration
+        return False
 
+
+def describe_plan(plan: list[tuple[Config, Path, str]]) -> str:
     lines = []
     for i, (cfg, run_dir, state) in enumerate(plan, 1):
         doing = {"train": "would train", "resume": "would resume", "complete": "already complete"}
@@ -60,15 +69,8 @@ def describe_plan(plan: list[tuple[Config, Path, str]]) -> str:
 
 def reproduce(data: FashionMNIST, plan: list[tuple[Config, Path, str]], budget: str,
               out: Path) -> list[Path]:
-    from .engine import train
-
-    for i, (cfg, run_dir, state) in enumerate(plan, 1):
-        head = f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}"
-        if state == "complete":
-            print(f"{head}: already complete in {run_dir}", flush=True)
-            continue
-        print(f"{head}: {'resuming' if state == 'resume' else 'training'} in {run_dir}", flush=True)
-        train(cfg, data, run_dir, resume=state == "resume")
+    for i, (cfg, run_dir, _) in enumerate(plan, 1):
+        train_or_resume(cfg, data, run_dir, f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}")
     seeds = ",".join(map(str, dict.fromkeys(cfg.seed for cfg, _, _ in plan)))
     title = f"fashionbench reproduce --budget {budget} (seeds {seeds})"
     return write_tables(collect([run_dir for _, run_dir, _ in plan]), out, title)

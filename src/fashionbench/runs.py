@@ -1,4 +1,11 @@
-"""Run folders: atomic file writes and the provenance recorded beside every result."""
+"""Run folders: atomic file writes, the one schema of summary.json, and the
+provenance recorded beside every result.
+
+Every finished thing fashionbench writes (a run, an ensemble, ten one-vs-all
+networks, a generalist with specialists) is a folder with a ``summary.json`` of
+one schema, ``Summary``, written by ``write_summary`` and read by
+``read_summary``; feature modules never read the JSON themselves.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,16 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy
+import sklearn
 import torch
 
+from .config import Config, ConfigError, config_from_dict, read_yaml
 from .errors import FashionbenchError
 
 # Causes worth naming in words of their own; others keep the system's message.
@@ -151,8 +162,6 @@ def git_commit() -> str | None:
 
 
 def environment() -> dict[str, Any]:
-    import numpy
-    import sklearn
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -161,3 +170,146 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "git_commit": git_commit(),
     }
+
+
+def run_config(run_dir: Path) -> Config:
+    """The configuration a run folder was trained with (its config.yaml)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise FashionbenchError(f"{run_dir}: not a run folder (no config.yaml)")
+    try:
+        return config_from_dict(read_yaml(path))
+    except ConfigError as e:  # a damaged file, not a mistake on the command line
+        raise FashionbenchError(f"{path}: {e}") from None
+
+
+# -- summary.json ------------------------------------------------------------------------
+
+# 1: no "schema" or "kind" (kind only on ensembles, whose "weights" were the fitted
+#    member weights); 2: both always present, "weights" always names the reported
+#    result, validation timed apart from training ("val_seconds").
+SUMMARY_SCHEMA = 2
+KINDS = ("run", "ensemble", "one-vs-all", "specialists")
+# What every finished summary holds, of any kind and schema: a table row and a
+# combination of runs are made of these.
+FINISHED = ("model", "test_acc", "results", "seed", "parameters", "epochs", "seconds_per_epoch",
+            "device")
+
+
+@dataclass
+class Summary:
+    """What a finished run (or combination of runs) reports, as summary.json holds it.
+
+    The fields are common to every kind; what only one kind has (an ensemble's
+    method, one-vs-all's calibration, a run's environment and SWA snapshots) is in
+    ``extra`` and written beside them, flat, in the same JSON object."""
+    kind: str                    # one of KINDS
+    model: str                   # architecture, or a combination's description
+    test_acc: float              # of the reported model
+    results: dict                # weights -> split -> {"acc", "loss"}
+    seed: int | str              # a combination's: its members' joined by "+"
+    parameters: int
+    epochs: int
+    seconds_per_epoch: float     # training only (validation excluded from schema 2 on)
+    device: str
+    weights: str = ""            # the key of ``results`` that is reported: swa, last, ova, ...
+    val_acc: float | None = None
+    train_seconds: float = 0.0
+    val_seconds: float | None = None  # None: a schema-1 summary, whose training time includes it
+    train_size: int = 0
+    val_size: int = 0
+    test_size: int = 10_000
+    variant: str | None = None   # e.g. "one-vs-all head", "binary: Shirt against the rest"
+    precision: str | None = None
+    data_md5: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    schema: int = SUMMARY_SCHEMA
+
+    @property
+    def reported(self) -> dict:
+        """The reported model's results per split."""
+        return self.results[self.weights]
+
+    def accuracy(self, weights: str, split: str) -> float | None:
+        """Accuracy of ``weights`` on ``split``, or None where the summary has none
+        (an ensemble has no last-epoch model)."""
+        return self.results.get(weights, {}).get(split, {}).get("acc")
+
+    def to_dict(self) -> dict:
+        fields = {k: v for k, v in vars(self).items() if k != "extra"}
+        return {"schema": fields.pop("schema"), **fields, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict, path: Path) -> Summary:
+        """A summary of any schema up to this one, checked; ``path`` names it in errors."""
+        data = dict(data)
+        schema = data.pop("schema", 1)
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema > SUMMARY_SCHEMA:
+            raise FashionbenchError(f"{path}: summary schema {schema!r} is not one this fashionbench "
+                                    f"reads (1 to {SUMMARY_SCHEMA}); a newer fashionbench wrote it?")
+        missing = [key for key in FINISHED + (("kind", "weights") if schema > 1 else ()) if key not in data]
+        if missing:
+            raise FashionbenchError(f"{path}: not a finished run (no {', '.join(missing)})")
+        acc = data["test_acc"]
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)):
+            raise FashionbenchError(f"{path}: not a finished run (test_acc {acc!r} is not a number)")
+        if not isinstance(data["results"], dict):
+            raise FashionbenchError(f"{path}: not a finished run (results is not a mapping)")
+        if schema == 1:
+            data = _from_schema_1(data)
+        if data["kind"] not in KINDS:
+            raise FashionbenchError(f"{path}: not a finished run (unknown kind {data['kind']!r})")
+        known = {f for f in cls.__dataclass_fields__ if f not in ("extra", "schema")}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+
+def _from_schema_1(data: dict) -> dict:
+    """A schema-1 summary in today's terms: its kind (only ensembles said), and an
+    ensemble's fitted member weights under their own name."""
+    kind = data.get("kind") or {"ova": "one-vs-all", "specialists": "specialists"}.get(data.get("weights"), "run")
+    if kind == "ensemble":
+        data["member_weights"] = data.pop("weights", None)
+        data["weights"] = "ensemble"
+    return {**data, "kind": kind, "weights": data.get("weights") or next(iter(data["results"]), "")}
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as inf
+        raise _NonFinite(text)
+    return value
+
+
+def read_summary(run_dir: Path) -> Summary:
+    """A finished run's summary.json, strictly: valid JSON without NaN or Infinity (a
+    diverged run's), with the fields every finished run writes; any schema so far."""
+    path = Path(run_dir) / "summary.json"
+    try:
+        data = json.loads(path.read_text(), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except FileNotFoundError:
+        raise FashionbenchError(f"{run_dir}: no summary.json (run not finished?)") from None
+    except OSError as e:
+        raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
+    except _NonFinite as e:
+        raise FashionbenchError(f"{path}: not a finished run (non-finite value {e})") from None
+    except json.JSONDecodeError as e:
+        raise FashionbenchError(f"{path}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise FashionbenchError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    if not isinstance(data, dict):
+        raise FashionbenchError(f"{path}: not a finished run (not a JSON object)")
+    return Summary.from_dict(data, path)
+
+
+def write_summary(run_dir: Path, summary: Summary) -> None:
+    """``run_dir``/summary.json: the mark of a finished run, written last."""
+    write_json(Path(run_dir) / "summary.json", summary.to_dict())

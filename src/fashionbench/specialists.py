@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
+from .combine import combined_summary, split_scores
 from .config import Config, validate
 from .data import CLASSES, FashionMNIST
-from .ensemble import combined_summary, split_scores
 from .errors import FashionbenchError
-from .report import confusion
+from .inference import load_run, predict
+from .report import confusion, headline, split_predictions, write_report
+from .training import train_or_resume
 
 
 def confused_pairs(counts: np.ndarray, k: int) -> list[tuple[int, int]]:
@@ -73,13 +75,10 @@ def check_specialists_dir(out: Path) -> None:
 
 
 def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: int,
-                      epochs: int | None = None, device: str | None = None) -> dict:
-    from .engine import load_run, predict, train
-    from .leaderboard import read_summary
-    from .report import class_scores, split_predictions, write_report
-
+                      epochs: int | None = None, device: str | None = None) -> runs.Summary:
     general = load_run(generalist, data, device)
-    if general.cfg.data.positive_class is not None or general.cfg.one_vs_all:
+    general_summary = runs.read_summary(generalist)
+    if general.cfg.data.positive_class is not None or general_summary.kind != "run":
         raise FashionbenchError(f"{generalist} is not a ten-class run")
     labels = {split: general.splits[split].labels.cpu().numpy() for split in ("val", "test")}
     probs = {split: general.probs(split).numpy() for split in labels}
@@ -91,20 +90,15 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
     runs.write_json(setup_file, setup)
 
     combined = dict(probs)
-    specialists, summaries = [], [read_summary(generalist)]
+    specialists, summaries = [], [general_summary]
     for k, (i, j) in enumerate(chosen, 1):
         run_dir = Path(out) / f"pair-{i}-{j}"
         cfg: Config = validate(dataclasses.replace(  # validate: resolves swa.start at these epochs
             general.cfg, epochs=epochs or general.cfg.epochs,
             data=dataclasses.replace(general.cfg.data, positive_class=i, negative_class=j)))
-        head = f"[{k}/{len(chosen)}] {CLASSES[i]} against {CLASSES[j]}"
-        if (run_dir / "summary.json").exists():
-            print(f"{head}: already complete", flush=True)
-        else:
-            resume = (run_dir / "checkpoint.pt").exists()
-            print(f"{head}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
-            train(cfg, data, run_dir, resume=resume)
-        spec, spec_summary = load_run(run_dir, data, device), read_summary(run_dir)
+        label = f"[{k}/{len(chosen)}] {CLASSES[i]} against {CLASSES[j]}"
+        spec_summary = train_or_resume(cfg, data, run_dir, label)
+        spec = load_run(run_dir, data, device)
         summaries.append(spec_summary)
         p_first = {split: predict(spec.model, general.splits[split].images, spec.precision,
                                   spec.cfg.channels_last).softmax(1)[:, 1].numpy() for split in labels}
@@ -113,29 +107,23 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
             combined[split] = apply(combined[split], (i, j), p_first[split], threshold)
         specialists.append({"pair": [CLASSES[i], CLASSES[j]], "run": str(run_dir), "threshold": threshold,
                             "takes_over_on_test": int(takes_over(probs["test"], (i, j), threshold).sum()),
-                            "on_its_pair": spec_summary["results"][spec.weights]})
+                            "on_its_pair": spec_summary.reported})
     results = split_scores(combined, labels)
     alone = {split: float((probs[split].argmax(1) == labels[split]).mean()) for split in labels}
     trained = [Path(generalist)] + [Path(s["run"]) for s in specialists]
-    summary = {
-        "model": general.cfg.model, "variant": f"generalist + {len(chosen)} specialists",
-        "weights": "specialists",
-        "results": {"specialists": results, "generalist": {s: {"acc": a} for s, a in alone.items()}},
-        "generalist": str(generalist), "specialists": specialists, "seed": summaries[0]["seed"],
-        **combined_summary(trained, summaries, results, labels, data),
-    }
-    runs.write_json(Path(out) / "summary.json", summary)
+    summary = combined_summary(
+        "specialists", general.cfg.model, "specialists",
+        {"specialists": results, "generalist": {s: {"acc": a} for s, a in alone.items()}},
+        trained, summaries, labels, data, seed=general_summary.seed,
+        variant=f"generalist + {len(chosen)} specialists",
+        extra={"generalist": str(generalist), "specialists": specialists})
+    runs.write_summary(out, summary)
     pred = split_predictions(general.splits["test"], combined["test"])
-    write_report(Path(out) / "report", pred, f"{general.cfg.model} + specialists: {Path(out).name}", {
-        "model": f"{general.cfg.model} generalist ({generalist}) + specialists for "
-                 + "; ".join(" / ".join(s["pair"]) for s in specialists),
-        "evaluated on": f"test split, {len(pred.labels):,} images",
-        "accuracy, with specialists": f"{100 * results['test']['acc']:.2f}%",
-        "accuracy, generalist alone": f"{100 * alone['test']:.2f}%",
-        "specialists took over": ", ".join(f"{s['takes_over_on_test']} ({' / '.join(s['pair'])})"
-                                           for s in specialists) + " test images",
-        "macro F1": f"{class_scores(pred.labels, pred.predicted)['macro avg']['f1']:.4f}",
-        "parameters": f"{summary['parameters']:,}",
-        "training time": f"{summary['train_seconds'] / 60:.1f} min in all",
-    })
+    write_report(Path(out) / "report", pred, f"{general.cfg.model} + specialists: {Path(out).name}", headline(
+        ("model", f"{general.cfg.model} generalist ({generalist}) + specialists for "
+                  + "; ".join(" / ".join(s["pair"]) for s in specialists)), pred, "test",
+        {"accuracy, with specialists": f"{100 * results['test']['acc']:.2f}%",
+         "accuracy, generalist alone": f"{100 * alone['test']:.2f}%",
+         "specialists took over": ", ".join(f"{s['takes_over_on_test']} ({' / '.join(s['pair'])})"
+                                            for s in specialists) + " test images"}, summary))
     return summary

@@ -15,7 +15,10 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@register(paper="the reference project's own baseline (no paper)")
+@register(paper="the reference project's own baseline (no paper)",
+          reference=94.21,
+          adaptation="none needed: the reference project's own 28x28x1 design, "
+                     "two 2x2 max-pools taking 28 to 14 to 7 pixels")
 def basic_cnn(num_classes: int = 10) -> nn.Sequential:
     """[Conv32-BN-ReLU]x2, pool, drop .25, Conv64-ReLU, drop .5, [Conv64-BN-ReLU]x2,
     pool, drop .35, Dense200-ReLU-BN, Dense10; about 0.73M parameters."""

@@ -42,7 +42,10 @@ class InvertedResidual(nn.Module):
         return x + self.block(x) if self.residual else self.block(x)
 
 
-@register(paper="Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks")
+@register(paper="Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+          reference=93.2,
+          adaptation="one-channel stem and second stage at stride 1 instead of 2, "
+                     "so the total stride is 8 and the last feature map 4x4, not 1x1")
 def mobilenet_v2(num_classes: int = 10) -> nn.Sequential:
     """MobileNetV2 1.0; about 2.24M parameters."""
     layers: list[nn.Module] = _conv_bn_relu6(1, 32, 3)

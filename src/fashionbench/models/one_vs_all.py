@@ -1,7 +1,7 @@
 """Ten one-vs-all binary networks as one 10-class model.
 
-Not an architecture of its own (it is not registered): ``fashionbench train
---one-vs-all`` trains ten binary networks of one architecture, fits a Platt
+Not an architecture of its own (it is not registered): ``fashionbench
+one-vs-all`` trains ten binary networks of one architecture, fits a Platt
 scaling (Platt 1999) of each network's logit margin on the validation split,
 and saves this module as the run's model.pt. Its outputs are normalized log
 probabilities, so that softmax of them gives the calibrated probabilities, and

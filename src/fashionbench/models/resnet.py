@@ -60,13 +60,19 @@ class ResNet(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
-@register(paper="He et al. 2016, Deep Residual Learning for Image Recognition")
+@register(paper="He et al. 2016, Deep Residual Learning for Image Recognition",
+          reference=94.74,
+          adaptation="3x3 stride-1 stem without the 7x7 convolution and max-pool; "
+                     "stages at 28, 14, 7 and 4 pixels")
 def resnet18(num_classes: int = 10) -> ResNet:
     """ResNet-18: stages [2, 2, 2, 2]; about 11.17M parameters."""
     return ResNet([2, 2, 2, 2], num_classes)
 
 
-@register(paper="He et al. 2016, Deep Residual Learning for Image Recognition")
+@register(paper="He et al. 2016, Deep Residual Learning for Image Recognition",
+          reference=94.71,
+          adaptation="3x3 stride-1 stem without the 7x7 convolution and max-pool; "
+                     "stages at 28, 14, 7 and 4 pixels")
 def resnet34(num_classes: int = 10) -> ResNet:
     """ResNet-34: stages [3, 4, 6, 3]; about 21.28M parameters."""
     return ResNet([3, 4, 6, 3], num_classes)

@@ -98,7 +98,12 @@ class ShakeShakeNet(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
-@register(paper="Gastaldi 2017, Shake-Shake regularization")
+# The reference figure is for the reference's own "ShakeShake34" (an 18-layer layout,
+# see above): the published number for this name, not for this exact network.
+@register(paper="Gastaldi 2017, Shake-Shake regularization",
+          reference=95.71,
+          adaptation="one-channel 3x3 stride-1 stem as in this package's ResNets; "
+                     "stages at 28, 14, 7 and 4 pixels")
 def shake_shake34(num_classes: int = 10) -> ShakeShakeNet:
     """Shake-Shake-Image in the ResNet-34 layout; about 42.38M parameters."""
     return ShakeShakeNet([3, 4, 6, 3], num_classes)

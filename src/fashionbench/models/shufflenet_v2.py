@@ -55,7 +55,10 @@ class ShuffleUnit(nn.Module):
         return channel_shuffle(out, 2)
 
 
-@register(paper="Ma et al. 2018, ShuffleNet V2: Practical Guidelines for Efficient CNN Design")
+@register(paper="Ma et al. 2018, ShuffleNet V2: Practical Guidelines for Efficient CNN Design",
+          reference=92.9,
+          adaptation="one-channel stem at stride 1 without the max-pool; "
+                     "stages at 14, 7 and 4 pixels instead of ending at 1x1")
 def shufflenet_v2(num_classes: int = 10) -> nn.Sequential:
     """ShuffleNet V2 1.0x; about 1.26M parameters."""
     layers: list[nn.Module] = _conv_bn(1, 24, 3)

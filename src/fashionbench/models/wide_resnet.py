@@ -58,7 +58,10 @@ class WideResNet(nn.Module):
         return self.net(x)
 
 
-@register(paper="Zagoruyko & Komodakis 2016, Wide Residual Networks")
+@register(paper="Zagoruyko & Komodakis 2016, Wide Residual Networks",
+          reference=95.33,
+          adaptation="the paper's CIFAR layout with a one-channel stem; "
+                     "groups at 28, 14 and 7 pixels before global average pooling")
 def wide_resnet16_4(num_classes: int = 10) -> WideResNet:
     """WRN-16-4: two blocks per group, widths 64/128/256; about 2.75M parameters."""
     return WideResNet(16, 4, 0.3, num_classes)

@@ -1,0 +1,131 @@
+"""Using a model: predictions on uint8 images, losses and accuracy, and finished
+runs loaded back from their folders (``load_model`` without data, ``load_run`` with
+the run's own splits rebuilt)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import runs
+from .config import Config, validate
+from .data import FashionMNIST
+from .errors import FashionbenchError
+from .hardware import autocast, resolve_device, resolve_precision
+from .models import build_model
+from .models.one_vs_all import OneVsAllNetwork
+from .splits import Split, normalize, prepare_splits, to_float
+
+EVAL_BATCH = 1000
+
+
+def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, precision: str, channels_last: bool) -> torch.Tensor:
+    """Logits (float32, on the CPU) for uint8 images (N, 1, 28, 28) on the model's device,
+    in eval mode: a whole split, or any images prepared as the dataset's are."""
+    model.eval()
+    out = []
+    with autocast(images.device, precision):
+        for i in range(0, len(images), EVAL_BATCH):
+            x = normalize(to_float(images[i:i + EVAL_BATCH]), channels_last)
+            out.append(model(x).float().cpu())
+    return torch.cat(out)
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, head: str, smoothing: float = 0.0):
+    """Softmax cross-entropy, or for the one-vs-all head a binary cross-entropy per class
+    (summed over classes, so that its scale matches cross-entropy's)."""
+    logits = logits.float()
+    if head == "softmax":
+        return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    targets = F.one_hot(labels, logits.shape[1]).float() * (1 - smoothing) + smoothing / 2
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
+
+
+def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """Class probabilities: softmax, or the one-vs-all head's sigmoids normalized to sum to 1."""
+    if head == "softmax":
+        return logits.softmax(1)
+    p = logits.sigmoid()
+    return p / p.sum(1, keepdim=True)
+
+
+def evaluate(model: nn.Module, split: Split, precision: str, channels_last: bool,
+             head: str = "softmax") -> dict:
+    logits = predict(model, split.images, precision, channels_last)
+    labels = split.labels.cpu()
+    return {"loss": loss_fn(logits, labels, head).item(),
+            "acc": (logits.argmax(1) == labels).float().mean().item()}
+
+
+@dataclass
+class FinishedRun:
+    """A finished run's final model, ready to predict on its own splits."""
+    cfg: Config
+    model: nn.Module
+    weights: str                 # "swa", "last" or "ova"
+    splits: dict[str, Split]
+    precision: str
+
+    def predict(self, split: str, flip: bool = False) -> torch.Tensor:
+        """Logits on one split; ``flip`` mirrors every image first (test-time augmentation)."""
+        images = self.splits[split].images
+        return predict(self.model, images.flip(-1) if flip else images, self.precision,
+                       self.cfg.channels_last)
+
+    def probs(self, split: str, flip: bool = False) -> torch.Tensor:
+        return probabilities(self.predict(split, flip), self.cfg.head)
+
+
+@dataclass
+class LoadedModel:
+    """A finished run's final model on a device, in eval mode, without any data."""
+    cfg: Config
+    model: nn.Module
+    weights: str                 # "swa", "last" or "ova"
+    device: torch.device
+    precision: str
+
+
+def load_model(run_dir: Path, device: str | None = None) -> LoadedModel:
+    """``run_dir``'s model.pt on ``device`` (default: the run's own)."""
+    run_dir = Path(run_dir)
+    cfg = runs.run_config(run_dir)
+    if device:
+        cfg = validate(dataclasses.replace(cfg, device=device))
+    if not (run_dir / "model.pt").exists():
+        raise FashionbenchError(f"{run_dir}: no model.pt (run not finished?)")
+    saved = runs.load_torch(run_dir / "model.pt")
+    if saved.get("kind") == "one-vs-all":
+        model = OneVsAllNetwork([build_model(saved["model"], 2) for _ in range(saved["num_classes"])])
+    else:
+        model = build_model(saved["model"], saved.get("num_classes", 10))
+    model.load_state_dict(saved["state_dict"])
+    torch_device = resolve_device(cfg.device)
+    model = place_model(model, torch_device, cfg.channels_last).eval()
+    return LoadedModel(cfg, model, saved["weights"], torch_device,
+                       resolve_precision(cfg.precision, torch_device))
+
+
+def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> FinishedRun:
+    """``run_dir``'s model.pt on ``device`` (default: the run's own), with the run's
+    splits rebuilt from its config (the same seeded split as in training)."""
+    loaded = load_model(run_dir, device)
+    return FinishedRun(loaded.cfg, loaded.model, loaded.weights,
+                       prepare_splits(data, loaded.cfg, loaded.device), loaded.precision)
+
+
+def evaluate_run(run_dir: Path, data: FashionMNIST, split: str, device: str | None = None) -> dict:
+    run = load_run(run_dir, data, device)
+    result = evaluate(run.model, run.splits[split], run.precision, run.cfg.channels_last, run.cfg.head)
+    return {"run": str(run_dir), "weights": run.weights, "split": split, **result}

@@ -1,0 +1,112 @@
+"""The learning-rate and SWA plan of a run: which LR each step gets, when SWA takes
+its snapshots, and where the averaging window lies.
+
+Everything is stepped per batch. The schedule (cyclic, one-cycle or constant) runs
+from the first step; SWA (Izmailov et al., "Averaging Weights Leads to Wider Optima
+and Better Generalization", 2018) averages snapshots from the end of epoch
+``swa.start_epoch`` on: at every cycle's end under the cyclic schedule, where the
+LR is lowest, else at every epoch's end. With ``swa.lr`` set, the averaging phase
+of the paper: after ``swa.start_epoch`` the LR leaves the schedule, glides to
+``swa.lr`` over one epoch (torch's SWALR, cosine) and stays there, and snapshots
+are taken at every epoch's end. ``SchedulePlan`` works all of this out from the
+configuration alone (so ``--dry-run`` shows what a run will do); ``LRSchedule``
+binds it to an optimizer, and the trainer asks it after each step.
+"""
+
+from __future__ import annotations
+
+from torch.optim import Optimizer, lr_scheduler, swa_utils
+
+from .config import Config, ConfigError
+
+
+def steps_per_epoch(cfg: Config, train_size: int) -> int:
+    """Whole batches in an epoch (the last partial one is dropped)."""
+    if cfg.batch_size > train_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set "
+                          f"({train_size:,} images)")
+    return train_size // cfg.batch_size
+
+
+class SchedulePlan:
+    """The run's LR schedule and SWA snapshots, in global steps (1-based: step s is the
+    s-th batch of the run)."""
+
+    def __init__(self, cfg: Config, steps_per_epoch: int):
+        self.cfg, self.steps_per_epoch = cfg, steps_per_epoch
+        self.total_steps = cfg.epochs * steps_per_epoch
+        # A whole cyclic-LR cycle in batches; whole-epoch cycles end exactly at epoch ends.
+        self.cycle_steps = max(2, round(cfg.schedule.cycle_epochs * steps_per_epoch))
+        swa = cfg.swa
+        at_cycle_ends = cfg.schedule.name == "cyclic" and not swa.lr
+        every = self.cycle_steps if at_cycle_ends else steps_per_epoch
+        first_allowed = (swa.start_epoch - 1) * steps_per_epoch + 1  # the first step of start_epoch
+        first = -(-first_allowed // every) * every                   # the next multiple of ``every``
+        # Empty where SWA is off or cannot average at this budget.
+        self.snapshot_steps = range(first, self.total_steps + 1, every) if swa.enabled else range(0)
+        self.averaging = len(self.snapshot_steps) > 0
+        # After this step the averaging phase's LR (swa.lr) takes over from the schedule.
+        self.handover_step = swa.start_epoch * steps_per_epoch if self.averaging and swa.lr else None
+
+    def snapshot_due(self, step: int) -> bool:
+        """Does SWA take a snapshot after global ``step``?"""
+        return step in self.snapshot_steps
+
+    def skipped(self) -> str:
+        """Why SWA, although enabled, takes no snapshot: one line for the warning."""
+        cfg = self.cfg
+        every = (f"; snapshots fall at cycle ends, every {cfg.schedule.cycle_epochs:g} epochs"
+                 if cfg.schedule.name == "cyclic" and not cfg.swa.lr else "")
+        return (f"SWA cannot average in {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}: no snapshot point "
+                f"from epoch {cfg.swa.start_epoch} (swa.start {cfg.swa.start:g}) to epoch {cfg.epochs}"
+                f"{every}; training without SWA")
+
+    def schedule(self, optimizer: Optimizer) -> LRSchedule:
+        return LRSchedule(self, optimizer)
+
+
+def build_scheduler(cfg: Config, optimizer: Optimizer, plan: SchedulePlan) -> lr_scheduler.LRScheduler:
+    """torch's scheduler for ``schedule.name``."""
+    s = cfg.schedule
+    if s.name == "cyclic":
+        # Momentum stays fixed so that every SWA snapshot is taken under the same dynamics.
+        return lr_scheduler.CyclicLR(optimizer, base_lr=s.base_lr, max_lr=cfg.optim.lr,
+                                     step_size_up=plan.cycle_steps / 2,
+                                     mode=s.mode, gamma=s.gamma, cycle_momentum=False)
+    if s.name == "onecycle":
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, pct_start=s.pct_start,
+                                       total_steps=plan.total_steps)
+    return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+class LRSchedule:
+    """A plan bound to an optimizer: the schedule's scheduler and, where ``swa.lr`` is
+    set, SWALR for the averaging phase. Both are built up front (their state is
+    checkpointed together); SWALR leaves the LR alone until its first step, and from
+    there it glides from the LR it finds."""
+
+    def __init__(self, plan: SchedulePlan, optimizer: Optimizer):
+        self.plan = plan
+        self.scheduler = build_scheduler(plan.cfg, optimizer, plan)
+        self.swa_scheduler = (swa_utils.SWALR(optimizer, swa_lr=plan.cfg.swa.lr,
+                                              anneal_epochs=plan.steps_per_epoch, anneal_strategy="cos")
+                              if plan.handover_step is not None else None)
+
+    def step(self, step: int) -> None:
+        """Set the LR for the batch after global ``step``."""
+        if self.swa_scheduler is not None and step > self.plan.handover_step:
+            self.swa_scheduler.step()
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return {"scheduler": self.scheduler.state_dict(),
+                # torch < 2.10 puts SWALR's anneal function in its state, which a
+                # weights-only load refuses; the constructor sets it again anyway.
+                "swa_scheduler": {k: v for k, v in self.swa_scheduler.state_dict().items()
+                                  if k != "anneal_func"} if self.swa_scheduler else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.swa_scheduler is not None:
+            self.swa_scheduler.load_state_dict(state["swa_scheduler"])

@@ -1,0 +1,316 @@
+"""Training one run: data held on the device, batch-wise augmentation, the LR and
+SWA plan stepped per batch, and a checkpoint every epoch that a killed run resumes
+from to the same final numbers.
+
+``train_or_resume`` is the one way anything trains: a finished run is read back,
+an interrupted one resumed, a new one trained. Features that train several runs
+(one-vs-all, specialists, reproduce) call it per run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.optim import swa_utils
+from tqdm.auto import tqdm
+
+from . import runs
+from .augment import augment
+from .config import Config, dump_config
+from .data import FashionMNIST
+from .errors import FashionbenchError
+from .hardware import autocast, device_name, resolve_device, resolve_precision
+from .inference import evaluate, loss_fn, place_model
+from .models import build_model, count_parameters
+from .runs import Summary
+from .schedule import SchedulePlan, steps_per_epoch
+from .splits import Split, binary_task, normalize, prepare_splits, to_float
+
+# A training loss above this multiple of the run's first one has diverged (a healthy
+# run's loss falls from its start; a spike of a few times recovers, twenty does not).
+DIVERGED = 20.0
+
+
+class Diverged(FashionbenchError):
+    """A non-finite or exploding loss: the run stops, and nothing of it is published."""
+
+
+def epoch_order(labels: torch.Tensor, size: int, generator: torch.Generator,
+                balanced: bool) -> torch.Tensor:
+    """Indices of one epoch: a permutation, or for a binary task half positives and half
+    negatives, shuffled; a side drawn without replacement where it has enough images,
+    else with (one-vs-all positives are the rarer tenth)."""
+    device = labels.device
+    if not balanced:
+        return torch.randperm(len(labels), device=device, generator=generator)
+
+    def draw(pool: torch.Tensor, k: int) -> torch.Tensor:
+        if len(pool) >= k:
+            return pool[torch.randperm(len(pool), device=device, generator=generator)[:k]]
+        return pool[torch.randint(len(pool), (k,), device=device, generator=generator)]
+
+    picks = torch.cat([draw(torch.nonzero(labels == 1).flatten(), size // 2),
+                       draw(torch.nonzero(labels == 0).flatten(), size - size // 2)])
+    return picks[torch.randperm(len(picks), device=device, generator=generator)]
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                               nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999),
+                             weight_decay=o.weight_decay)
+
+
+def bn_batches(split: Split, batch_size: int, channels_last: bool):
+    """Un-augmented training batches in a fixed order, for recomputing BatchNorm statistics."""
+    for i in range(0, len(split.labels), batch_size):
+        yield normalize(to_float(split.images[i:i + batch_size]), channels_last)
+
+
+class Progress:
+    """A live bar on a terminal; one plain line per epoch either way."""
+
+    def __init__(self, total: int, desc: str):
+        self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
+                        disable=not sys.stderr.isatty())
+
+    def update(self, n: int, **stats) -> None:
+        self.bar.update(n)
+        if stats:
+            self.bar.set_postfix(stats, refresh=False)
+
+    def close(self, line: str) -> None:
+        self.bar.close()
+        print(line, flush=True)
+
+
+class Trainer:
+    """Everything a run needs, built once from the config; ``fit`` runs or resumes it."""
+
+    def __init__(self, cfg: Config, data: FashionMNIST, run_dir: Path):
+        self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        self.splits = prepare_splits(data, cfg, self.device)
+        self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
+        self.plan = SchedulePlan(cfg, self.steps_per_epoch)
+        # A budget too short to average is the user's choice, not a mistake: say so, go on.
+        if cfg.swa.enabled and not self.plan.averaging:
+            print(f"fashionbench: warning: {self.plan.skipped()}", file=sys.stderr, flush=True)
+        self.model = place_model(build_model(cfg.model, cfg.num_classes), self.device, cfg.channels_last)
+        # Compiled forward for training; state dicts always come from the plain module.
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.schedule = self.plan.schedule(self.optimizer)
+        self.swa_model = swa_utils.AveragedModel(self.model) if self.plan.averaging else None
+        # One generator for data order and augmentation; dropout uses the global one.
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.environment = runs.environment()  # at the start: the code that trains
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.train_seconds = 0.0     # training steps only
+        self.val_seconds = 0.0       # each epoch's validation
+        self.loss_start: torch.Tensor | None = None  # the run's first training loss
+
+    # -- checkpointing -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), **self.schedule.state_dict(),
+                "swa_model": self.swa_model.state_dict() if self.swa_model else None,
+                "rng": rng, "history": self.history, "train_seconds": self.train_seconds,
+                "val_seconds": self.val_seconds,
+                "loss_start": None if self.loss_start is None else self.loss_start.item()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state)
+        if self.swa_model:
+            self.swa_model.load_state_dict(state["swa_model"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["data"])
+        if "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.history, self.epoch = state["history"], state["epoch"]
+        self.train_seconds = state["train_seconds"]
+        self.val_seconds = state.get("val_seconds", 0.0)  # older checkpoints counted it in training
+        if state.get("loss_start") is not None:  # checkpoints before it had none
+            self.loss_start = torch.tensor(state["loss_start"], device=self.device)
+
+    def save_checkpoint(self) -> None:
+        runs.save_torch(self.run_dir / "checkpoint.pt", self.state_dict())
+        runs.write_text(self.run_dir / "metrics.jsonl",
+                        "".join(json.dumps(row) + "\n" for row in self.history))
+
+    # -- training ------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The LR the next batch uses, whichever scheduler set it."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor):
+        """One optimizer step on a uint8 batch: augment, forward, backward, update."""
+        x = normalize(augment(to_float(images), self.cfg.augment, self.generator),
+                      self.cfg.channels_last)
+        with autocast(self.device, self.precision):
+            logits = self.forward(x)
+        loss = loss_fn(logits, labels, self.cfg.head, self.cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), logits.detach()
+
+    def train_epoch(self) -> dict:
+        cfg, train = self.cfg, self.splits["train"]
+        bs, steps = cfg.batch_size, self.steps_per_epoch
+        self.model.train()
+        order = epoch_order(train.labels, steps * bs, self.generator,
+                            balanced=cfg.data.positive_class is not None)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        # The first step (and its loss) where the loss diverged, kept on the device so
+        # that watching every step costs no synchronization.
+        bad_step = torch.zeros((), dtype=torch.long, device=self.device)
+        bad_loss = torch.zeros((), device=self.device)
+        progress = Progress(steps, f"epoch {self.epoch + 1}/{cfg.epochs}")
+        start = time.perf_counter()
+        for i in range(steps):
+            idx = order[i * bs:(i + 1) * bs]
+            y = train.labels[idx]
+            step = self.epoch * steps + i + 1
+            loss, logits = self.train_step(train.images[idx], y)
+            if self.loss_start is None:
+                self.loss_start = loss
+            diverged = (bad_step == 0) & ~(loss <= DIVERGED * self.loss_start)  # NaN compares False
+            bad_step = torch.where(diverged, step, bad_step)
+            bad_loss = torch.where(diverged, loss, bad_loss)
+            self.schedule.step(step)
+            if self.swa_model is not None and self.plan.snapshot_due(step):
+                self.swa_model.update_parameters(self.model)
+            loss_sum += loss * bs
+            correct += (logits.argmax(1) == y).sum()
+            if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
+                if bad_step.item():
+                    progress.bar.close()
+                    raise self.diverged(f"at epoch {self.epoch + 1}, step "
+                                        f"{bad_step.item() - self.epoch * steps} of {steps} "
+                                        f"(training loss {bad_loss.item():.4g}, "
+                                        f"first {self.loss_start.item():.4g})")
+                seen = (i + 1) * bs
+                progress.update(20 if i % 20 == 19 else (i + 1) % 20,
+                                loss=f"{loss_sum.item() / seen:.4f}",
+                                acc=f"{correct.item() / seen:.4f}",
+                                lr=f"{self.lr:.2e}",
+                                img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        row = {"epoch": self.epoch + 1, "lr": self.lr,
+               "train_loss": loss_sum.item() / (steps * bs), "train_acc": correct.item() / (steps * bs)}
+        seconds = time.perf_counter() - start  # after the values above are read: the steps are done
+        val_start = time.perf_counter()
+        val = evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last, cfg.head)
+        if not math.isfinite(val["loss"]):
+            raise self.diverged(f"at epoch {self.epoch + 1}'s end (validation loss {val['loss']})")
+        row |= {"val_loss": val["loss"], "val_acc": val["acc"],
+                "seconds": seconds, "val_seconds": time.perf_counter() - val_start,
+                "images_per_s": steps * bs / seconds,
+                "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0}
+        progress.close(f"epoch {row['epoch']:3d}/{cfg.epochs}  lr {row['lr']:.2e}  "
+                       f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                       f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
+                       f"{row['seconds']:.1f}s +{row['val_seconds']:.1f}s val  "
+                       f"{row['images_per_s']:.0f} img/s")
+        return row
+
+    def diverged(self, where: str) -> Diverged:
+        """The one line that stops a diverged run: where, what to change, what is kept."""
+        kept = (f"the checkpoint of epoch {self.epoch} is kept in {self.run_dir} for inspection"
+                if self.epoch else "nothing was kept")
+        return Diverged(f"training diverged {where}; lower the learning "
+                        f"rate (--lr, now {self.cfg.optim.lr:g}); {kept}; no model written")
+
+    def fit(self) -> Summary:
+        """Train from the current epoch to the end, then evaluate and write the results."""
+        runs.make_dir(self.run_dir)
+        runs.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+        epochs = self.cfg.epochs
+        at = (f"epoch {self.epoch + 1} of {epochs}" if self.epoch < epochs else
+              f"{epochs} of {epochs} epochs already trained; evaluating")
+        print(f"{self.cfg.model}: {count_parameters(self.model):,} parameters on "
+              f"{device_name(self.device)}, {self.precision}; "
+              f"{len(self.splits['train'].labels):,} training / {len(self.splits['val'].labels):,} "
+              f"validation images; {at}", flush=True)
+        while self.epoch < self.cfg.epochs:
+            row = self.train_epoch()
+            self.epoch += 1
+            self.train_seconds += row["seconds"]
+            self.val_seconds += row["val_seconds"]
+            self.history.append(row)
+            self.save_checkpoint()
+        return self.finish()
+
+    def finish(self) -> Summary:
+        cfg, splits = self.cfg, self.splits
+        start = time.perf_counter()
+        results = {"last": {split: evaluate(self.model, splits[split], self.precision,
+                                            cfg.channels_last, cfg.head) for split in ("val", "test")}}
+        final, weights = self.model, "last"
+        if self.swa_model:
+            # Averaged weights need BatchNorm statistics of their own (Izmailov et al. 2018).
+            with autocast(self.device, self.precision):
+                swa_utils.update_bn(bn_batches(splits["train"], cfg.batch_size, cfg.channels_last),
+                                    self.swa_model, self.device)
+            results["swa"] = {split: evaluate(self.swa_model.module, splits[split], self.precision,
+                                              cfg.channels_last, cfg.head) for split in ("val", "test")}
+            final, weights = self.swa_model.module, "swa"
+        for split, result in results[weights].items():
+            if not math.isfinite(result["loss"]):  # e.g. BatchNorm statistics that overflowed
+                raise self.diverged(f"in the final evaluation ({weights} model, {split} loss {result['loss']})")
+        runs.save_torch(self.run_dir / "model.pt", {"model": cfg.model, "weights": weights,
+                                                    "num_classes": cfg.num_classes,
+                                                    "state_dict": final.state_dict()})
+        variant = ("one-vs-all head" if cfg.head == "ova" else
+                   f"binary: {binary_task(cfg)}" if cfg.data.positive_class is not None else None)
+        summary = Summary(
+            kind="run", model=cfg.model, weights=weights, variant=variant,
+            val_acc=results[weights]["val"]["acc"], test_acc=results[weights]["test"]["acc"],
+            results=results, seed=cfg.seed, parameters=count_parameters(self.model),
+            epochs=cfg.epochs, train_size=len(splits["train"].labels),
+            val_size=len(splits["val"].labels), test_size=len(splits["test"].labels),
+            train_seconds=self.train_seconds, val_seconds=self.val_seconds,
+            seconds_per_epoch=self.train_seconds / cfg.epochs,
+            device=device_name(self.device), precision=self.precision, data_md5=self.data.md5,
+            extra={"swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0,
+                   "total_seconds": self.train_seconds + self.val_seconds + time.perf_counter() - start,
+                   "data_dir": str(self.data.root), **self.environment})
+        runs.write_summary(self.run_dir, summary)
+        return summary
+
+
+def train_or_resume(cfg: Config, data: FashionMNIST, run_dir: Path, label: str | None = None) -> Summary:
+    """The run of ``cfg`` in ``run_dir``, whatever state the folder is in: finished (its
+    summary is read back), interrupted after an epoch (resumed from its checkpoint) or
+    new, or killed before its first checkpoint (trained from the start). ``label``, if
+    given, heads one line saying which."""
+    run_dir = Path(run_dir)
+    if (run_dir / "summary.json").exists():
+        if label:
+            print(f"{label}: already complete in {run_dir}", flush=True)
+        return runs.read_summary(run_dir)
+    resume = (run_dir / "checkpoint.pt").exists()
+    if label:
+        print(f"{label}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
+    trainer = Trainer(cfg, data, run_dir)
+    if resume:
+        trainer.load_state_dict(runs.load_torch(run_dir / "checkpoint.pt"))
+    return trainer.fit()
