@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from fashionbench.config import load_config, parse_override
+from fashionbench.config import dump_config, load_config, parse_override
 from fashionbench.models import MODELS
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 
 
 def assert_one_line_error(result, *fragments, status=2):
@@ -151,3 +151,19 @@ def test_a_runs_config_repeats_it_without_naming_the_model(tiny_run, tmp_path):
     result = run_cli("train", "--config", str(tiny_run / "config.yaml"), "--out", str(tmp_path), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "model:      basic_cnn" in result.stdout and "2,000 training / 1,000 validation" in result.stdout
+
+
+def test_resume_takes_a_folder_of_its_own_command_only(tmp_path):
+    """A one-vs-all folder (class-0/ made before anything else) resumes with one-vs-all,
+    however early it stopped; a single run's with train; each refuses the other's."""
+    config = dump_config(load_config("basic_cnn"))
+    single, ova = tmp_path / "single", tmp_path / "ova"
+    for folder in (single, ova):
+        folder.mkdir()
+        (folder / "config.yaml").write_text(config)
+    (ova / "class-0").mkdir()
+    for command, folder, other in (("train", single, "one-vs-all"), ("one-vs-all", ova, "train")):
+        assert run_main(command, "--resume", str(folder), "--dry-run").returncode == 0
+        refused = run_main(other, "--resume", str(folder), "--dry-run")
+        assert refused.returncode == 2
+        assert f"resume it with fashionbench {command} --resume {folder}" in refused.stderr

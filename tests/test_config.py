@@ -15,6 +15,8 @@ from fashionbench.config import (
 from fashionbench.errors import FashionbenchError, UsageError
 from fashionbench.models import MODELS
 
+from conftest import run_main
+
 # Every recipe resolved before swa.start replaced swa.start_epoch: the schedules the
 # published numbers were trained with.
 BEFORE_SWA_START = Path(__file__).parent / "data" / "recipes_before_swa_start"
@@ -86,8 +88,11 @@ def test_a_config_with_a_retired_key_still_reads_as_a_run_folder(tmp_path):
     old = tmp_path / "config.yaml"
     old.write_text(dump_config(load_config("basic_cnn")) + "one_vs_all: true\n")
     assert config_from_dict(read_yaml(old)) == load_config("basic_cnn")
-    with pytest.raises(UsageError, match="fashionbench one-vs-all --config"):
-        load_config(None, old)
+    assert load_config(None, old) == load_config("basic_cnn")
+    refused = run_main("train", "--config", str(old), "--dry-run")
+    assert refused.returncode == 2 and f"fashionbench one-vs-all --config {old}" in refused.stderr
+    planned = run_main("one-vs-all", "--config", str(old), "--out", str(tmp_path), "--dry-run")
+    assert planned.returncode == 0 and "ten binary networks" in planned.stdout
 
 
 @pytest.mark.parametrize("start, epochs, start_epoch", [

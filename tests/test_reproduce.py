@@ -61,8 +61,8 @@ def test_a_different_budget_never_reuses_runs(smoke, data_dir):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--models", "basic_cnn,resnet9000"], "unknown model 'resnet9000'"),
-    (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
-    (["--models", ","], "--models is empty"),
+    (["--seeds", "0,x"], "argument --seeds: expected comma-separated int values, got '0,x'"),
+    (["--models", ","], "argument --models: is empty"),
 ])
 def test_bad_options_give_one_line_errors(args, fragment, tmp_path):
     assert_one_line_error(run_cli("reproduce", "--out", str(tmp_path), *args), fragment)

@@ -112,5 +112,14 @@ def test_swa_lr_takes_over_from_the_schedule_at_start_epoch(data, tmp_path):
     # ... then the LR glides to swa.lr over one epoch (cosine: halfway at mid-epoch) and stays.
     assert lr[2 * spe + spe // 2] == pytest.approx((0.01 + 0.05) / 2)
     assert lr[3 * spe:] == pytest.approx([0.05] * 3 * spe)
+    assert trainer.plan.learning_rates() == lr  # the plan alone says the same, without a model
     # Snapshots at every epoch's end from epoch 2, not at cycle ends.
     assert list(trainer.plan.snapshot_steps) == [2 * spe, 3 * spe, 4 * spe, 5 * spe, 6 * spe]
+
+
+def test_the_plan_gives_every_step_s_lr_without_a_model():
+    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "schedule.mode=triangular",
+                   "schedule.cycle_epochs=2", "epochs=6", "swa.start=2", "swa.lr=0.05")
+    lr = SchedulePlan(cfg, 10).learning_rates()
+    assert len(lr) == 60 and lr[:21] == pytest.approx(lrs(cfg, 10, 21))  # the cycle to epoch 2's end
+    assert lr[25] == pytest.approx((0.01 + 0.05) / 2) and lr[30:] == pytest.approx([0.05] * 30)

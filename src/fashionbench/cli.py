@@ -377,10 +377,14 @@ def new_or_resumed(args: argparse.Namespace, kind: str):
             right = "one-vs-all" if is_ova else "train"
             raise UsageError(f"{run_dir} is {'a one-vs-all' if is_ova else 'a single'} run; "
                              f"resume it with fashionbench {right} --resume {run_dir}")
-        return cfg, run_dir, True
-    if not args.model and not (args.config and "model" in read_yaml(args.config)):
+        return cfg, run_dir, (run_dir / "checkpoint.pt").exists()  # killed before epoch 1 ended: start over
+    written = read_yaml(args.config) if args.config else {}
+    if not args.model and "model" not in written:
         raise UsageError(f"name a MODEL to train (or a --config file that names one): "
                          f"{', '.join(sorted(MODELS))}")
+    if written.get("one_vs_all") and kind == "train":  # a config.yaml of before the command existed
+        raise UsageError(f"{args.config} trains ten one-vs-all networks (one_vs_all: true), which is a "
+                         f"command of its own now: fashionbench one-vs-all --config {args.config}")
     # A --config file names its model (a run's config.yaml does); MODEL overrides it.
     cfg = load_config(args.model, args.config, overrides)
     return cfg, new_run_dir(args.out, args.name, cfg.model), False

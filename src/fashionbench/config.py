@@ -279,11 +279,7 @@ def load_config(model: str | None = None, config_file: str | Path | None = None,
         recipe = recipes_dir() / f"{model}.yaml"
         config_file = recipe if recipe.exists() else None
     if config_file is not None:
-        data = read_yaml(config_file)
-        if data.get("one_vs_all"):
-            raise ConfigError(f"{config_file} trains ten one-vs-all networks (one_vs_all: true), which is "
-                              f"a command of its own now: fashionbench one-vs-all --config {config_file}")
-        merged = _deep_merge(merged, _written_start(_retired(data)))
+        merged = _deep_merge(merged, _written_start(_retired(read_yaml(config_file))))
     if model is not None:
         merged["model"] = model
     for override in overrides or []:

@@ -70,8 +70,9 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> runs.Sum
     """Train (or resume, or keep) the ten members in ``run_dir``, calibrate and combine
     them, and write the run's model.pt, summary.json and report."""
     run_dir = Path(run_dir)
-    runs.write_text(run_dir / "config.yaml", dump_config(cfg))
     members = [member_dir(run_dir, c) for c in range(len(CLASSES))]
+    runs.make_dir(members[0])  # first: a folder with class-0/ is one-vs-all's, however early it stopped
+    runs.write_text(run_dir / "config.yaml", dump_config(cfg))
     member_summaries = [train_or_resume(member_config(cfg, c), data, d,
                                         f"[{c + 1}/10] {CLASSES[c]} against the rest")
                         for c, d in enumerate(members)]

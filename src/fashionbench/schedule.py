@@ -15,6 +15,7 @@ binds it to an optimizer, and the trainer asks it after each step.
 
 from __future__ import annotations
 
+import torch
 from torch.optim import Optimizer, lr_scheduler, swa_utils
 
 from .config import Config, ConfigError
@@ -63,6 +64,19 @@ class SchedulePlan:
 
     def schedule(self, optimizer: Optimizer) -> LRSchedule:
         return LRSchedule(self, optimizer)
+
+    def learning_rates(self) -> list[float]:
+        """The LR of every step of the run, in order (worked out on a throwaway parameter
+        with the run's optimizer settings: the same schedulers, stepped as training steps them)."""
+        param = torch.zeros(1, requires_grad=True)
+        optimizer = torch.optim.SGD([param], lr=self.cfg.optim.lr, momentum=self.cfg.optim.momentum)
+        schedule = self.schedule(optimizer)
+        lrs = []
+        for step in range(1, self.total_steps + 1):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()  # no gradient: nothing moves, but schedulers expect a step first
+            schedule.step(step)
+        return lrs
 
 
 def build_scheduler(cfg: Config, optimizer: Optimizer, plan: SchedulePlan) -> lr_scheduler.LRScheduler:
