@@ -9,12 +9,13 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, runs
 from .audit import audit_run
 from .config import load_config, parse_override, read_yaml
-from .data import DATA_DIR_ENV, MIRROR_ENV, load_fashion_mnist
+from .data import DATA_DIR_ENV, MIRROR_ENV, FashionMNIST, load_fashion_mnist
 from .ensemble import ensemble_runs
 from .errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
 from .export import export_cli
@@ -400,39 +401,40 @@ def print_results(summary) -> None:
         print(f"{weights:>4} model: val acc {r['val']['acc']:.4f}  test acc {r['test']['acc']:.4f}")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    cfg, run_dir, resume = new_or_resumed(args, "train")
+def run_training(args: argparse.Namespace, cfg, run_dir: Path, plan: Callable[[], str],
+                 train: Callable[..., runs.Summary]) -> tuple[runs.Summary, FashionMNIST] | None:
+    """What train and one-vs-all share: with --dry-run the plan, else ``train(cfg, data,
+    run_dir)``, saying how to resume if stopped, and its results; None for a dry run."""
     if args.dry_run:
-        print(run_plan(cfg, run_dir, resume))
+        print(plan())
         print("dry run: nothing trained, nothing written")
-        return
+        return None
     data = load_fashion_mnist(args.data_dir)
     print(f"run: {run_dir}", flush=True)
     try:
-        summary = train_or_resume(cfg, data, run_dir)
+        summary = train(cfg, data, run_dir)
     except KeyboardInterrupt as e:
         raise stopped(e, resume_command(args, run_dir)) from None
     print_results(summary)
+    return summary, data
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    cfg, run_dir, resume = new_or_resumed(args, "train")
+    trained = run_training(args, cfg, run_dir, lambda: run_plan(cfg, run_dir, resume), train_or_resume)
+    if trained is None:
+        return
     print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
           f"metrics {run_dir}/metrics.jsonl)")
     if args.report:
-        print(f"report: {report_run(run_dir, data)}")
+        print(f"report: {report_run(run_dir, trained[1])}")
 
 
 def cmd_one_vs_all(args: argparse.Namespace) -> None:
     cfg, run_dir, _ = new_or_resumed(args, "one-vs-all")
     check_one_vs_all_config(cfg)
-    if args.dry_run:
-        print(one_vs_all_plan(cfg, run_dir))
-        print("dry run: nothing trained, nothing written")
+    if run_training(args, cfg, run_dir, lambda: one_vs_all_plan(cfg, run_dir), train_one_vs_all) is None:
         return
-    data = load_fashion_mnist(args.data_dir)
-    print(f"run: {run_dir}", flush=True)
-    try:
-        summary = train_one_vs_all(cfg, data, run_dir)
-    except KeyboardInterrupt as e:
-        raise stopped(e, resume_command(args, run_dir)) from None
-    print_results(summary)
     print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
           f"members {run_dir}/class-0 ... class-9)")
     print(f"report: {run_dir}/report/report.html")

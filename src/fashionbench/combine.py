@@ -60,10 +60,10 @@ def split_scores(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) ->
 
 def combined_summary(kind: str, model: str, weights: str, results: dict, run_dirs: list[Path],
                      summaries: list[Summary], labels: dict, data: FashionMNIST, seed: int | str,
-                     **fields) -> Summary:
+                     extra: dict | None = None, **fields) -> Summary:
     """The summary of a combination of finished runs: its scores (``results[weights]``),
-    which runs it combines, and their total size and cost; ``fields`` sets the rest
-    (variant, precision, extra)."""
+    which runs it combines (beside the kind's own ``extra``), and their total size and
+    cost; ``fields`` sets the rest (variant, precision)."""
     scores = results[weights]
     return Summary(
         kind=kind, model=model, weights=weights, results=results, seed=seed,
@@ -76,4 +76,4 @@ def combined_summary(kind: str, model: str, weights: str, results: dict, run_dir
                      else sum(s.val_seconds for s in summaries)),
         seconds_per_epoch=sum(s.seconds_per_epoch for s in summaries),
         device="; ".join(sorted({s.device for s in summaries})), data_md5=data.md5,
-        **{**fields, "extra": {"runs": [str(d) for d in run_dirs], **fields.get("extra", {})}})
+        extra={"runs": [str(d) for d in run_dirs], **(extra or {})}, **fields)

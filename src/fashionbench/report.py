@@ -288,8 +288,8 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
     figures = {}
     for weights, label in (("swa", "SWA model"), ("last", "last-epoch model"),
                            ("ova", "ten one-vs-all networks, calibrated")):
-        if summary.accuracy(weights, split) is not None:
-            figures[f"accuracy, {label}"] = f"{100 * summary.accuracy(weights, split):.2f}%"
+        if (acc := summary.accuracy(weights, split)) is not None:
+            figures[f"accuracy, {label}"] = f"{100 * acc:.2f}%"
     figures["reported model"] = f"{summary.weights} (this report's figures)"
     head = headline(("model", summary.model), pred, split, figures, summary, {
         "device": f"{summary.device}, {summary.precision}", "seed": str(summary.seed)})
