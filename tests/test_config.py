@@ -78,6 +78,7 @@ def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     assert resolved["swa"].pop("start") == 0.67  # the fraction: the one new key
     before = yaml.safe_load((BEFORE_SWA_START / f"{model}.yaml").read_text())
     assert before.pop("one_vs_all") is False  # retired since: one-vs-all is a command
+    assert resolved.pop("dropout") is True and resolved.pop("sync_bn") is True  # new keys, defaults as before
     assert resolved == before
 
 

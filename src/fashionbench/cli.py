@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -12,13 +13,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, runs
+from . import __version__, distributed, runs, sweep
 from .audit import audit_run
 from .config import load_config, parse_override, read_yaml
 from .data import DATA_DIR_ENV, MIRROR_ENV, FashionMNIST, load_fashion_mnist
+from .distributed import ONE_PROCESS, World
 from .ensemble import ensemble_runs
 from .errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
 from .export import export_cli
+from .hardware import resolve_device
 from .inference import evaluate_run
 from .leaderboard import collect, find_runs, write_tables
 from .lr_find import LRFinderResult, lr_find_figure, lr_range_test
@@ -287,6 +290,54 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", help="folder name (default: RUN_DIR's name + '-specialists')")
     sp.set_defaults(func=cmd_specialists)
 
+    sw = sub.add_parser("sweep", parents=[device_data],
+                        help="search a model's hyperparameters with Optuna (validation only)",
+                        description="Search MODEL's hyperparameters: Optuna's TPE sampler proposes "
+                                    "configurations, each trained as an ordinary run folder "
+                                    "OUT/STUDY/trial-K and judged on validation accuracy (the test "
+                                    "split is never evaluated), with unpromising trials pruned "
+                                    "after an epoch. The study lives in OUT/STUDY/study.db "
+                                    "(SQLite) unless --storage names a database; the same command "
+                                    "run on several machines against one database joins the "
+                                    "study, and --trials counts every worker's trials. Its first "
+                                    "trial is the recipe itself, at the sweep's budget. Then "
+                                    "fashionbench sweep --best STUDY writes the best trial as a "
+                                    "recipe.",
+                        epilog="A search space file (--space) is YAML: params maps config keys "
+                               "to ranges ({low: 1e-4, high: 1e-2, log: true}, {low: 1, high: 4, "
+                               "int: true} or {choices: [sgd, adamw]}); budget maps config keys to "
+                               "values every trial shares (epochs: 8, data.train_subset: null). "
+                               "--print-space shows MODEL's default.")
+    sw.add_argument("model", nargs="?", type=model_name, metavar="MODEL", help=f"architecture: {models}")
+    sw.add_argument("--trials", type=at_least(1), metavar="N",
+                    help="the study's trials in all, every worker's counted (failed ones do not "
+                         "count); a worker stops once the study has them")
+    sw.add_argument("--space", metavar="FILE", help="search space YAML (default: around MODEL's recipe)")
+    sw.add_argument("--storage", metavar="URL",
+                    help="Optuna storage, e.g. postgresql://user:pass@host/db (default: "
+                         "sqlite:///OUT/STUDY/study.db)")
+    sw.add_argument("--study", metavar="NAME", help="study name (default: MODEL)")
+    sw.add_argument("--epochs", type=at_least(1), help="every trial's epochs (default: the space's "
+                                                       "budget, else the recipe's)")
+    sw.add_argument("--train-subset", type=at_least(10), metavar="N",
+                    help="train every trial on a stratified subset of N images")
+    sw.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
+                    help="median (default): stop a trial below the median of earlier ones at the "
+                         "same epoch; hyperband; none")
+    sw.add_argument("--seed", type=int, default=0, help="every trial's training seed (default: 0)")
+    sw.add_argument("--sampler-seed", type=int, metavar="S",
+                    help="seed TPE's proposals (one worker is then repeatable; default: random)")
+    sw.add_argument("--heartbeat", type=at_least(1), default=60, metavar="SECONDS",
+                    help="a running trial's heartbeat; one silent for twice this (a killed "
+                         "worker) is marked failed (default: 60)")
+    sw.add_argument("--best", metavar="STUDY",
+                    help="instead of searching: write STUDY's best trial as a recipe "
+                         "(OUT/STUDY/best.yaml), print parameter importances, plot the history")
+    sw.add_argument("--print-space", action="store_true",
+                    help="print MODEL's default search space as YAML (a start for --space) and exit")
+    out_option("runs/sweeps", "where study folders go")(sw)
+    sw.set_defaults(func=cmd_sweep)
+
     tb = sub.add_parser("table", help="leaderboard of finished runs, by model",
                         description="Group finished runs by model and configuration, then print and "
                                     "write table.md, table.csv and table.html: mean ± std test "
@@ -359,9 +410,10 @@ def config_overrides(args: argparse.Namespace) -> list[dict]:
     return overrides + [parse_override(item) for item in args.set]
 
 
-def new_or_resumed(args: argparse.Namespace, kind: str):
+def new_or_resumed(args: argparse.Namespace, kind: str, world: World = ONE_PROCESS):
     """(config, run folder, resuming?) of ``train`` or ``one-vs-all``: a new run folder from
-    the recipe and options, or with ``--resume`` an interrupted run's own."""
+    the recipe and options, or with ``--resume`` an interrupted run's own. Under torchrun
+    it joins the process group, and rank 0 names a new run's folder for all."""
     overrides = config_overrides(args)
     if args.resume:
         run_dir = Path(args.resume)
@@ -378,6 +430,8 @@ def new_or_resumed(args: argparse.Namespace, kind: str):
             right = "one-vs-all" if is_ova else "train"
             raise UsageError(f"{run_dir} is {'a one-vs-all' if is_ova else 'a single'} run; "
                              f"resume it with fashionbench {right} --resume {run_dir}")
+        if not args.dry_run:
+            distributed.start(world, world.device(resolve_device(cfg.device)))
         return cfg, run_dir, (run_dir / "checkpoint.pt").exists()  # killed before epoch 1 ended: start over
     written = read_yaml(args.config) if args.config else {}
     if not args.model and "model" not in written:
@@ -388,7 +442,11 @@ def new_or_resumed(args: argparse.Namespace, kind: str):
                          f"command of its own now: fashionbench one-vs-all --config {args.config}")
     # A --config file names its model (a run's config.yaml does); MODEL overrides it.
     cfg = load_config(args.model, args.config, overrides)
-    return cfg, new_run_dir(args.out, args.name, cfg.model), False
+    if world.distributed and not args.dry_run:
+        distributed.start(world, world.device(resolve_device(cfg.device)))
+    # Rank 0 alone: the others would find the folder it made, or name theirs a second later.
+    run_dir = new_run_dir(args.out, args.name, cfg.model) if world.is_main else None
+    return cfg, distributed.share(run_dir), False
 
 
 def resume_command(args: argparse.Namespace, run_dir: Path) -> str:
@@ -398,31 +456,41 @@ def resume_command(args: argparse.Namespace, run_dir: Path) -> str:
 
 def print_results(summary) -> None:
     for weights, r in summary.results.items():
-        print(f"{weights:>4} model: val acc {r['val']['acc']:.4f}  test acc {r['test']['acc']:.4f}")
+        test = f"  test acc {r['test']['acc']:.4f}" if "test" in r else "  (validation only)"
+        print(f"{weights:>4} model: val acc {r['val']['acc']:.4f}{test}")
 
 
 def run_training(args: argparse.Namespace, cfg, run_dir: Path, plan: Callable[[], str],
-                 train: Callable[..., runs.Summary]) -> tuple[runs.Summary, FashionMNIST] | None:
+                 train: Callable[..., runs.Summary],
+                 world: World = ONE_PROCESS) -> tuple[runs.Summary, FashionMNIST] | None:
     """What train and one-vs-all share: with --dry-run the plan, else ``train(cfg, data,
-    run_dir)``, saying how to resume if stopped, and its results; None for a dry run."""
+    run_dir)``, saying how to resume if stopped, and its results; None for a dry run.
+    Under torchrun every rank trains and rank 0 alone prints."""
     if args.dry_run:
         print(plan())
         print("dry run: nothing trained, nothing written")
         return None
     data = load_fashion_mnist(args.data_dir)
-    print(f"run: {run_dir}", flush=True)
+    if world.is_main:
+        print(f"run: {run_dir}", flush=True)
     try:
         summary = train(cfg, data, run_dir)
     except KeyboardInterrupt as e:
         raise stopped(e, resume_command(args, run_dir)) from None
-    print_results(summary)
+    if world.is_main:
+        print_results(summary)
     return summary, data
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    cfg, run_dir, resume = new_or_resumed(args, "train")
-    trained = run_training(args, cfg, run_dir, lambda: run_plan(cfg, run_dir, resume), train_or_resume)
-    if trained is None:
+    world = World.from_env()  # several processes under torchrun
+    try:
+        cfg, run_dir, resume = new_or_resumed(args, "train", world)
+        trained = run_training(args, cfg, run_dir, lambda: run_plan(cfg, run_dir, resume),
+                               functools.partial(train_or_resume, world=world), world)
+    finally:
+        distributed.stop()  # every rank leaves the group together, also after an error
+    if trained is None or not world.is_main:
         return
     print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
           f"metrics {run_dir}/metrics.jsonl)")
@@ -513,12 +581,63 @@ def cmd_specialists(args: argparse.Namespace) -> None:
     print(f"results: {out}/summary.json  report: {out}/report/report.html")
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    if args.best:
+        if args.model or args.trials or args.space or args.print_space:
+            raise UsageError("--best STUDY reads a finished study; give it alone "
+                             "(with --out or --storage where the study is)")
+        best = sweep.best_recipe(args.best, args.out, args.storage)
+        print(f"best trial of {args.best}: trial {best.trial}, val acc {best.value:.4f}")
+        for key, value in best.params.items():
+            print(f"  {key} = {value:.4g}" if isinstance(value, float) else f"  {key} = {value}")
+        if best.importances:
+            print("parameter importances (fANOVA, share of the variance of val acc):")
+            for key, share in best.importances.items():
+                print(f"  {key:<24} {share:.3f}")
+        else:
+            print(best.note)
+        print(f"recipe: {best.recipe}  (fashionbench train --config {shlex.quote(str(best.recipe))})")
+        print(f"plots: {', '.join(map(str, best.figures))}")
+        return
+    if not args.model:
+        raise UsageError("name a MODEL to search (or --best STUDY for a finished study)")
+    space = sweep.load_space(args.space) if args.space else sweep.default_space(load_config(args.model))
+    if args.epochs:
+        space.budget["epochs"] = args.epochs
+    if args.train_subset:
+        space.budget["data.train_subset"] = args.train_subset
+    if args.print_space:
+        print(space.to_yaml(), end="")
+        return
+    if not args.trials:
+        raise UsageError("--trials N is needed: the study's trials in all")
+    space.check(args.model, args.space or "search space")
+    check_out_dir(args.out)
+    name = args.study or args.model
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UsageError(f"--study {name!r}: use letters, digits, '-', '_' and '.' (it names a folder)")
+    data = load_fashion_mnist(args.data_dir)
+    fixed = [] if args.device is None else [{"device": args.device}]
+    try:
+        result = sweep.run_sweep(args.model, data, args.trials, args.out, name, args.storage, space,
+                                 args.pruner, args.seed, args.sampler_seed, fixed, args.heartbeat)
+    except KeyboardInterrupt as e:
+        raise stopped(e, same_command(args) + "  (the interrupted trial is marked failed)") from None
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
+    print(f"study {name}: {counts}")
+    if result.best_number is not None:
+        where = "" if args.out == "runs/sweeps" else f" --out {shlex.quote(str(args.out))}"
+        where += "" if args.storage is None else f" --storage {shlex.quote(args.storage)}"
+        print(f"best: trial {result.best_number}, val acc {result.best_value:.4f}  "
+              f"(fashionbench sweep --best {name}{where})")
+
+
 def cmd_table(args: argparse.Namespace) -> None:
     check_out_dir(args.out)
     run_dirs = find_runs([Path(p) for p in args.paths])
     rows = collect(run_dirs)  # leaves out, with a warning each, runs it cannot use
     paths = write_tables(rows, Path(args.out),
-                         f"fashionbench leaderboard ({sum(len(r.test_acc) for r in rows)} runs)")
+                         f"fashionbench leaderboard ({sum(len(r.seeds) for r in rows)} runs)")
     print(paths[0].read_text())
     print(f"tables: {', '.join(map(str, paths))}")
 
@@ -578,6 +697,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    if World.from_env().distributed and args.command != "train":
+        print(f"fashionbench: error: {args.command} runs in one process; under torchrun only "
+              "train runs", file=sys.stderr)
+        return 2
     # SIGTERM (schedulers, docker stop) unwinds like Ctrl-C: checkpoints stay, one line.
     main_thread = threading.current_thread() is threading.main_thread()  # where signals go
     previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None

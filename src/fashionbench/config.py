@@ -71,6 +71,13 @@ class AugmentConfig:
 
 
 @dataclass
+class EvalConfig:
+    # false: the final evaluation sees the validation split only, no test figure anywhere
+    # in the run (a sweep's trials: a search must not see the test set).
+    test: bool = True
+
+
+@dataclass
 class DataConfig:
     val_size: int = 5000         # carved from the 60,000 training images, stratified
     split_seed: int = 0          # fixed across run seeds so runs share one validation set
@@ -92,11 +99,14 @@ class Config:
     channels_last: bool = True
     compile: bool = False        # torch.compile the training forward/backward
     head: str = "softmax"        # softmax | ova: ten sigmoid outputs, binary cross-entropy
+    dropout: bool = True         # false: every Dropout layer off (exact comparisons, e.g. of world sizes)
+    sync_bn: bool = True         # under torchrun: BatchNorm statistics of the global batch, not each shard's
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     swa: SWAConfig = field(default_factory=SWAConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -244,8 +254,13 @@ def parse_override(item: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    return override(key.strip(), value)
+
+
+def override(key: str, value: Any) -> dict:
+    """``("a.b", value)`` -> {"a": {"b": value}}, to merge over a config."""
     nested: Any = value
-    for part in reversed(key.strip().split(".")):
+    for part in reversed(key.split(".")):
         nested = {part: nested}
     return nested
 

@@ -63,7 +63,8 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
     head = headline(
         ("ensemble", f"{len(run_dirs)} runs ({name}), {method}{', flip TTA' if tta else ''}"), pred, "test",
         {"accuracy, ensemble": f"{100 * results['test']['acc']:.2f}%",
-         "accuracy, members": ", ".join(f"{100 * s.test_acc:.2f}%" for s in summaries)},
+         "accuracy, members": ", ".join("-" if s.test_acc is None else f"{100 * s.test_acc:.2f}%"
+                                        for s in summaries)},  # a sweep's trials have no test figure
         summary, None if weights is None else
         {"weights (fitted on validation)": ", ".join(f"{w:.3f}" for w in weights)})
     write_report(out / "report", pred, f"{summary.model}: {out.name}", head)

@@ -160,7 +160,8 @@ def export_cli(args: argparse.Namespace) -> None:
     kind = f"ONNX opset {ONNX_OPSET}" if args.format == "onnx" else "TorchScript"
     classes = len(json.loads(meta["class_names"]))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {kind}): {meta['model']}, "
-          f"{meta['weights']} weights, test acc {float(meta['test_acc']):.4f}")
+          f"{meta['weights']} weights, " + ("validation only" if meta["test_acc"] == "null"
+                                                else f"test acc {float(meta['test_acc']):.4f}"))
     print(f"input: {INPUT_CONTRACT}")
     print(f"outputs: logits (N, {classes}), probabilities (N, {classes}); "
           "class names in the file's metadata (class_names)")

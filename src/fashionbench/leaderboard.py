@@ -25,7 +25,9 @@ from .runs import Summary, read_summary
 class Row:
     model: str
     recipe: str                  # "recipe", or "custom <hash>" of the configuration
-    test_acc: list[float]        # of the reported model (SWA when on), one per seed, in %
+    test_acc: list[float]        # of the reported model (SWA when on), one per seed, in %;
+                                 # empty for validation-only runs (a sweep's trials)
+    val_acc: list[float]         # of the reported model, one per seed that has it, in %
     last_test_acc: list[float]   # of the last-epoch model
     seeds: list[int]
     parameters: int
@@ -141,7 +143,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
                             f"which keeps {kept[0]}") for d, s in again]
         rows.append(Row(
             model=model, recipe=recipe,
-            test_acc=[100 * s.test_acc for s in summaries],
+            test_acc=[100 * s.test_acc for s in summaries if s.test_acc is not None],
+            val_acc=[100 * s.val_acc for s in summaries if s.val_acc is not None],
             last_test_acc=[100 * s.accuracy("last", "test") for s in summaries
                            if s.accuracy("last", "test") is not None],  # an ensemble has no last epoch
             seeds=[s.seed for s in summaries],
@@ -157,7 +160,12 @@ def collect(run_dirs: list[Path]) -> list[Row]:
         warn_skipped(run_dir, why)
     if not rows:
         raise FashionbenchError(f"none of the {len(skipped)} runs can be tabulated (see the warnings above)")
-    return sorted(rows, key=lambda r: -statistics.fmean(r.test_acc))
+    return sorted(rows, key=rank)
+
+
+def rank(row: Row) -> tuple:
+    """Best test accuracy first; validation-only rows (a sweep's trials) after, by validation."""
+    return (not row.test_acc, -statistics.fmean(row.test_acc or row.val_acc or [0.0]))
 
 
 def mean_std(values: list[float]) -> str:
@@ -169,25 +177,28 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-HEADER = ["model", "recipe", "test acc % (mean ± std)", "last-epoch test acc %", "seeds", "epochs",
+HEADER = ["model", "recipe", "test acc % (mean ± std)", "last-epoch test acc %", "val acc %", "seeds", "epochs",
           "parameters", "s/epoch", "device", "reference %"]
 
 
 def cells(row: Row) -> list[str]:
     ref = row.reference
-    return [row.model, row.recipe, mean_std(row.test_acc), mean_std(row.last_test_acc),
+    return [row.model, row.recipe, mean_std(row.test_acc), mean_std(row.last_test_acc), mean_std(row.val_acc),
             ",".join(map(str, row.seeds)), str(row.epochs), f"{row.parameters:,}", f"{row.seconds_per_epoch:.1f}",
             "; ".join(row.devices), "" if ref is None else f"{ref:.2f}"]
 
 
 def notes(rows: list[Row]) -> list[str]:
     out = []
-    if any(r.test_size < 10_000 for r in rows):
+    if any(r.test_acc and r.test_size < 10_000 for r in rows):
         out.append("Smoke runs: evaluated on a test subset after a few hundred steps. "
                    "These figures test the machinery and say nothing about the models.")
     out.append("Test accuracy of the reported model (SWA weights where SWA is on), mean ± sample "
                "std over seeds; the reference project's single runs, chosen on the test set, "
                "beside ours.")
+    if any(not r.test_acc for r in rows):
+        out.append("Rows without a test figure are validation-only runs (a sweep's trials, "
+                   "eval.test false): ranked after the others, by validation accuracy.")
     return out
 
 
@@ -204,13 +215,14 @@ def to_html(rows: list[Row], title: str) -> str:
 def to_csv(rows: list[Row]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["model", "recipe", "test_acc_mean", "test_acc_std", "last_test_acc_mean", "seeds",
+    writer.writerow(["model", "recipe", "test_acc_mean", "test_acc_std", "last_test_acc_mean", "val_acc_mean", "seeds",
                      "epochs", "parameters", "seconds_per_epoch", "device", "test_size",
                      "reference"])
     for r in rows:
-        writer.writerow([r.model, r.recipe, f"{statistics.fmean(r.test_acc):.4f}",
+        writer.writerow([r.model, r.recipe, f"{statistics.fmean(r.test_acc):.4f}" if r.test_acc else "",
                          f"{statistics.stdev(r.test_acc):.4f}" if len(r.test_acc) > 1 else "",
                          f"{statistics.fmean(r.last_test_acc):.4f}" if r.last_test_acc else "",
+                         f"{statistics.fmean(r.val_acc):.4f}" if r.val_acc else "",
                          " ".join(map(str, r.seeds)), r.epochs, r.parameters,
                          f"{r.seconds_per_epoch:.2f}",
                          "; ".join(r.devices), r.test_size,

@@ -205,7 +205,7 @@ class Summary:
     ``extra`` and written beside them, flat, in the same JSON object."""
     kind: str                    # one of KINDS
     model: str                   # architecture, or a combination's description
-    test_acc: float              # of the reported model
+    test_acc: float | None       # of the reported model; None: validation only (a sweep's trial)
     results: dict                # weights -> split -> {"acc", "loss"}
     seed: int | str              # a combination's: its members' joined by "+"
     parameters: int
@@ -251,7 +251,8 @@ class Summary:
         if missing:
             raise FashionbenchError(f"{path}: not a finished run (no {', '.join(missing)})")
         acc = data["test_acc"]
-        if isinstance(acc, bool) or not isinstance(acc, (int, float)):
+        validation_only = acc is None and schema > 1  # eval.test false: a sweep's trial
+        if not validation_only and (isinstance(acc, bool) or not isinstance(acc, (int, float))):
             raise FashionbenchError(f"{path}: not a finished run (test_acc {acc!r} is not a number)")
         if not isinstance(data["results"], dict):
             raise FashionbenchError(f"{path}: not a finished run (results is not a mapping)")

@@ -13,17 +13,20 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import swa_utils
 from tqdm.auto import tqdm
 
-from . import runs
+from . import distributed, runs
 from .augment import augment
-from .config import Config, dump_config
+from .config import Config, ConfigError, dump_config
 from .data import FashionMNIST
+from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision
 from .inference import evaluate, loss_fn, place_model
@@ -76,11 +79,13 @@ def bn_batches(split: Split, batch_size: int, channels_last: bool):
 
 
 class Progress:
-    """A live bar on a terminal; one plain line per epoch either way."""
+    """A live bar on a terminal; one plain line per epoch either way (``quiet``: neither,
+    for the processes of a data-parallel run other than rank 0)."""
 
-    def __init__(self, total: int, desc: str):
+    def __init__(self, total: int, desc: str, quiet: bool = False):
+        self.quiet = quiet
         self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
-                        disable=not sys.stderr.isatty())
+                        disable=quiet or not sys.stderr.isatty())
 
     def update(self, n: int, **stats) -> None:
         self.bar.update(n)
@@ -89,26 +94,58 @@ class Progress:
 
     def close(self, line: str) -> None:
         self.bar.close()
-        print(line, flush=True)
+        if not self.quiet:
+            print(line, flush=True)
+
+
+def without_dropout(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model
 
 
 class Trainer:
-    """Everything a run needs, built once from the config; ``fit`` runs or resumes it."""
+    """Everything a run needs, built once from the config; ``fit`` runs or resumes it.
 
-    def __init__(self, cfg: Config, data: FashionMNIST, run_dir: Path):
-        self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
-        self.device = resolve_device(cfg.device)
+    Under torchrun (``world`` of several processes) every process builds the same
+    trainer: the same seeded epoch order, each process taking its 1/N share of every
+    global batch (``batch_size`` stays the global batch, so schedules, SWA points and
+    recipes mean the same at any world size), gradients averaged by
+    DistributedDataParallel, BatchNorm synchronized (``sync_bn``). Rank 0 alone
+    validates, recomputes SWA's BatchNorm statistics and evaluates, on whole splits,
+    as one process does (cheap beside training, and no collective to get wrong), and
+    alone writes the run folder."""
+
+    def __init__(self, cfg: Config, data: FashionMNIST, run_dir: Path, world: World = ONE_PROCESS,
+                 on_epoch: Callable[[dict], None] | None = None):
+        self.cfg, self.data, self.run_dir, self.world = cfg, data, Path(run_dir), world
+        # Called with each epoch's metrics row once its checkpoint is written (a sweep
+        # reports validation accuracy to its pruner there, and may stop the run).
+        self.on_epoch = on_epoch
+        if cfg.batch_size % world.size:
+            raise ConfigError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} "
+                              "processes; batch_size is the global batch: make it a multiple of them")
+        self.device = world.device(resolve_device(cfg.device))
         self.precision = resolve_precision(cfg.precision, self.device)
         torch.manual_seed(cfg.seed)
         self.splits = prepare_splits(data, cfg, self.device)
         self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
         self.plan = SchedulePlan(cfg, self.steps_per_epoch)
         # A budget too short to average is the user's choice, not a mistake: say so, go on.
-        if cfg.swa.enabled and not self.plan.averaging:
+        if cfg.swa.enabled and not self.plan.averaging and world.is_main:
             print(f"fashionbench: warning: {self.plan.skipped()}", file=sys.stderr, flush=True)
-        self.model = place_model(build_model(cfg.model, cfg.num_classes), self.device, cfg.channels_last)
-        # Compiled forward for training; state dicts always come from the plain module.
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        model = build_model(cfg.model, cfg.num_classes)
+        if not cfg.dropout:
+            model = without_dropout(model)
+        if world.distributed and cfg.sync_bn:
+            model = distributed.convert_sync_batchnorm(model)
+        self.model = place_model(model, self.device, cfg.channels_last)
+        # The module that trains: gradients averaged over the processes, compiled if asked;
+        # state dicts always come from the plain module.
+        net = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+               if world.distributed else self.model)
+        self.forward = torch.compile(net) if cfg.compile else net
         self.optimizer = build_optimizer(cfg, self.model)
         self.schedule = self.plan.schedule(self.optimizer)
         self.swa_model = swa_utils.AveragedModel(self.model) if self.plan.averaging else None
@@ -123,10 +160,12 @@ class Trainer:
 
     # -- checkpointing -------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """The checkpoint (on every process: collecting the processes' RNG states is collective)."""
         rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"epoch": self.epoch, "model": self.model.state_dict(),
+        ranks = {"world_size": self.world.size, "rng_ranks": distributed.gather(rng)} if self.world.distributed else {}
+        return {"epoch": self.epoch, "model": self.model.state_dict(), **ranks,
                 "optimizer": self.optimizer.state_dict(), **self.schedule.state_dict(),
                 "swa_model": self.swa_model.state_dict() if self.swa_model else None,
                 "rng": rng, "history": self.history, "train_seconds": self.train_seconds,
@@ -134,15 +173,19 @@ class Trainer:
                 "loss_start": None if self.loss_start is None else self.loss_start.item()}
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("world_size", 1) != self.world.size:
+            raise FashionbenchError(f"{self.run_dir} was trained by {state.get('world_size', 1)} process(es); "
+                                    f"resume it with as many (now {self.world.size})")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state)
         if self.swa_model:
             self.swa_model.load_state_dict(state["swa_model"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["data"])
-        if "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        rng = state["rng_ranks"][self.world.rank] if self.world.distributed else state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["data"])
+        if "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.history, self.epoch = state["history"], state["epoch"]
         self.train_seconds = state["train_seconds"]
         self.val_seconds = state.get("val_seconds", 0.0)  # older checkpoints counted it in training
@@ -150,9 +193,11 @@ class Trainer:
             self.loss_start = torch.tensor(state["loss_start"], device=self.device)
 
     def save_checkpoint(self) -> None:
-        runs.save_torch(self.run_dir / "checkpoint.pt", self.state_dict())
-        runs.write_text(self.run_dir / "metrics.jsonl",
-                        "".join(json.dumps(row) + "\n" for row in self.history))
+        state = self.state_dict()
+        if self.world.is_main:
+            runs.save_torch(self.run_dir / "checkpoint.pt", state)
+            runs.write_text(self.run_dir / "metrics.jsonl",
+                            "".join(json.dumps(row) + "\n" for row in self.history))
 
     # -- training ------------------------------------------------------------------------
     @property
@@ -161,9 +206,13 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor):
-        """One optimizer step on a uint8 batch: augment, forward, backward, update."""
+        """One optimizer step on a uint8 global batch: augment, forward, backward, update.
+        Every process augments the whole global batch (the same draws as one process
+        makes) and trains on its share of it."""
         x = normalize(augment(to_float(images), self.cfg.augment, self.generator),
                       self.cfg.channels_last)
+        if self.world.distributed:
+            x, labels = x[self.shard], labels[self.shard]
         with autocast(self.device, self.precision):
             logits = self.forward(x)
         loss = loss_fn(logits, labels, self.cfg.head, self.cfg.label_smoothing)
@@ -172,9 +221,16 @@ class Trainer:
         self.optimizer.step()
         return loss.detach(), logits.detach()
 
+    @property
+    def shard(self) -> slice:
+        """This process's share of a global batch."""
+        share = self.cfg.batch_size // self.world.size
+        return slice(self.world.rank * share, (self.world.rank + 1) * share)
+
     def train_epoch(self) -> dict:
-        cfg, train = self.cfg, self.splits["train"]
+        cfg, train, world = self.cfg, self.splits["train"], self.world
         bs, steps = cfg.batch_size, self.steps_per_epoch
+        local = bs // world.size  # this process's share of each batch
         self.model.train()
         order = epoch_order(train.labels, steps * bs, self.generator,
                             balanced=cfg.data.positive_class is not None)
@@ -184,7 +240,7 @@ class Trainer:
         # that watching every step costs no synchronization.
         bad_step = torch.zeros((), dtype=torch.long, device=self.device)
         bad_loss = torch.zeros((), device=self.device)
-        progress = Progress(steps, f"epoch {self.epoch + 1}/{cfg.epochs}")
+        progress = Progress(steps, f"epoch {self.epoch + 1}/{cfg.epochs}", quiet=not world.is_main)
         start = time.perf_counter()
         for i in range(steps):
             idx = order[i * bs:(i + 1) * bs]
@@ -199,9 +255,13 @@ class Trainer:
             self.schedule.step(step)
             if self.swa_model is not None and self.plan.snapshot_due(step):
                 self.swa_model.update_parameters(self.model)
-            loss_sum += loss * bs
-            correct += (logits.argmax(1) == y).sum()
+            loss_sum += loss * local
+            correct += (logits.argmax(1) == (y[self.shard] if world.distributed else y)).sum()
             if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
+                totals = loss_sum, correct
+                if world.distributed:  # the global batch's figures, and every process stops together
+                    bad_step = distributed.all_max(bad_step.clone())
+                    totals = distributed.all_sum(torch.stack([loss_sum, correct]))
                 if bad_step.item():
                     progress.bar.close()
                     raise self.diverged(f"at epoch {self.epoch + 1}, step "
@@ -210,15 +270,16 @@ class Trainer:
                                         f"first {self.loss_start.item():.4g})")
                 seen = (i + 1) * bs
                 progress.update(20 if i % 20 == 19 else (i + 1) % 20,
-                                loss=f"{loss_sum.item() / seen:.4f}",
-                                acc=f"{correct.item() / seen:.4f}",
+                                loss=f"{totals[0].item() / seen:.4f}",
+                                acc=f"{totals[1].item() / seen:.4f}",
                                 lr=f"{self.lr:.2e}",
                                 img_s=f"{seen / (time.perf_counter() - start):.0f}")
         row = {"epoch": self.epoch + 1, "lr": self.lr,
-               "train_loss": loss_sum.item() / (steps * bs), "train_acc": correct.item() / (steps * bs)}
+               "train_loss": totals[0].item() / (steps * bs), "train_acc": totals[1].item() / (steps * bs)}
         seconds = time.perf_counter() - start  # after the values above are read: the steps are done
         val_start = time.perf_counter()
-        val = evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last, cfg.head)
+        val = distributed.share(evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last,
+                                         cfg.head) if world.is_main else None)
         if not math.isfinite(val["loss"]):
             raise self.diverged(f"at epoch {self.epoch + 1}'s end (validation loss {val['loss']})")
         row |= {"val_loss": val["loss"], "val_acc": val["acc"],
@@ -241,15 +302,17 @@ class Trainer:
 
     def fit(self) -> Summary:
         """Train from the current epoch to the end, then evaluate and write the results."""
-        runs.make_dir(self.run_dir)
-        runs.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
-        epochs = self.cfg.epochs
-        at = (f"epoch {self.epoch + 1} of {epochs}" if self.epoch < epochs else
-              f"{epochs} of {epochs} epochs already trained; evaluating")
-        print(f"{self.cfg.model}: {count_parameters(self.model):,} parameters on "
-              f"{device_name(self.device)}, {self.precision}; "
-              f"{len(self.splits['train'].labels):,} training / {len(self.splits['val'].labels):,} "
-              f"validation images; {at}", flush=True)
+        epochs, world = self.cfg.epochs, self.world
+        if world.is_main:
+            runs.make_dir(self.run_dir)
+            runs.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+            at = (f"epoch {self.epoch + 1} of {epochs}" if self.epoch < epochs else
+                  f"{epochs} of {epochs} epochs already trained; evaluating")
+            processes = f" x {world.size} processes ({world.backend(self.device)})" if world.distributed else ""
+            print(f"{self.cfg.model}: {count_parameters(self.model):,} parameters on "
+                  f"{device_name(self.device)}{processes}, {self.precision}; "
+                  f"{len(self.splits['train'].labels):,} training / {len(self.splits['val'].labels):,} "
+                  f"validation images; {at}", flush=True)
         while self.epoch < self.cfg.epochs:
             row = self.train_epoch()
             self.epoch += 1
@@ -257,13 +320,23 @@ class Trainer:
             self.val_seconds += row["val_seconds"]
             self.history.append(row)
             self.save_checkpoint()
-        return self.finish()
+            if self.on_epoch is not None:
+                self.on_epoch(row)
+        if not self.world.distributed:
+            return self.finish()
+        # Rank 0 finishes alone, with no collective (SyncBatchNorm as plain BatchNorm),
+        # as one process would; the others wait for its summary.
+        if self.world.is_main:
+            with distributed.unsynchronized():
+                summary = self.finish()
+        return distributed.share(summary if self.world.is_main else None)
 
     def finish(self) -> Summary:
         cfg, splits = self.cfg, self.splits
         start = time.perf_counter()
+        final_splits = ("val", "test") if cfg.eval.test else ("val",)  # eval.test false: a sweep's trial
         results = {"last": {split: evaluate(self.model, splits[split], self.precision,
-                                            cfg.channels_last, cfg.head) for split in ("val", "test")}}
+                                            cfg.channels_last, cfg.head) for split in final_splits}}
         final, weights = self.model, "last"
         if self.swa_model:
             # Averaged weights need BatchNorm statistics of their own (Izmailov et al. 2018).
@@ -271,7 +344,7 @@ class Trainer:
                 swa_utils.update_bn(bn_batches(splits["train"], cfg.batch_size, cfg.channels_last),
                                     self.swa_model, self.device)
             results["swa"] = {split: evaluate(self.swa_model.module, splits[split], self.precision,
-                                              cfg.channels_last, cfg.head) for split in ("val", "test")}
+                                              cfg.channels_last, cfg.head) for split in final_splits}
             final, weights = self.swa_model.module, "swa"
         for split, result in results[weights].items():
             if not math.isfinite(result["loss"]):  # e.g. BatchNorm statistics that overflowed
@@ -283,34 +356,39 @@ class Trainer:
                    f"binary: {binary_task(cfg)}" if cfg.data.positive_class is not None else None)
         summary = Summary(
             kind="run", model=cfg.model, weights=weights, variant=variant,
-            val_acc=results[weights]["val"]["acc"], test_acc=results[weights]["test"]["acc"],
+            val_acc=results[weights]["val"]["acc"],
+            test_acc=results[weights]["test"]["acc"] if cfg.eval.test else None,
             results=results, seed=cfg.seed, parameters=count_parameters(self.model),
             epochs=cfg.epochs, train_size=len(splits["train"].labels),
-            val_size=len(splits["val"].labels), test_size=len(splits["test"].labels),
+            val_size=len(splits["val"].labels), test_size=len(splits["test"].labels) if cfg.eval.test else 0,
             train_seconds=self.train_seconds, val_seconds=self.val_seconds,
             seconds_per_epoch=self.train_seconds / cfg.epochs,
             device=device_name(self.device), precision=self.precision, data_md5=self.data.md5,
             extra={"swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0,
                    "total_seconds": self.train_seconds + self.val_seconds + time.perf_counter() - start,
+                   "world_size": self.world.size,
+                   "backend": self.world.backend(self.device) if self.world.distributed else None,
                    "data_dir": str(self.data.root), **self.environment})
         runs.write_summary(self.run_dir, summary)
         return summary
 
 
-def train_or_resume(cfg: Config, data: FashionMNIST, run_dir: Path, label: str | None = None) -> Summary:
+def train_or_resume(cfg: Config, data: FashionMNIST, run_dir: Path, label: str | None = None,
+                    world: World = ONE_PROCESS, on_epoch: Callable[[dict], None] | None = None) -> Summary:
     """The run of ``cfg`` in ``run_dir``, whatever state the folder is in: finished (its
     summary is read back), interrupted after an epoch (resumed from its checkpoint) or
     new, or killed before its first checkpoint (trained from the start). ``label``, if
-    given, heads one line saying which."""
+    given, heads one line saying which. Under torchrun every process calls it (the run
+    folder on a file system they share)."""
     run_dir = Path(run_dir)
     if (run_dir / "summary.json").exists():
-        if label:
+        if label and world.is_main:
             print(f"{label}: already complete in {run_dir}", flush=True)
         return runs.read_summary(run_dir)
     resume = (run_dir / "checkpoint.pt").exists()
-    if label:
+    if label and world.is_main:
         print(f"{label}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
-    trainer = Trainer(cfg, data, run_dir)
+    trainer = Trainer(cfg, data, run_dir, world, on_epoch)
     if resume:
         trainer.load_state_dict(runs.load_torch(run_dir / "checkpoint.pt"))
     return trainer.fit()

@@ -1,0 +1,496 @@
+"""Hyperparameter search with Optuna: ``fashionbench sweep``.
+
+A study is a search space, a fixed budget and a set of trials in an Optuna storage:
+an SQLite file in the study's folder by default (nothing to start), or any database
+URL Optuna takes (PostgreSQL) for workers on many machines. Every worker runs the
+same loop: ask the TPE sampler for a configuration, train it as an ordinary run
+folder (``OUT/STUDY/trial-K``), report validation accuracy after every epoch to the
+pruner, and stop once the study holds ``--trials`` trials. The test split is never
+evaluated: trials are configured with ``eval.test: false``, so their summaries carry
+validation figures only.
+
+Optuna is an optional extra (``pip install 'fashionbench[sweep]'``): it is imported
+by the functions that need it, so that the rest of the command line starts without it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from . import runs
+from .config import Config, ConfigError, dump_config, load_config, override, read_yaml
+from .data import FashionMNIST
+from .errors import FashionbenchError, UsageError
+from .figures import png
+from .training import Diverged, train_or_resume
+
+if TYPE_CHECKING:
+    import optuna
+
+INSTALL_HINT = "pip install 'fashionbench[sweep]'"
+STUDY_DB = "study.db"        # the default storage: OUT/STUDY/study.db
+BEST_RECIPE = "best.yaml"
+# A worker gives up after this many trials in a row that could not run at all (a space
+# whose corners make invalid configs): failed trials do not count towards --trials, so
+# without it such a worker would ask forever.
+MAX_FAILURES_IN_A_ROW = 5
+
+
+def import_optuna():
+    """Optuna, quiet: its INFO line per trial is replaced by ours, and the features
+    it marks experimental (heartbeats, matplotlib plots) are used knowingly."""
+    try:
+        import optuna
+    except ImportError:
+        raise FashionbenchError(f"fashionbench sweep needs Optuna: {INSTALL_HINT}") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+# -- the search space ---------------------------------------------------------------------
+
+@dataclass
+class Param:
+    """One searched config key: a float or int range (log-uniform with ``log``), or choices."""
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    int: bool = False
+    choices: list | None = None
+
+    @classmethod
+    def parse(cls, key: str, spec: Any, where: str) -> Param:
+        if not isinstance(spec, dict):
+            raise UsageError(f"{where}: params.{key} must be a mapping (low, high[, log, int] "
+                             f"or choices), got {spec!r}")
+        unknown = set(spec) - {"low", "high", "log", "int", "choices"}
+        if unknown:
+            raise UsageError(f"{where}: params.{key}: unknown field(s) {', '.join(sorted(unknown))}; "
+                             "use low, high, log, int or choices")
+        if "choices" in spec:
+            if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
+                raise UsageError(f"{where}: params.{key}: choices must be a non-empty list, alone")
+            return cls(choices=spec["choices"])
+        try:
+            low, high = float(spec["low"]), float(spec["high"])
+        except (KeyError, TypeError, ValueError):
+            raise UsageError(f"{where}: params.{key} needs numbers low and high, got {spec!r}") from None
+        param = cls(low, high, bool(spec.get("log", False)), bool(spec.get("int", False)))
+        if not low < high:
+            raise UsageError(f"{where}: params.{key}: low ({low:g}) must be below high ({high:g})")
+        if param.log and low <= 0:
+            raise UsageError(f"{where}: params.{key}: a log range needs low > 0, got {low:g}")
+        if param.int:
+            param.low, param.high = int(low), int(high)
+        return param
+
+    def to_dict(self) -> dict:
+        if self.choices is not None:
+            return {"choices": self.choices}
+        return {"low": self.low, "high": self.high, **({"log": True} if self.log else {}),
+                **({"int": True} if self.int else {})}
+
+    def suggest(self, trial: optuna.Trial, key: str) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(key, self.choices)
+        if self.int:
+            return trial.suggest_int(key, self.low, self.high, log=self.log)
+        return trial.suggest_float(key, self.low, self.high, log=self.log)
+
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return isinstance(value, (int, float)) and self.low <= value <= self.high
+
+    def corners(self) -> list:
+        return list(self.choices) if self.choices is not None else [self.low, self.high]
+
+
+@dataclass
+class Space:
+    """What a study searches (``params``: config key -> Param) and what every trial
+    shares (``budget``: config key -> value, e.g. epochs and data.train_subset)."""
+    params: dict[str, Param]
+    budget: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"budget": dict(self.budget), "params": {k: p.to_dict() for k, p in self.params.items()}}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def config(self, model: str, values: dict[str, Any], fixed: list[dict] | None = None) -> Config:
+        """The config of one trial: MODEL's recipe <- budget <- ``fixed`` <- ``values``."""
+        return load_config(model, None, [*(override(k, v) for k, v in self.budget.items()), *(fixed or []),
+                                         *(override(k, v) for k, v in values.items())])
+
+    def check(self, model: str, where: str) -> None:
+        """Every key is a config key and every end of every range a valid value, said now
+        rather than by a trial that fails an hour in."""
+        try:
+            self.config(model, {})
+        except ConfigError as e:
+            raise UsageError(f"{where}: budget: {e}") from None
+        for key, param in self.params.items():
+            for value in param.corners():
+                try:
+                    self.config(model, {key: value})
+                except ConfigError as e:
+                    raise UsageError(f"{where}: params.{key} = {value!r}: {str(e).split('; valid keys')[0]}") from None
+
+
+def parse_space(data: Any, where: str) -> Space:
+    if not isinstance(data, dict) or not isinstance(data.get("params"), dict) or not data["params"]:
+        raise UsageError(f"{where}: a search space is a mapping with params: (config key -> range) "
+                         "and optionally budget: (config key -> value); see fashionbench sweep --help")
+    unknown = set(data) - {"params", "budget"}
+    if unknown:
+        raise UsageError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}; use params and budget")
+    budget = data.get("budget") or {}
+    if not isinstance(budget, dict):
+        raise UsageError(f"{where}: budget must be a mapping of config keys to values")
+    return Space({str(k): Param.parse(str(k), v, where) for k, v in data["params"].items()}, dict(budget))
+
+
+def load_space(path: str | Path) -> Space:
+    return parse_space(read_yaml(path), str(path))
+
+
+def default_space(cfg: Config) -> Space:
+    """The search space around a recipe: its peak and base LR, weight decay and SWA LR
+    over log ranges centred on the recipe's own values, label smoothing and the three
+    augmentations over ranges that include none of each. Keys the recipe does not use
+    (base_lr without a cyclic schedule, swa.lr where SWA keeps the schedule going) are
+    left out. The budget is the recipe's."""
+    lr = cfg.optim.lr
+    params = {"optim.lr": Param(lr / 4, lr * 4, log=True)}
+    if cfg.schedule.name == "cyclic":
+        # Below the lowest peak, so that every pair of draws is a valid cycle.
+        base = cfg.schedule.base_lr
+        params["schedule.base_lr"] = Param(min(base / 10, lr / 40), min(base * 10, lr / 4 * 0.9), log=True)
+    if cfg.optim.weight_decay > 0:
+        wd = cfg.optim.weight_decay
+        params["optim.weight_decay"] = Param(wd / 10, wd * 10, log=True)
+    params |= {"label_smoothing": Param(0.0, 0.2), "augment.flip": Param(0.0, 0.5),
+               "augment.zoom": Param(0.0, 0.15), "augment.erase": Param(0.0, 0.5)}
+    if cfg.swa.enabled and cfg.swa.lr is not None:
+        params["swa.lr"] = Param(cfg.swa.lr / 5, cfg.swa.lr * 5, log=True)
+    return Space(params, {"epochs": cfg.epochs, "data.train_subset": cfg.data.train_subset})
+
+
+def recipe_values(cfg: Config, space: Space) -> dict[str, Any] | None:
+    """The recipe's own values of the searched keys, if the space holds them all: the
+    study's first trial, the hand-tuned recipe at the sweep's budget to beat."""
+    values = {}
+    for key, param in space.params.items():
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is None or not param.contains(value):
+            return None
+        values[key] = value
+    return values
+
+
+# -- the study ------------------------------------------------------------------------------
+
+def study_dir(out: str | Path, study: str) -> Path:
+    return Path(out) / study
+
+
+def default_storage(out: str | Path, study: str) -> str:
+    return f"sqlite:///{(study_dir(out, study) / STUDY_DB).resolve()}"
+
+
+def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's database storage at ``url``. With ``heartbeat`` (seconds), a running
+    trial beats that often; one silent for twice as long (its worker killed) is marked
+    failed by the next worker that looks, and the others go on."""
+    optuna = import_optuna()
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # wait out other writers
+    beat = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beat)
+    except ModuleNotFoundError as e:
+        raise FashionbenchError(f"--storage {url}: needs the database driver {e.name}: {INSTALL_HINT}") from None
+    except Exception as e:  # sqlalchemy's and the drivers' errors: a wrong URL, no server
+        raise FashionbenchError(f"--storage {url}: cannot open it: {one_line(e)}") from None
+
+
+def one_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+@dataclass
+class StudySpec:
+    """What makes a study: every worker that joins it must agree on all of it."""
+    model: str
+    space: Space
+    seed: int
+
+    def attrs(self) -> dict:
+        return {"model": self.model, "space": self.space.to_dict(), "seed": self.seed}
+
+
+def join_study(name: str, storage, spec: StudySpec, sampler, pruner, recipe: dict | None):
+    """The study ``name``: created (with the recipe as its first trial) if new, else
+    joined after checking that it searches the same thing. Two workers starting at once
+    race to create it; the database lets one win, and the other waits for its settings."""
+    optuna = import_optuna()
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                    sampler=sampler, pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = None
+    if study is not None:  # this worker made it
+        study.set_user_attr("spec", spec.attrs())
+        if recipe is not None:
+            study.enqueue_trial(recipe, user_attrs={"recipe": True})
+        return study
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    for _ in range(300):  # the creator writes its settings a moment after creating it
+        if "spec" in study.user_attrs:
+            break
+        time.sleep(0.1)
+    else:
+        raise FashionbenchError(f"study {name} exists but records no fashionbench settings; "
+                                "was it made by something else? choose another --study")
+    ours, theirs = json.loads(json.dumps(spec.attrs())), study.user_attrs["spec"]
+    differ = [k for k in ours if ours[k] != theirs.get(k)]
+    if differ:
+        raise UsageError(f"study {name} searches a different {' and '.join(differ)} "
+                         f"({json.dumps({k: theirs.get(k) for k in differ})[:300]}); run the command "
+                         "that created it to join, or choose another --study")
+    return study
+
+
+def live_trials(study, before: int | None = None) -> int:
+    """Trials that are or will be a result: finished, pruned, running or queued (failed
+    ones do not count). ``before``: only those numbered below it."""
+    from optuna.trial import TrialState
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
+               if before is None or t.number < before)
+
+
+class SurplusTrial(Exception):
+    """A trial asked for the moment another worker took the study's last one."""
+
+
+def make_pruner(kind: str, epochs: int):
+    """median: stop a trial whose validation accuracy after an epoch is below the median
+    of earlier trials' at that epoch (after 4 trials and the first quarter of the epochs:
+    a cyclic LR makes early epochs noisy). hyperband: successive halving over epochs."""
+    optuna = import_optuna()
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(1, epochs // 4))
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def make_sampler(trials: int, seed: int | None):
+    """TPE (Bergstra et al. 2011). A third of the trials (3 to 10) sample at random
+    first, so that short sweeps still spend most trials on TPE; constant_liar keeps
+    parallel workers from proposing the same point while both are running."""
+    optuna = import_optuna()
+    return optuna.samplers.TPESampler(n_startup_trials=min(10, max(3, trials // 3)), seed=seed,
+                                      constant_liar=True)
+
+
+@dataclass
+class SweepResult:
+    study: str
+    counts: dict[str, int]
+    best_number: int | None
+    best_value: float | None
+
+
+def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, study_name: str,
+              storage_url: str | None = None, space: Space | None = None, pruner: str = "median",
+              seed: int = 0, sampler_seed: int | None = None, fixed: list[dict] | None = None,
+              heartbeat: int = 60) -> SweepResult:
+    """One worker of study ``study_name``: trials until the study holds ``trials`` of
+    them (counting every worker's), each an ordinary run folder OUT/STUDY/trial-K
+    trained with ``seed`` on the training split and judged on validation only."""
+    optuna = import_optuna()
+    base = load_config(model)
+    space = space or default_space(base)
+    space.check(model, "search space")
+    folder = runs.make_dir(study_dir(out, study_name))
+    storage = open_storage(storage_url or default_storage(out, study_name), heartbeat)
+    spec = StudySpec(model, space, seed)
+    study = join_study(study_name, storage, spec, make_sampler(trials, sampler_seed),
+                       make_pruner(pruner, int(space.config(model, {}).epochs)),
+                       recipe_values(space.config(model, {}), space))
+    runs.write_text(folder / "space.yaml", space.to_yaml())
+    # eval.test false: a trial evaluates validation only; nothing of the test set is seen.
+    fixed = [*(fixed or []), {"seed": seed}, {"eval": {"test": False}}]
+    failures: list[str] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        if live_trials(study, before=trial.number) >= trials:
+            raise SurplusTrial(f"the study had its {trials} trials when this one was asked for")
+        values = {key: param.suggest(trial, key) for key, param in space.params.items()}
+        cfg = space.config(model, values, fixed)
+        run_dir = folder / f"trial-{trial.number}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        print(f"trial {trial.number}{' (the recipe)' if trial.user_attrs.get('recipe') else ''}: {shown}",
+              flush=True)
+
+        def report(row: dict) -> None:
+            trial.report(row["val_acc"], row["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"validation accuracy {row['val_acc']:.4f} after epoch "
+                                         f"{row['epoch']} is below the pruner's bar")
+        try:
+            summary = train_or_resume(cfg, data, run_dir, label=f"trial {trial.number}", on_epoch=report)
+        except Diverged as e:
+            # A diverged trial is a bad result, not a broken one: pruned, so that it counts
+            # and TPE learns to avoid its region (a failed trial would teach it nothing).
+            trial.set_user_attr("diverged", str(e))
+            raise optuna.TrialPruned(str(e)) from None
+        return summary.val_acc
+
+    def after_trial(study, trial) -> None:
+        state = trial.state.name.lower()
+        if trial.state == optuna.trial.TrialState.FAIL:
+            failures.append(trial.system_attrs.get("fail_reason", "unknown"))
+        else:
+            failures.clear()
+        value = f"val acc {trial.value:.4f}" if trial.value is not None else state
+        best = best_complete(study)
+        tail = f"; best so far trial {best.number}, {best.value:.4f}" if best else ""
+        print(f"trial {trial.number} {state}: {value}{tail}", flush=True)
+        # Failed trials (killed workers, past their heartbeat) are marked so first.
+        optuna.storages.fail_stale_trials(study)
+        if live_trials(study) >= trials:
+            study.stop()
+        elif len(failures) >= MAX_FAILURES_IN_A_ROW:
+            study.stop()
+
+    optuna.storages.fail_stale_trials(study)
+    if live_trials(study) < trials:
+        print(f"study {study_name}: {live_trials(study)} of {trials} trials taken or queued; storage "
+              f"{safe_url(storage_url or default_storage(out, study_name))}", flush=True)
+        study.optimize(objective, catch=(SurplusTrial, ConfigError), callbacks=[after_trial],
+                       gc_after_trial=True)
+    if len(failures) >= MAX_FAILURES_IN_A_ROW:
+        raise FashionbenchError(f"{len(failures)} trials in a row failed; the last: {failures[-1]}")
+    return summarize(study, study_name)
+
+
+def safe_url(url: str) -> str:
+    """A storage URL with any password hidden, to print."""
+    head, sep, tail = url.partition("://")
+    if "@" in tail and ":" in tail.split("@")[0]:
+        user = tail.split("@")[0].split(":")[0]
+        tail = f"{user}:***@{tail.split('@', 1)[1]}"
+    return head + sep + tail
+
+
+def best_complete(study):
+    from optuna.trial import TrialState
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(done, key=lambda t: t.value) if done else None
+
+
+def summarize(study, name: str) -> SweepResult:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    best = best_complete(study)
+    return SweepResult(name, counts, best.number if best else None, best.value if best else None)
+
+
+# -- the best trial -------------------------------------------------------------------------
+
+@dataclass
+class BestResult:
+    recipe: Path
+    trial: int
+    value: float
+    params: dict
+    importances: dict[str, float]
+    figures: list[Path]
+    note: str = ""
+
+
+def load_study(name: str, out: str | Path, storage_url: str | None):
+    optuna = import_optuna()
+    url = storage_url or default_storage(out, name)
+    if storage_url is None and not (study_dir(out, name) / STUDY_DB).exists():
+        raise FashionbenchError(f"no study {name}: {study_dir(out, name) / STUDY_DB} does not exist "
+                                "(give --out or --storage where it is)")
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        known = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise FashionbenchError(f"no study {name} in {safe_url(url)} (it has: "
+                                f"{', '.join(known) or 'none'})") from None
+
+
+def best_recipe(name: str, out: str | Path, storage_url: str | None = None) -> BestResult:
+    """The best trial of study ``name`` as a recipe (OUT/STUDY/best.yaml, which
+    ``fashionbench train --config`` takes), parameter importances (fANOVA, Hutter et
+    al. 2014) and plots of the optimization history and the importances."""
+    optuna = import_optuna()
+    study = load_study(name, out, storage_url)
+    best = best_complete(study)
+    if best is None:
+        raise FashionbenchError(f"study {name} has no finished trial yet")
+    spec = study.user_attrs.get("spec")
+    if not spec:
+        raise FashionbenchError(f"study {name} records no fashionbench settings; was it made by something else?")
+    space = parse_space(spec["space"], f"study {name}")
+    # The trial's own config, rebuilt from the study rather than read from its folder,
+    # which may be on another machine; evaluated on test again, as any recipe is.
+    cfg = space.config(spec["model"], best.params, [{"seed": spec["seed"]}])
+    folder = runs.make_dir(study_dir(out, name))
+    header = (f"# The best trial of study {name}: trial {best.number}, validation accuracy "
+              f"{best.value:.4f} after {cfg.epochs} epochs"
+              f"{'' if cfg.data.train_subset is None else f' on {cfg.data.train_subset:,} training images'}"
+              f", seed {spec['seed']}.\n# Searched: {', '.join(space.params)}. Written by "
+              f"fashionbench sweep --best {name}; train it with\n#   fashionbench train --config "
+              f"{folder / BEST_RECIPE}\n")
+    recipe = folder / BEST_RECIPE
+    runs.write_text(recipe, header + dump_config(cfg))
+    importances, note = {}, ""
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(finished) >= 2:
+        try:
+            importances = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError) as e:
+            note = f"no importances: {one_line(e)}"
+    else:
+        note = "no importances: they need at least two finished trials"
+    figures = [folder / "history.png"]
+    from optuna.visualization import matplotlib as plots
+    runs.write_bytes(figures[0], png(plots.plot_optimization_history(study).figure))
+    if importances:
+        figures.append(folder / "importances.png")
+        runs.write_bytes(figures[1], png(plots.plot_param_importances(study).figure))
+    runs.write_json(folder / "importances.json", importances)
+    return BestResult(recipe, best.number, best.value, dict(best.params), dict(importances), figures, note)
+
+
+def study_rows(name: str, out: str | Path, storage_url: str | None = None) -> list[dict]:
+    """Every trial of a study: number, state, value, epochs trained, params, folder."""
+    study = load_study(name, out, storage_url)
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value,
+                     "epochs": max(t.intermediate_values, default=0), "params": dict(t.params),
+                     "run_dir": t.user_attrs.get("run_dir")})
+    return rows
+

@@ -1,0 +1,247 @@
+"""Data-parallel training's building blocks on CPUs: BatchNorm synchronized across
+processes (gloo) trains the model one process trains at the same global batch."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from fashionbench import distributed
+from fashionbench.data import load_fashion_mnist
+from fashionbench.distributed import SyncBatchNorm, World, convert_sync_batchnorm
+from fashionbench.training import Trainer
+
+from conftest import small_config
+
+STEPS, BATCH = 3, 16
+
+
+def small_net() -> nn.Module:
+    """Both kinds of BatchNorm the models use (2d after a convolution, 1d after a dense
+    layer), and no dropout: the processes must compute one model."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(8 * 13 * 13, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(BATCH, 1, 28, 28, generator=g) * 2 + 0.5, torch.randint(0, 10, (BATCH,), generator=g))
+            for _ in range(STEPS)]
+
+
+def train(model: nn.Module, shard: slice, world: int) -> tuple[list[float], dict]:
+    """STEPS steps of SGD on this process's shard of each global batch: the global
+    batch's mean loss per step, and the final state."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for x, y in batches():
+        loss = F.cross_entropy(model(x[shard]), y[shard])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        mean = loss.detach().clone()
+        if world > 1:
+            dist.all_reduce(mean)
+            mean /= world
+        losses.append(mean.item())
+    module = model.module if isinstance(model, DistributedDataParallel) else model
+    return losses, {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def rank_main(rank: int, world: int, init: str, sync: bool, out: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        model = small_net()
+        if sync:
+            model = convert_sync_batchnorm(model)
+        share = BATCH // world
+        result = train(DistributedDataParallel(model), slice(rank * share, (rank + 1) * share), world)
+        if rank == 0:
+            torch.save(result, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def two_processes(tmp_path, sync: bool) -> tuple[list[float], dict]:
+    out = tmp_path / f"result-{sync}.pt"
+    mp.spawn(rank_main, args=(2, f"file://{tmp_path}/init-{sync}", sync, str(out)), nprocs=2)
+    return torch.load(out)
+
+
+@pytest.mark.slow  # starts two interpreters
+def test_two_processes_with_sync_batchnorm_train_the_one_process_model(tmp_path):
+    losses, state = train(small_net(), slice(None), 1)
+    sync_losses, sync_state = two_processes(tmp_path, sync=True)
+    assert sync_losses == pytest.approx(losses, rel=1e-5)
+    assert state.keys() == sync_state.keys()
+    for key in state:  # weights, and the running statistics of the global batches
+        assert torch.allclose(sync_state[key].float(), state[key].float(), rtol=1e-4, atol=1e-6), key
+    # Without it each process normalizes its own half-batch: another model.
+    plain_losses, _ = two_processes(tmp_path, sync=False)
+    assert plain_losses[1:] != pytest.approx(losses[1:], rel=1e-3)
+
+
+def test_sync_batchnorm_is_batchnorm_in_one_process_and_in_eval():
+    bn = nn.BatchNorm2d(4)
+    with torch.no_grad():
+        bn.weight.uniform_()
+        bn.running_mean.uniform_()
+    sync = convert_sync_batchnorm(nn.Sequential(bn))[0]
+    assert isinstance(sync, SyncBatchNorm) and sync.state_dict().keys() == bn.state_dict().keys()
+    x = torch.randn(6, 4, 5, 5)
+    for mode in (True, False):
+        bn.train(mode), sync.train(mode)
+        assert torch.equal(sync(x), bn(x))
+    assert torch.equal(sync.running_mean, bn.running_mean)
+
+
+def test_world_from_torchrun_environment(monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert World.from_env() == World(0, 1, 0) and not World.from_env().distributed
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    world = World.from_env()
+    assert (world.rank, world.size, world.local_rank, world.distributed, world.is_main) == (3, 4, 1, True, False)
+    assert world.backend(torch.device("cpu")) == "gloo" and world.backend(torch.device("cuda", 1)) == "nccl"
+
+
+# -- the trainer in two processes ---------------------------------------------------------
+
+class RecordingTrainer(Trainer):
+    """Records every step's loss over the global batch (the processes' mean) and the
+    weights and optimizer state it started from; given ``starts``, begins every step
+    from those instead (teacher forcing: each step compared on its own)."""
+    starts: list | None = None
+
+    def train_step(self, images, labels):
+        self.records = getattr(self, "records", [])
+        if self.starts is not None:
+            model, optimizer = self.starts[len(self.records)]
+            self.model.load_state_dict(model)
+            self.optimizer.load_state_dict(optimizer)
+        start = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        loss, logits = super().train_step(images, labels)
+        self.records.append(((distributed.all_sum(loss.detach().clone()) / self.world.size).item(), start))
+        return loss, logits
+
+
+def trainer_steps(rank: int, world_size: int, init: str, overrides: list[str], starts: str | None,
+                  out: str) -> None:
+    """One epoch of ``small_config(*overrides)`` as process ``rank`` of ``world_size``:
+    each step's loss, and the state each step started from, saved to ``out``."""
+    world = World(rank, world_size, rank)
+    if world.distributed:
+        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    try:
+        trainer = RecordingTrainer(small_config(*overrides), load_fashion_mnist(), Path(out).parent / "run", world)
+        trainer.starts = None if starts is None else [start for _, start in torch.load(starts)]
+        trainer.train_epoch()
+        if world.is_main:
+            torch.save(trainer.records, out)
+    finally:
+        distributed.stop()
+
+
+# fp32, no dropout, 20 steps of a global batch of 100; contiguous tensors (torch's CPU
+# BatchNorm in channels_last is off by 5e-5 relative against float64 on these images'
+# first layer, 5e-8 contiguous; SyncBatchNorm 8e-8 either way).
+EXACT = ["precision=fp32", "dropout=false", "epochs=1", "batch_size=100", "swa.enabled=false",
+         "channels_last=false"]
+
+
+@pytest.mark.slow  # the real data, and two interpreters
+@pytest.mark.parametrize("augmented", [False, True])
+def test_two_processes_take_one_process_steps(augmented, data, tmp_path):
+    """Each process takes its half of every global batch of the same seeded order and
+    augments the whole batch as one process does; with sync_bn, every step of two
+    processes, started from the weights and optimizer state one process had before it,
+    gives that process's loss (the recipe's AdamW, its cyclic LR, flip and zoom on or off).
+
+    Each step on its own, not a free run: splitting a batch changes the order of fp32
+    sums (1e-7), and BasicCNN's early training amplifies such differences step after
+    step (free runs drift 1e-7, 6e-7, 9e-7, 8e-5, ... 1e-2 by step 20 even at SGD 1e-3),
+    which would measure the network's sensitivity, not the trainer's arithmetic."""
+    overrides = EXACT + ([] if augmented else ["augment.flip=0", "augment.zoom=0"])
+    trainer_steps(0, 1, "", overrides, None, str(tmp_path / "one.pt"))
+    mp.spawn(trainer_steps, args=(2, f"file://{tmp_path}/init", overrides, str(tmp_path / "one.pt"),
+                                  str(tmp_path / "two.pt")), nprocs=2)
+    one = [loss for loss, _ in torch.load(tmp_path / "one.pt")]
+    two = [loss for loss, _ in torch.load(tmp_path / "two.pt")]
+    assert len(one) == len(two) == 20
+    assert two == pytest.approx(one, rel=1e-4)
+    assert two[0] == pytest.approx(one[0], rel=1e-6)  # the first step, from one initialization
+
+
+@pytest.mark.slow  # torchrun and two training processes
+def test_torchrun_trains_one_run_with_two_processes(data_dir, tmp_path):
+    """The command a user types, on CPUs: one run folder, written by rank 0 alone, whose
+    summary says how it was trained."""
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "fashionbench", "train", "basic_cnn", "--epochs", "2", "--train-subset", "4000",
+         "--set", "data.val_size=1000", "--set", "data.test_subset=1000", "--out", str(tmp_path),
+         "--name", "ddp", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run: ") == 1 and result.stdout.count("epoch   2/2") == 1  # rank 0 speaks
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert (summary["world_size"], summary["backend"]) == (2, "gloo")
+    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "fashionbench", "train", *args]
+
+
+def without_timing(run_dir: Path):
+    rows = [{k: v for k, v in json.loads(line).items() if "seconds" not in k and k != "images_per_s"}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return rows, json.loads((run_dir / "summary.json").read_text())["results"]
+
+
+@pytest.mark.slow  # torchrun, three times
+def test_a_killed_rank_stops_the_run_and_resuming_ends_as_if_uninterrupted(data_dir, tmp_path):
+    args = ["basic_cnn", "--epochs", "3", "--train-subset", "3000", "--set", "data.val_size=500",
+            "--set", "data.test_subset=500", "--set", "precision=fp32", "--set", "swa.start=2",
+            "--set", "schedule.cycle_epochs=1", "--out", str(tmp_path), "--data-dir", str(data_dir)]
+    whole = subprocess.run(torchrun(*args, "--name", "whole"), capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    agent = subprocess.Popen(torchrun(*args, "--name", "killed"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and agent.poll() is None and not (
+            metrics.exists() and metrics.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[-1]), signal.SIGKILL)  # one rank, not rank 0 necessarily
+    _, err = agent.communicate(timeout=300)
+    assert agent.returncode != 0 and ("Signal 9" in err or "SIGKILL" in err), err[-3000:]  # named, not a hang
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    resumed = subprocess.run(torchrun("--resume", str(tmp_path / "killed"), "--data-dir", str(data_dir)),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "epoch 1 of 3" not in resumed.stdout  # resumed from the checkpoint, not started over
+    assert without_timing(tmp_path / "killed") == without_timing(tmp_path / "whole")
