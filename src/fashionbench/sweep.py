@@ -217,12 +217,18 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBS
     optuna = import_optuna()
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # wait out other writers
     beat = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beat)
-    except ModuleNotFoundError as e:
-        raise FashionbenchError(f"--storage {url}: needs the database driver {e.name}: {INSTALL_HINT}") from None
-    except Exception as e:  # sqlalchemy's and the drivers' errors: a wrong URL, no server
-        raise FashionbenchError(f"--storage {url}: cannot open it: {one_line(e)}") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beat)
+        except ModuleNotFoundError as e:
+            raise FashionbenchError(f"--storage {safe_url(url)}: needs the database driver {e.name}: "
+                                    f"{INSTALL_HINT}") from None
+        except Exception as e:  # sqlalchemy's and the drivers' errors: a wrong URL, no server, ...
+            # ... or another worker creating the same new database's tables at this moment:
+            # its schema wins the race, and the next attempt finds it.
+            if attempt == 4 or not ("UNIQUE" in str(e) or "already exists" in str(e)):
+                raise FashionbenchError(f"--storage {safe_url(url)}: cannot open it: {one_line(e)}") from None
+            time.sleep(0.5 + attempt)
 
 
 def one_line(e: BaseException) -> str:
@@ -279,6 +285,12 @@ def live_trials(study, before: int | None = None) -> int:
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     return sum(1 for t in study.get_trials(deepcopy=False, states=states)
                if before is None or t.number < before)
+
+
+def more_to_do(study, trials: int) -> bool:
+    """A queued trial waits to be run, or the study holds fewer than ``trials``."""
+    from optuna.trial import TrialState
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) or live_trials(study) < trials
 
 
 class SurplusTrial(Exception):
@@ -349,7 +361,7 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
 
         def report(row: dict) -> None:
             trial.report(row["val_acc"], row["epoch"])
-            if trial.should_prune():
+            if row["epoch"] < cfg.epochs and trial.should_prune():  # a finished run is kept
                 raise optuna.TrialPruned(f"validation accuracy {row['val_acc']:.4f} after epoch "
                                          f"{row['epoch']} is below the pruner's bar")
         try:
@@ -373,13 +385,13 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
         print(f"trial {trial.number} {state}: {value}{tail}", flush=True)
         # Failed trials (killed workers, past their heartbeat) are marked so first.
         optuna.storages.fail_stale_trials(study)
-        if live_trials(study) >= trials:
+        if not more_to_do(study, trials):
             study.stop()
         elif len(failures) >= MAX_FAILURES_IN_A_ROW:
             study.stop()
 
     optuna.storages.fail_stale_trials(study)
-    if live_trials(study) < trials:
+    if more_to_do(study, trials):
         print(f"study {study_name}: {live_trials(study)} of {trials} trials taken or queued; storage "
               f"{safe_url(storage_url or default_storage(out, study_name))}", flush=True)
         study.optimize(objective, catch=(SurplusTrial, ConfigError), callbacks=[after_trial],
