@@ -79,6 +79,7 @@ def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     before = yaml.safe_load((BEFORE_SWA_START / f"{model}.yaml").read_text())
     assert before.pop("one_vs_all") is False  # retired since: one-vs-all is a command
     assert resolved.pop("dropout") is True and resolved.pop("sync_bn") is True  # new keys, defaults as before
+    assert resolved.pop("eval") == {"test": True}  # new: trials of a sweep set it false
     assert resolved == before
 
 

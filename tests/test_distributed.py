@@ -245,3 +245,31 @@ def test_a_killed_rank_stops_the_run_and_resuming_ends_as_if_uninterrupted(data_
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "epoch 1 of 3" not in resumed.stdout  # resumed from the checkpoint, not started over
     assert without_timing(tmp_path / "killed") == without_timing(tmp_path / "whole")
+
+
+@pytest.mark.slow  # torchrun
+def test_an_error_on_one_rank_stops_every_rank_with_its_message(data_dir, tmp_path):
+    """SIGTERM to one process mid-epoch: it stops with its one line and how to resume
+    (under torchrun), the other leaves its collective at once rather than waiting at a
+    barrier for ever, and torchrun exits non-zero within seconds."""
+    args = ["basic_cnn", "--epochs", "3", "--train-subset", "3000", "--set", "data.val_size=500",
+            "--set", "data.test_subset=500", "--out", str(tmp_path), "--name", "x", "--data-dir", str(data_dir)]
+    agent = subprocess.Popen(torchrun(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "x" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and agent.poll() is None and not metrics.exists():
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[-1]), signal.SIGTERM)
+    try:
+        _, err = agent.communicate(timeout=120)  # a barrier-bound process would wait 30 minutes
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        pytest.fail("torchrun did not stop within 120 s of one process's SIGTERM")
+    assert agent.returncode != 0
+    assert f"fashionbench: error: terminated; continue with: torchrun --nproc-per-node 2 -m fashionbench " \
+           f"train --resume {tmp_path / 'x'}" in err, err[-3000:]
+    assert "process 0: another process of this run stopped" in err, err[-3000:]
+    assert "[rank0]: Traceback" not in err and "[rank1]: Traceback" not in err, err[-3000:]  # one line each

@@ -1,9 +1,10 @@
 """Documented commands cannot rot: every ``fashionbench ...`` line in a ```bash block
-of README.md or docs/**/*.md runs here. Training commands (``train``, ``reproduce``)
-run with ``--dry-run`` appended; the others run for real (``lr-find`` and
+of README.md or docs/**/*.md runs here. Training commands (``train``, ``reproduce``,
+``sweep``) run with ``--dry-run`` appended; the others run for real (``lr-find`` and
 ``specialists`` shortened to a few steps), in a folder of their own
 where every ``runs/NAME`` they mention is a copy of a tiny finished run (an
-interrupted one for ``--resume``) and every image they mention exists."""
+interrupted one for ``--resume``), every study ``sweep --best`` names a copy of a
+tiny finished study, and every image they mention exists."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
+import yaml
 from PIL import Image
 
 from fashionbench.cli import main
@@ -21,7 +24,7 @@ from conftest import run_cli
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-TRAINING = {"train", "one-vs-all", "reproduce"}
+TRAINING = {"train", "one-vs-all", "reproduce", "sweep"}
 # Real runs made short: the command as written, with this appended (the last value wins).
 SHORTENED = {"lr-find": ["--steps", "20"], "specialists": ["--epochs", "1"]}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -48,7 +51,7 @@ def test_the_docs_document_commands():
     assert len(COMMANDS) >= 30  # the extraction itself works
     assert {shlex.split(c, comments=True)[1] for _, c in COMMANDS} >= {
         "train", "reproduce", "evaluate", "report", "predict", "export", "table", "ensemble", "lr-find",
-        "models", "data", "audit", "specialists", "one-vs-all"}
+        "models", "data", "audit", "specialists", "one-vs-all", "sweep"}
 
 
 def test_readme_starts_with_the_two_commands():
@@ -67,6 +70,30 @@ def docs_run(data_dir, tmp_path_factory):
                      "--set", "data.test_subset=500", "--set", "swa.start=1")
     assert result.returncode == 0, result.stderr
     return out / "tiny"
+
+
+@pytest.fixture(scope="module")
+def docs_study(data_dir, tmp_path_factory):
+    """A finished study of two tiny trials, for ``sweep --best``."""
+    out = tmp_path_factory.mktemp("docs-study")
+    space = out / "space.yaml"
+    space.write_text(yaml.safe_dump({
+        "budget": {"epochs": 1, "data.train_subset": 500, "data.val_size": 500},
+        "params": {"optim.lr": {"low": 1e-3, "high": 1e-2, "log": True}}}))
+    result = run_cli("sweep", "basic_cnn", "--trials", "2", "--space", str(space), "--study", "tiny",
+                     "--out", str(out), "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    return out / "tiny" / "study.db"
+
+
+def stage_study(argv: list[str], folder: Path, study_db: Path) -> None:
+    """The study ``sweep --best STUDY [--out DIR]`` reads: a copy of the tiny one, renamed."""
+    name = argv[argv.index("--best") + 1]
+    out = argv[argv.index("--out") + 1] if "--out" in argv else "runs/sweeps"
+    target = folder / out / name / "study.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    optuna.copy_study(from_study_name="tiny", from_storage=f"sqlite:///{study_db}",
+                      to_storage=f"sqlite:///{target}", to_study_name=name)
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
@@ -101,12 +128,17 @@ def stage(argv: list[str], folder: Path, run: Path, images: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("where, command", COMMANDS, ids=[where for where, _ in COMMANDS])
-def test_documented_command_works(where, command, docs_run, data, data_dir, tmp_path, monkeypatch, capsys):
+def test_documented_command_works(where, command, docs_run, data, data_dir, tmp_path, monkeypatch, capsys,
+                                  request):
     argv = shlex.split(command, comments=True)[1:]
-    if argv[0] in TRAINING:
+    best = argv[0] == "sweep" and "--best" in argv  # reads a finished study: runs for real
+    dry = argv[0] in TRAINING and not best and "--print-space" not in argv  # that one only prints
+    if dry:
         argv.append("--dry-run")
     argv += SHORTENED.get(argv[0], [])
     stage(argv, tmp_path, docs_run, data.test_images[:3, 0].numpy())
+    if best:
+        stage_study(argv, tmp_path, request.getfixturevalue("docs_study"))
     staged = sorted(tmp_path.rglob("*"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FASHIONBENCH_DATA_DIR", str(data_dir))
@@ -116,5 +148,5 @@ def test_documented_command_works(where, command, docs_run, data, data_dir, tmp_
         status = e.code
     out, err = capsys.readouterr()
     assert status == 0, f"{where}: `{command}` exited {status}\n{err[-2000:]}"
-    if argv[0] in TRAINING:
+    if dry:
         assert "nothing written" in out and sorted(tmp_path.rglob("*")) == staged, where

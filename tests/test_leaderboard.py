@@ -21,6 +21,7 @@ def fake_run(root, name, model, seed, acc, last_acc, seconds=10.0, test_size=10_
     (run / "config.yaml").write_text(dump_config(cfg))
     (run / "summary.json").write_text(json.dumps({
         "model": model, "seed": seed, "test_acc": acc, "parameters": 1234, "epochs": 30,
+        "val_acc": None if acc is None else acc + 0.01,
         "train_size": 55_000,
         "results": {"last": {"test": {"acc": last_acc}}}, "seconds_per_epoch": seconds,
         "device": "cpu (test)", "test_size": test_size, **extra}))
@@ -51,11 +52,28 @@ def test_rows_group_by_model_with_mean_std_and_best_first(tmp_path):
     assert mean_std(cnn.test_acc) == "94.20 ± 0.20"  # sample std of 94.0, 94.2, 94.4
     assert mean_std(rows[0].test_acc) == "95.00"       # one seed: no spread to show
     markdown = to_markdown(rows, "t")
-    assert ("| basic_cnn | recipe | 94.20 ± 0.20 | 93.20 ± 0.20 | 0,1,2 | 30 | 1,234 | 20.0 "
+    assert ("| basic_cnn | recipe | 94.20 ± 0.20 | 93.20 ± 0.20 | 95.20 ± 0.20 | 0,1,2 | 30 | 1,234 | 20.0 "
             "| cpu (test) | 94.21 |") in markdown
     assert "Smoke" not in markdown
     lines = to_csv(rows).splitlines()
-    assert lines[2].startswith("basic_cnn,recipe,94.2000,0.2000,93.2000,0 1 2,30,1234,20.00")
+    assert lines[2].startswith("basic_cnn,recipe,94.2000,0.2000,93.2000,95.2000,0 1 2,30,1234,20.00")
+
+
+def test_validation_only_runs_rank_after_the_others_by_validation(tmp_path):
+    """A sweep's trials (eval.test false) have no test figure: shown with '-', after the
+    runs that have one, best validation first, and the smoke-run warning stays off."""
+    def trial(name, val, lr):
+        return fake_run(tmp_path, name, "basic_cnn", 0, None, None, test_size=0, changes=[f"optim.lr={lr}"],
+                        val_acc=val, results={"swa": {"val": {"acc": val}}}, schema=2, kind="run", weights="swa")
+    runs = [trial("t0", 0.90, 0.001), trial("t1", 0.93, 0.002),
+            fake_run(tmp_path, "r", "mini_vgg", 0, 0.80, 0.80)]
+    rows = collect(runs)
+    assert [(r.model, r.val_acc) for r in rows] == [("mini_vgg", [81.0]), ("basic_cnn", [93.0]),
+                                                    ("basic_cnn", [90.0])]
+    assert rows[1].test_acc == [] and mean_std(rows[1].test_acc) == "-"
+    markdown = to_markdown(rows, "t")
+    assert "validation-only runs" in markdown and "Smoke" not in markdown
+    assert to_csv(rows).splitlines()[2].split(",")[2:6] == ["", "", "", "93.0000"]
 
 
 def test_only_seeds_of_one_configuration_are_averaged(tmp_path):

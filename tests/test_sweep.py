@@ -102,7 +102,7 @@ def test_a_storage_url_is_printed_without_its_password():
 @pytest.mark.parametrize("args, fragment", [
     (["sweep", "basic_cnn"], "--trials N is needed"),
     (["sweep", "--trials", "3"], "name a MODEL to search"),
-    (["sweep", "basic_cnn", "--best", "s"], "--best STUDY reads a finished study; give it alone"),
+    (["sweep", "basic_cnn", "--best", "s"], "--best STUDY reads a finished study; MODEL cannot go with it"),
     (["sweep", "basic_cnn", "--trials", "2", "--study", "a/b"], "--study 'a/b': use letters"),
     (["sweep", "--best", "nothing-here", "--out", "/nonexistent"], "no study nothing-here"),
 ])

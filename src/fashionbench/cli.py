@@ -333,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--best", metavar="STUDY",
                     help="instead of searching: write STUDY's best trial as a recipe "
                          "(OUT/STUDY/best.yaml), print parameter importances, plot the history")
+    sw.add_argument("--dry-run", action="store_true",
+                    help="print the study's plan (space, budget, storage) and check it; write nothing")
     sw.add_argument("--print-space", action="store_true",
                     help="print MODEL's default search space as YAML (a start for --space) and exit")
     out_option("runs/sweeps", "where study folders go")(sw)
@@ -449,9 +451,16 @@ def new_or_resumed(args: argparse.Namespace, kind: str, world: World = ONE_PROCE
     return cfg, distributed.share(run_dir), False
 
 
-def resume_command(args: argparse.Namespace, run_dir: Path) -> str:
+def resume_command(args: argparse.Namespace, run_dir: Path, world: World = ONE_PROCESS) -> str:
     data_dir = f" --data-dir {shlex.quote(args.data_dir)}" if args.data_dir else ""
-    return f"fashionbench {args.command} --resume {shlex.quote(str(run_dir))}{data_dir}"
+    command = f"fashionbench {args.command} --resume {shlex.quote(str(run_dir))}{data_dir}"
+    if not world.distributed:
+        return command
+    # Under torchrun: as many processes again (a checkpoint resumes at its own world size).
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
+    how = (f"--nproc-per-node {local}" if local == world.size else
+           f"--nnodes {world.size // local} --nproc-per-node {local} (and the same rendezvous)")
+    return f"torchrun {how} -m {command}"
 
 
 def print_results(summary) -> None:
@@ -467,8 +476,9 @@ def run_training(args: argparse.Namespace, cfg, run_dir: Path, plan: Callable[[]
     run_dir)``, saying how to resume if stopped, and its results; None for a dry run.
     Under torchrun every rank trains and rank 0 alone prints."""
     if args.dry_run:
-        print(plan())
-        print("dry run: nothing trained, nothing written")
+        if world.is_main:  # under torchrun: one plan, not one per process
+            print(plan())
+            print("dry run: nothing trained, nothing written")
         return None
     data = load_fashion_mnist(args.data_dir)
     if world.is_main:
@@ -476,7 +486,7 @@ def run_training(args: argparse.Namespace, cfg, run_dir: Path, plan: Callable[[]
     try:
         summary = train(cfg, data, run_dir)
     except KeyboardInterrupt as e:
-        raise stopped(e, resume_command(args, run_dir)) from None
+        raise stopped(e, resume_command(args, run_dir, world)) from None
     if world.is_main:
         print_results(summary)
     return summary, data
@@ -488,8 +498,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg, run_dir, resume = new_or_resumed(args, "train", world)
         trained = run_training(args, cfg, run_dir, lambda: run_plan(cfg, run_dir, resume),
                                functools.partial(train_or_resume, world=world), world)
-    finally:
-        distributed.stop()  # every rank leaves the group together, also after an error
+    except BaseException as e:
+        distributed.abandon()  # the others may be mid-collective: no barrier, exit with the error
+        if world.distributed and distributed.peer_lost(e):  # the cause is another process's own message
+            raise FashionbenchError(f"process {world.rank}: another process of this run stopped "
+                                    f"({str(e).splitlines()[0][:200]})") from None
+        raise
+    distributed.stop()  # every rank done: leave the group together
     if trained is None or not world.is_main:
         return
     print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
@@ -583,9 +598,15 @@ def cmd_specialists(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     if args.best:
-        if args.model or args.trials or args.space or args.print_space:
-            raise UsageError("--best STUDY reads a finished study; give it alone "
-                             "(with --out or --storage where the study is)")
+        searching = {"MODEL": args.model, "--trials": args.trials, "--space": args.space,
+                     "--study": args.study, "--epochs": args.epochs, "--train-subset": args.train_subset,
+                     "--pruner": args.pruner != "median", "--seed": args.seed != 0,
+                     "--sampler-seed": args.sampler_seed is not None, "--heartbeat": args.heartbeat != 60,
+                     "--print-space": args.print_space, "--dry-run": args.dry_run, "--device": args.device}
+        given = [name for name, value in searching.items() if value]
+        if given:
+            raise UsageError(f"--best STUDY reads a finished study; {', '.join(given)} "
+                             "cannot go with it (only --out or --storage, where the study is)")
         best = sweep.best_recipe(args.best, args.out, args.storage)
         print(f"best trial of {args.best}: trial {best.trial}, val acc {best.value:.4f}")
         for key, value in best.params.items():
@@ -616,18 +637,24 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     name = args.study or args.model
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UsageError(f"--study {name!r}: use letters, digits, '-', '_' and '.' (it names a folder)")
+    if args.dry_run:
+        print(sweep.sweep_plan(args.model, space, args.trials, args.out, name, args.storage,
+                               args.pruner, args.seed))
+        print("dry run: nothing trained, nothing written")
+        return
     data = load_fashion_mnist(args.data_dir)
     fixed = [] if args.device is None else [{"device": args.device}]
     try:
         result = sweep.run_sweep(args.model, data, args.trials, args.out, name, args.storage, space,
                                  args.pruner, args.seed, args.sampler_seed, fixed, args.heartbeat)
     except KeyboardInterrupt as e:
-        raise stopped(e, same_command(args) + "  (the interrupted trial is marked failed)") from None
+        again = shlex.join(["fashionbench", *map(sweep.safe_url, args.argv)])  # no password shown
+        raise stopped(e, again + "  (the interrupted trial is marked failed)") from None
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
     print(f"study {name}: {counts}")
     if result.best_number is not None:
         where = "" if args.out == "runs/sweeps" else f" --out {shlex.quote(str(args.out))}"
-        where += "" if args.storage is None else f" --storage {shlex.quote(args.storage)}"
+        where += "" if args.storage is None else f" --storage {shlex.quote(sweep.safe_url(args.storage))}"
         print(f"best: trial {result.best_number}, val acc {result.best_value:.4f}  "
               f"(fashionbench sweep --best {name}{where})")
 

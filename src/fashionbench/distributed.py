@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,12 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import nn
+
+# torch 2.13 marks torch.distributed.nn.functional.all_reduce deprecated in favour of a
+# private module (_functional_collectives); the public, differentiable one is used until
+# a public successor exists, without a warning per BatchNorm per process.
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated",
+                        category=FutureWarning)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,22 @@ def start(world: World, device: torch.device) -> None:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(world.backend(device), rank=world.rank, world_size=world.size)
+
+
+def peer_lost(error: BaseException) -> bool:
+    """Whether ``error`` is a collective failing because another process of the run
+    stopped (gloo: the connection closed; NCCL: the communicator aborted)."""
+    text = str(error)
+    return isinstance(error, RuntimeError) and (
+        isinstance(error, getattr(dist, "DistError", ())) or "closed by peer" in text
+        or "reset by peer" in text or "NCCL" in text)
+
+
+def abandon() -> None:
+    """Leave after an error on this process, without waiting for the others: they may be
+    inside a collective this process will never join, so a barrier here would wait for
+    ever. Exiting is the message: torchrun stops every process once one exits with an
+    error, and prints which and why."""
 
 
 def stop() -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 import yaml
 
 from . import runs
@@ -278,6 +279,17 @@ def join_study(name: str, storage, spec: StudySpec, sampler, pruner, recipe: dic
     return study
 
 
+def requeue_recipe(study, recipe: dict | None) -> None:
+    """Queue the recipe again if its trial failed (a worker killed during it): the study's
+    bar to beat should not vanish with one worker."""
+    from optuna.trial import TrialState
+    if recipe is None:
+        return
+    marked = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("recipe")]
+    if marked and all(t.state == TrialState.FAIL for t in marked):
+        study.enqueue_trial(recipe, user_attrs={"recipe": True})
+
+
 def live_trials(study, before: int | None = None) -> int:
     """Trials that are or will be a result: finished, pruned, running or queued (failed
     ones do not count). ``before``: only those numbered below it."""
@@ -318,6 +330,34 @@ def make_sampler(trials: int, seed: int | None):
                                       constant_liar=True)
 
 
+def describe(param: Param) -> str:
+    if param.choices is not None:
+        return "one of " + ", ".join(map(str, param.choices))
+    return f"[{param.low:g}, {param.high:g}]{' log' if param.log else ''}{' int' if param.int else ''}"
+
+
+def sweep_plan(model: str, space: Space, trials: int, out: str | Path, study_name: str,
+               storage_url: str | None, pruner: str, seed: int) -> str:
+    """What ``sweep`` would do, for --dry-run: nothing opened, nothing written."""
+    base = space.config(model, {})
+    recipe = recipe_values(base, space)
+    lines = [
+        f"study:      {study_name}, in {study_dir(out, study_name)} (trial-K run folders, space.yaml)",
+        f"storage:    {safe_url(storage_url or default_storage(out, study_name))} "
+        "(joined if the study exists, with the same model, space and seed)",
+        f"trials:     {trials} in the study, every worker's counted; "
+        + ("the first is the recipe itself" if recipe else "the recipe lies outside the space: not queued"),
+        f"budget:     {base.epochs} epochs, "
+        f"{'all' if base.data.train_subset is None else f'{base.data.train_subset:,}'} training images, "
+        f"seed {seed}" + "".join(f", {k} {v}" for k, v in space.budget.items()
+                                 if k not in ("epochs", "data.train_subset")),
+        "searching:  " + "\n            ".join(f"{k} in {describe(p)}" for k, p in space.params.items()),
+        f"pruner:     {pruner}, on validation accuracy after each epoch",
+        "evaluated:  validation split only (eval.test false); the test split is never used",
+    ]
+    return "\n".join(lines)
+
+
 @dataclass
 class SweepResult:
     study: str
@@ -343,6 +383,7 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
     study = join_study(study_name, storage, spec, make_sampler(trials, sampler_seed),
                        make_pruner(pruner, int(space.config(model, {}).epochs)),
                        recipe_values(space.config(model, {}), space))
+    requeue_recipe(study, recipe_values(space.config(model, {}), space))
     runs.write_text(folder / "space.yaml", space.to_yaml())
     # eval.test false: a trial evaluates validation only; nothing of the test set is seen.
     fixed = [*(fixed or []), {"seed": seed}, {"eval": {"test": False}}]
@@ -394,8 +435,10 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
     if more_to_do(study, trials):
         print(f"study {study_name}: {live_trials(study)} of {trials} trials taken or queued; storage "
               f"{safe_url(storage_url or default_storage(out, study_name))}", flush=True)
-        study.optimize(objective, catch=(SurplusTrial, ConfigError), callbacks=[after_trial],
-                       gc_after_trial=True)
+        # Failed, and the worker goes on: a surplus trial, a config the space's corners
+        # allow but the config's cross-checks refuse, a configuration too large for the device.
+        study.optimize(objective, catch=(SurplusTrial, ConfigError, torch.cuda.OutOfMemoryError),
+                       callbacks=[after_trial], gc_after_trial=True)
     if len(failures) >= MAX_FAILURES_IN_A_ROW:
         raise FashionbenchError(f"{len(failures)} trials in a row failed; the last: {failures[-1]}")
     return summarize(study, study_name)
@@ -452,10 +495,18 @@ def load_study(name: str, out: str | Path, storage_url: str | None):
                                 f"{', '.join(known) or 'none'})") from None
 
 
+def importance_evaluator():
+    """fANOVA (Hutter et al. 2014), seeded: the share of the variance of validation
+    accuracy each parameter explains, the same figures on every call (Optuna 5's own
+    default is PED-ANOVA)."""
+    optuna = import_optuna()
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
 def best_recipe(name: str, out: str | Path, storage_url: str | None = None) -> BestResult:
     """The best trial of study ``name`` as a recipe (OUT/STUDY/best.yaml, which
-    ``fashionbench train --config`` takes), parameter importances (fANOVA, Hutter et
-    al. 2014) and plots of the optimization history and the importances."""
+    ``fashionbench train --config`` takes), parameter importances (``importance_evaluator``)
+    and plots of the optimization history and the importances."""
     optuna = import_optuna()
     study = load_study(name, out, storage_url)
     best = best_complete(study)
@@ -481,7 +532,7 @@ def best_recipe(name: str, out: str | Path, storage_url: str | None = None) -> B
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(finished) >= 2:
         try:
-            importances = optuna.importance.get_param_importances(study)
+            importances = optuna.importance.get_param_importances(study, evaluator=importance_evaluator())
         except (RuntimeError, ValueError) as e:
             note = f"no importances: {one_line(e)}"
     else:
@@ -491,7 +542,7 @@ def best_recipe(name: str, out: str | Path, storage_url: str | None = None) -> B
     runs.write_bytes(figures[0], png(plots.plot_optimization_history(study).figure))
     if importances:
         figures.append(folder / "importances.png")
-        runs.write_bytes(figures[1], png(plots.plot_param_importances(study).figure))
+        runs.write_bytes(figures[1], png(plots.plot_param_importances(study, evaluator=importance_evaluator()).figure))
     runs.write_json(folder / "importances.json", importances)
     return BestResult(recipe, best.number, best.value, dict(best.params), dict(importances), figures, note)
 

@@ -151,6 +151,12 @@ class Trainer:
         self.swa_model = swa_utils.AveragedModel(self.model) if self.plan.averaging else None
         # One generator for data order and augmentation; dropout uses the global one.
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        if world.rank:
+            # The model was built alike everywhere (seeded above). From here the global
+            # generator draws dropout masks (and shake-shake's branch weights) for this
+            # process's share of each batch: a stream of its own, or every share would
+            # get the masks the first share gets.
+            torch.manual_seed(cfg.seed + 1_000_003 * world.rank)
         self.environment = runs.environment()  # at the start: the code that trains
         self.history: list[dict] = []
         self.epoch = 0
