@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fashionbench import distributed
+from fashionbench.config import ConfigError, load_config
 from fashionbench.data import load_fashion_mnist
 from fashionbench.distributed import SyncBatchNorm, World, convert_sync_batchnorm
 from fashionbench.training import Trainer
@@ -122,6 +123,15 @@ def test_world_from_torchrun_environment(monkeypatch):
     assert world.backend(torch.device("cpu")) == "gloo" and world.backend(torch.device("cuda", 1)) == "nccl"
 
 
+def test_a_global_batch_the_processes_do_not_divide_is_refused_before_anything_starts(tmp_path):
+    """Checked first, before the data or the process group are touched: one line."""
+    cfg = load_config("basic_cnn")
+    with pytest.raises(ConfigError, match=r"^batch_size 128 does not split evenly over 3 processes; "
+                                          r"batch_size is the global batch: make it a multiple of them$"):
+        Trainer(cfg, None, tmp_path / "run", World(rank=0, size=3, local_rank=0))
+    assert not (tmp_path / "run").exists()
+
+
 # -- the trainer in two processes ---------------------------------------------------------
 
 class RecordingTrainer(Trainer):
@@ -149,7 +159,8 @@ def trainer_steps(rank: int, world_size: int, init: str, overrides: list[str], s
     world = World(rank, world_size, rank)
     if world.distributed:
         dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size)
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()  # the one-process side runs in pytest's own process:
+    torch.set_num_threads(1)           # restored after, or every later test runs at one thread
     try:
         trainer = RecordingTrainer(small_config(*overrides), load_fashion_mnist(), Path(out).parent / "run", world)
         trainer.starts = None if starts is None else [start for _, start in torch.load(starts)]
@@ -157,6 +168,7 @@ def trainer_steps(rank: int, world_size: int, init: str, overrides: list[str], s
         if world.is_main:
             torch.save(trainer.records, out)
     finally:
+        torch.set_num_threads(threads)
         distributed.stop()
 
 

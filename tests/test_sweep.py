@@ -94,6 +94,12 @@ def test_a_bad_space_is_refused_with_what_is_wrong(space, fragment):
     assert fragment in str(e.value) and str(e.value).startswith("space.yaml")
 
 
+def test_a_postgresql_url_without_a_driver_gets_the_installed_one():
+    assert sweep.with_driver("postgresql://ann@db/fb") == "postgresql+psycopg://ann@db/fb"
+    assert sweep.with_driver("postgresql+psycopg2://ann@db/fb") == "postgresql+psycopg2://ann@db/fb"
+    assert sweep.with_driver("sqlite:////tmp/s.db") == "sqlite:////tmp/s.db"
+
+
 def test_a_storage_url_is_printed_without_its_password():
     assert sweep.safe_url("postgresql://ann:secret@db:5432/fb") == "postgresql://ann:***@db:5432/fb"
     assert sweep.safe_url("sqlite:////tmp/study.db") == "sqlite:////tmp/study.db"
@@ -171,12 +177,19 @@ def test_two_workers_share_one_sqlite_study_and_the_best_trial_trains(data_dir, 
     rows = [line for line in table.stdout.splitlines() if line.startswith("| basic_cnn")]
     assert len(rows) == 6 and all(line.split("|")[3].strip() == "-" for line in rows)
     assert "validation-only runs" in table.stdout and "Smoke runs" not in table.stdout
+    # report and ensemble take trials too (the user's own choice of split, after the search)
+    report = run_cli("report", str(out / "two" / "trial-1"), "--split", "val", "--data-dir", str(data_dir))
+    assert report.returncode == 0 and (out / "two" / "trial-1" / "report-val" / "report.html").exists(), \
+        report.stderr
+    ensemble = run_cli("ensemble", str(out / "two" / "trial-0"), str(out / "two" / "trial-1"), "--out",
+                       str(tmp_path / "ens"), "--name", "e", "--data-dir", str(data_dir))
+    assert ensemble.returncode == 0, ensemble.stderr
     # the best trial as a recipe, which trains (and, as a recipe, is evaluated on test)
     best = run_cli("sweep", "--best", "two", "--out", str(out))
     assert best.returncode == 0, best.stderr
     assert "parameter importances" in best.stdout
     recipe = out / "two" / "best.yaml"
-    for name in ("best.yaml", "history.png", "importances.png", "importances.json"):
+    for name in ("best.yaml", "history.png", "importances.png", "importances.json", "trials.csv"):
         assert (out / "two" / name).stat().st_size > 0
     cfg = yaml.safe_load(recipe.read_text())
     assert cfg["eval"] == {"test": True} and cfg["epochs"] == 1 and cfg["data"]["train_subset"] == 500

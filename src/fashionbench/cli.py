@@ -498,8 +498,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg, run_dir, resume = new_or_resumed(args, "train", world)
         trained = run_training(args, cfg, run_dir, lambda: run_plan(cfg, run_dir, resume),
                                functools.partial(train_or_resume, world=world), world)
-    except BaseException as e:
-        distributed.abandon()  # the others may be mid-collective: no barrier, exit with the error
+    except BaseException as e:  # no distributed.stop(): see why there
         if world.distributed and distributed.peer_lost(e):  # the cause is another process's own message
             raise FashionbenchError(f"process {world.rank}: another process of this run stopped "
                                     f"({str(e).splitlines()[0][:200]})") from None
@@ -618,7 +617,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         else:
             print(best.note)
         print(f"recipe: {best.recipe}  (fashionbench train --config {shlex.quote(str(best.recipe))})")
-        print(f"plots: {', '.join(map(str, best.figures))}")
+        print(f"plots: {', '.join(map(str, best.figures))}  trials: {best.trials}")
         return
     if not args.model:
         raise UsageError("name a MODEL to search (or --best STUDY for a finished study)")

@@ -85,17 +85,13 @@ def peer_lost(error: BaseException) -> bool:
         or "reset by peer" in text or "NCCL" in text)
 
 
-def abandon() -> None:
-    """Leave after an error on this process, without waiting for the others: they may be
-    inside a collective this process will never join, so a barrier here would wait for
-    ever. Exiting is the message: torchrun stops every process once one exits with an
-    error, and prints which and why."""
-
-
 def stop() -> None:
     """Leave the process group, once every process is done with it: a process that left
     straight after its last collective could leave another still receiving from it
-    (gloo's sends complete before the receive does), waiting forever."""
+    (gloo's sends complete before the receive does), waiting forever. Only after
+    success: after an error the others may be inside a collective this process will
+    never join, so a barrier would wait forever; the process exits instead, and
+    torchrun stops the others and says which failed."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

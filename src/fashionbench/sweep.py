@@ -15,6 +15,8 @@ by the functions that need it, so that the rest of the command line starts witho
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 import warnings
@@ -217,6 +219,7 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBS
     failed by the next worker that looks, and the others go on."""
     optuna = import_optuna()
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # wait out other writers
+    url = with_driver(url)
     beat = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
     for attempt in range(5):
         try:
@@ -230,6 +233,13 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBS
             if attempt == 4 or not ("UNIQUE" in str(e) or "already exists" in str(e)):
                 raise FashionbenchError(f"--storage {safe_url(url)}: cannot open it: {one_line(e)}") from None
             time.sleep(0.5 + attempt)
+
+
+def with_driver(url: str) -> str:
+    """A PostgreSQL URL with no driver named gets psycopg 3, the one the [sweep] extra
+    installs: SQLAlchemy's own default for ``postgresql://`` is psycopg2 before 2.1 and
+    psycopg from 2.1 on."""
+    return "postgresql+psycopg://" + url[len("postgresql://"):] if url.startswith("postgresql://") else url
 
 
 def one_line(e: BaseException) -> str:
@@ -477,6 +487,7 @@ class BestResult:
     params: dict
     importances: dict[str, float]
     figures: list[Path]
+    trials: Path                 # trials.csv: every trial, pruned and failed ones too
     note: str = ""
 
 
@@ -544,16 +555,21 @@ def best_recipe(name: str, out: str | Path, storage_url: str | None = None) -> B
         figures.append(folder / "importances.png")
         runs.write_bytes(figures[1], png(plots.plot_param_importances(study, evaluator=importance_evaluator()).figure))
     runs.write_json(folder / "importances.json", importances)
-    return BestResult(recipe, best.number, best.value, dict(best.params), dict(importances), figures, note)
+    runs.write_text(folder / "trials.csv", trials_csv(study, list(space.params)))
+    return BestResult(recipe, best.number, best.value, dict(best.params), dict(importances), figures,
+                      folder / "trials.csv", note)
 
 
-def study_rows(name: str, out: str | Path, storage_url: str | None = None) -> list[dict]:
-    """Every trial of a study: number, state, value, epochs trained, params, folder."""
-    study = load_study(name, out, storage_url)
-    rows = []
+def trials_csv(study, keys: list[str]) -> str:
+    """Every trial of the study, a row each: its number, state, validation accuracy
+    (the final one; a pruned trial's last reported), epochs trained and values."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["trial", "state", "val_acc", "epochs", *keys, "recipe"])
     for t in study.get_trials(deepcopy=False):
-        rows.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value,
-                     "epochs": max(t.intermediate_values, default=0), "params": dict(t.params),
-                     "run_dir": t.user_attrs.get("run_dir")})
-    return rows
-
+        value = t.value if t.value is not None else (
+            t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+        writer.writerow([t.number, t.state.name.lower(), "" if value is None else f"{value:.4f}",
+                         max(t.intermediate_values, default=0), *(t.params.get(k, "") for k in keys),
+                         "yes" if t.user_attrs.get("recipe") else ""])
+    return buf.getvalue()
