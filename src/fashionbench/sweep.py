@@ -384,16 +384,16 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
     them (counting every worker's), each an ordinary run folder OUT/STUDY/trial-K
     trained with ``seed`` on the training split and judged on validation only."""
     optuna = import_optuna()
-    base = load_config(model)
-    space = space or default_space(base)
+    space = space or default_space(load_config(model))
     space.check(model, "search space")
     folder = runs.make_dir(study_dir(out, study_name))
     storage = open_storage(storage_url or default_storage(out, study_name), heartbeat)
     spec = StudySpec(model, space, seed)
+    at_budget = space.config(model, {})  # the recipe at the sweep's budget
+    recipe = recipe_values(at_budget, space)
     study = join_study(study_name, storage, spec, make_sampler(trials, sampler_seed),
-                       make_pruner(pruner, int(space.config(model, {}).epochs)),
-                       recipe_values(space.config(model, {}), space))
-    requeue_recipe(study, recipe_values(space.config(model, {}), space))
+                       make_pruner(pruner, at_budget.epochs), recipe)
+    requeue_recipe(study, recipe)
     runs.write_text(folder / "space.yaml", space.to_yaml())
     # eval.test false: a trial evaluates validation only; nothing of the test set is seen.
     fixed = [*(fixed or []), {"seed": seed}, {"eval": {"test": False}}]
