@@ -8,7 +8,7 @@ import io
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -54,12 +54,14 @@ def data_dir(data) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(data_dir, tmp_path_factory):
-    """One quick BasicCNN run through the CLI, with --report."""
+    """One quick BasicCNN run through the CLI, with --report; evaluated on a 2,000-image
+    test slice, as every command that reads the run (report, ensemble, specialists, ...)
+    evaluates it again."""
     out = tmp_path_factory.mktemp("runs")
     result = run_cli("train", "basic_cnn", "--out", str(out), "--name", "tiny", "--report",
                      "--data-dir", str(data_dir), "--epochs", "2", "--train-subset", "2000",
-                     "--set", "data.val_size=1000", "--set", "schedule.cycle_epochs=1",
-                     "--set", "swa.start=1")
+                     "--set", "data.val_size=1000", "--set", "data.test_subset=2000",
+                     "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1")
     assert result.returncode == 0, result.stderr
     assert f"report: {out}/tiny/report/report.html" in result.stdout
     return out / "tiny"
@@ -79,15 +81,33 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
-def run_main(*args: str) -> subprocess.CompletedProcess:
+def run_main(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``fashionbench ARGS`` run by main() in this process: no interpreter and torch
-    start-up to pay for, and the exit status and output a subprocess's would have."""
+    start-up to pay for (seconds a call), and the exit status and output a subprocess's
+    would have. For commands that train nothing; ``env`` is set for the call only."""
     from fashionbench.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        status = main(list(args))
+    with redirect_stdout(out), redirect_stderr(err), environment(env or {}):
+        try:
+            status = main(list(args))
+        except SystemExit as e:  # argparse: a usage error (2), or --help (0)
+            status = e.code
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
+
+
+@contextmanager
+def environment(values: dict):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def write_idx(path: Path, header: bytes, body: bytes) -> Path:

@@ -45,10 +45,13 @@ def assert_one_line_error(result, *fragments, status=2):
     (["evaluate", "/nonexistent-run"], ["not a run folder"], 1),
 ])
 def test_user_mistakes_give_one_line_errors(args, fragments, status, tmp_path):
-    assert_one_line_error(run_cli(*args), *fragments, status=status)
+    """In this process (main() as the command line calls it), to spare an interpreter
+    start-up each; the test below runs one mistake through the installed entry point."""
+    assert_one_line_error(run_main(*args), *fragments, status=status)
 
 
 def test_argparse_errors_are_short_too():
+    """Through a real interpreter: what a user's shell shows, exit status included."""
     result = run_cli("train", "basic_cnn", "--epochs", "x")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr == ("fashionbench train: error: argument --epochs: expected a whole number, "
@@ -56,12 +59,12 @@ def test_argparse_errors_are_short_too():
 
 
 def test_help_lists_commands_and_options():
-    top = run_cli("--help")
+    top = run_main("--help")
     assert top.returncode == 0
     for command in ("train", "one-vs-all", "evaluate", "reproduce", "report", "lr-find", "table", "audit",
                     "models", "ensemble", "specialists", "predict", "export", "data"):
         assert command in top.stdout
-    train = run_cli("train", "--help")
+    train = run_main("train", "--help")
     for option in ("--epochs", "--batch-size", "--lr", "--seed", "--device", "--data-dir", "--out",
                    "--name", "--train-subset", "--config", "--set", "--resume"):
         assert option in train.stdout
@@ -70,7 +73,7 @@ def test_help_lists_commands_and_options():
 def test_models_command_lists_every_architecture_with_its_cost():
     from fashionbench.models import MODELS, build_model, count_parameters
 
-    result = run_cli("models")
+    result = run_main("models")
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
     assert set(lines) == set(MODELS)
@@ -81,7 +84,7 @@ def test_models_command_lists_every_architecture_with_its_cost():
 
 
 def test_data_command_prints_location_and_sums(data_dir):
-    result = run_cli("data", "--data-dir", str(data_dir))
+    result = run_main("data", "--data-dir", str(data_dir))
     assert result.returncode == 0 and str(data_dir) in result.stdout
     assert "8d4fb7e6c68d591d4c3dfef9ec88bf0d  train-images-idx3-ubyte.gz" in result.stdout
 
@@ -95,27 +98,27 @@ def test_train_then_evaluate_then_refuse_to_overwrite(data_dir, tmp_path):
     assert f"results: {tmp_path}/r/summary.json" in result.stdout
     assert "epoch   1/1  lr" in result.stdout and "\r" not in result.stderr  # plain lines off a tty
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    evaluated = run_cli("evaluate", str(tmp_path / "r"), "--split", "test", "--data-dir", str(data_dir))
+    evaluated = run_main("evaluate", str(tmp_path / "r"), "--split", "test", "--data-dir", str(data_dir))
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
     assert report["weights"] == "swa" and report["split"] == "test"
     assert report["acc"] == pytest.approx(summary["test_acc"], abs=1e-6)
-    assert_one_line_error(run_cli(*args), "already exists", status=1)
-    assert_one_line_error(run_cli("train", "--resume", str(tmp_path / "r"), "--data-dir", str(data_dir)),
+    assert_one_line_error(run_main(*args), "already exists", status=1)
+    assert_one_line_error(run_main("train", "--resume", str(tmp_path / "r"), "--data-dir", str(data_dir)),
                           "already complete", status=1)
-    assert_one_line_error(run_cli("train", "--resume", str(tmp_path / "r"), "--epochs", "3"),
+    assert_one_line_error(run_main("train", "--resume", str(tmp_path / "r"), "--epochs", "3"),
                           "drop the other training options")
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
-    result = run_cli("train", "basic_cnn", "--out", str(tmp_path / "runs"), "--name", "x", "--dry-run",
+    result = run_main("train", "basic_cnn", "--out", str(tmp_path / "runs"), "--name", "x", "--dry-run",
                      env={"FASHIONBENCH_DATA_DIR": str(tmp_path / "no-data")})  # needs no dataset
     assert result.returncode == 0, result.stderr
     for line in ("basic_cnn, 732,114 parameters", "55,000 training / 5,000 validation / 10,000 test",
                  "30 x 429 steps of 128", "ends of epochs 20, 21, ..., 30 (11 snapshots)",
                  f"run folder: {tmp_path}/runs/x", "nothing written"):
         assert line in result.stdout
-    reproduce = run_cli("reproduce", "--models", "mini_vgg", "--seeds", "0,1", "--out", str(tmp_path / "r"),
+    reproduce = run_main("reproduce", "--models", "mini_vgg", "--seeds", "0,1", "--out", str(tmp_path / "r"),
                         "--dry-run")
     assert reproduce.returncode == 0, reproduce.stderr
     assert "[2/2] mini_vgg seed 1: would train in" in reproduce.stdout
@@ -148,7 +151,7 @@ def test_a_run_too_short_to_average_warns_once_and_trains_without_swa(data_dir, 
 
 
 def test_a_runs_config_repeats_it_without_naming_the_model(tiny_run, tmp_path):
-    result = run_cli("train", "--config", str(tiny_run / "config.yaml"), "--out", str(tmp_path), "--dry-run")
+    result = run_main("train", "--config", str(tiny_run / "config.yaml"), "--out", str(tmp_path), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "model:      basic_cnn" in result.stdout and "2,000 training / 1,000 validation" in result.stdout
 

@@ -12,7 +12,7 @@ from fashionbench import data as fm
 from fashionbench.data import FILES, load_fashion_mnist, parse_idx, read_idx, stratified_split
 from fashionbench.errors import FashionbenchError, UsageError
 
-from conftest import run_cli, write_idx
+from conftest import run_main, write_idx
 from test_cli import assert_one_line_error
 
 
@@ -98,14 +98,14 @@ def test_corrupt_file_gives_one_line_error_and_is_kept(data_dir, tmp_path):
     labels[100] = (labels[100] + 1) % 10  # still well-formed, but not the original
     target.write_bytes(gzip.compress(bytes(labels)))
     before = target.read_bytes()
-    result = run_cli("data", "--data-dir", str(folder))
+    result = run_main("data", "--data-dir", str(folder))
     assert result.returncode == 1  # a data problem, not a usage error
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert str(target) in result.stderr and "checksum mismatch" in result.stderr
     assert target.read_bytes() == before  # never overwritten
 
     target.write_bytes(before[: len(before) // 2])
-    result = run_cli("data", "--data-dir", str(folder))
+    result = run_main("data", "--data-dir", str(folder))
     assert result.returncode == 1 and "short read" in result.stderr
 
 
@@ -163,7 +163,7 @@ def test_missing_named_folder_is_not_created(tmp_path, how):
     args = ["data", "--data-dir", str(typo)] if how == "--data-dir" else ["data"]
     if how == "--data-dir":
         env[fm.DATA_DIR_ENV] = str(tmp_path / "also-missing")
-    result = run_cli(*args, env=env)
+    result = run_main(*args, env=env)
     fix = f"drop --data-dir and unset ${fm.DATA_DIR_ENV}" if how == "--data-dir" else f"unset ${fm.DATA_DIR_ENV}"
     assert_one_line_error(result, f"{typo} (from {how}): no such folder", "Fashion-MNIST", fix, status=1)
     assert len(result.stderr) < 300 + len(str(typo)), result.stderr
@@ -234,7 +234,7 @@ def test_unpacked_idx_files_are_accepted(data, data_dir, tmp_path, monkeypatch):
 def test_data_command_prints_the_sums_of_the_files_read(data_dir, tmp_path):
     folder = gunzip_dataset(data_dir, tmp_path / "unpacked")
     shutil.copy(data_dir / "t10k-labels-idx1-ubyte.gz", folder)
-    result = run_cli("data", "--data-dir", str(folder), env={fm.MIRROR_ENV: f"file://{tmp_path}/nowhere/"})
+    result = run_main("data", "--data-dir", str(folder), env={fm.MIRROR_ENV: f"file://{tmp_path}/nowhere/"})
     assert result.returncode == 0, result.stderr
     assert "f4a8712d7a061bf5bd6d2ca38dc4d50a  train-images-idx3-ubyte\n" in result.stdout
     assert "bb300cfdad3c16e7a12a480ee83cd310  t10k-labels-idx1-ubyte.gz\n" in result.stdout
@@ -259,14 +259,14 @@ def test_wrong_unpacked_file_is_a_checksum_error(data_dir, tmp_path, monkeypatch
     labels = bytearray(target.read_bytes())
     labels[100] = (labels[100] + 1) % 10  # still well-formed, but not the original
     target.write_bytes(bytes(labels))
-    result = run_cli("data", "--data-dir", str(folder))
+    result = run_main("data", "--data-dir", str(folder))
     assert_one_line_error(result, f"{target}: checksum mismatch", fm.UNPACKED_FILES[target.name], status=1)
     assert target.read_bytes() == bytes(labels)  # never overwritten
     assert not (folder / "t10k-labels-idx1-ubyte.gz").exists()
 
 
 def test_train_subset_larger_than_what_val_size_leaves():
-    result = run_cli("train", "basic_cnn", "--set", "data.val_size=59990", "--train-subset", "500", "--dry-run")
+    result = run_main("train", "basic_cnn", "--set", "data.val_size=59990", "--train-subset", "500", "--dry-run")
     assert_one_line_error(result, "data.train_subset 500 is larger than the 10 training images left "
                           "after data.val_size 59990", status=2)
 

@@ -76,13 +76,13 @@ def test_an_ensemble_of_one_run_is_that_run(tiny_run, data_dir, tmp_path):
     assert summary["results"]["ensemble"]["test"]["loss"] == pytest.approx(
         single["results"]["swa"]["test"]["loss"], abs=1e-4)
     assert (tmp_path / "one" / "report" / "report.html").exists()
-    table = run_cli("table", str(tmp_path / "one"), str(tiny_run), "--out", str(tmp_path / "t"))
+    table = run_main("table", str(tmp_path / "one"), str(tiny_run), "--out", str(tmp_path / "t"))
     assert table.returncode == 0 and "| ensemble mean: basic_cnn x1 | - |" in table.stdout
 
 
 def test_ensemble_mistakes_give_one_line_errors(tiny_run, tmp_path):
-    assert_one_line_error(run_cli("ensemble", str(tmp_path / "nope")), "not a run folder", status=1)
-    bad = run_cli("ensemble", str(tiny_run), "--method", "median")
+    assert_one_line_error(run_main("ensemble", str(tmp_path / "nope")), "not a run folder", status=1)
+    bad = run_main("ensemble", str(tiny_run), "--method", "median")
     assert bad.returncode == 2 and "invalid choice: 'median'" in bad.stderr
     assert "Traceback" not in bad.stderr
 
@@ -117,7 +117,8 @@ def test_platt_scaling_lowers_nll_of_an_overconfident_score():
 def test_one_vs_all_head_trains(data_dir, tmp_path):
     result = run_cli("train", "basic_cnn", "--head", "ova", "--out", str(tmp_path), "--name", "h",
                      "--epochs", "1", "--train-subset", "2000", "--set", "data.val_size=1000",
-                     "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1", "--report",
+                     "--set", "data.test_subset=1000", "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1",
+                     "--report",
                      "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "h" / "summary.json").read_text())
@@ -125,8 +126,9 @@ def test_one_vs_all_head_trains(data_dir, tmp_path):
     assert (tmp_path / "h" / "report" / "report.html").exists()
 
 
+# Small evaluation slices: every member evaluates both splits, most of a run's time.
 ONE_VS_ALL = ["one-vs-all", "basic_cnn", "--epochs", "1", "--batch-size", "50",
-              "--train-subset", "500", "--set", "data.val_size=500", "--set", "data.test_subset=500",
+              "--train-subset", "500", "--set", "data.val_size=200", "--set", "data.test_subset=200",
               "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1"]
 
 
@@ -143,8 +145,8 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(ova_run, dat
     summary = json.loads((run / "summary.json").read_text())
     assert sorted(p.name for p in run.glob("class-*")) == [f"class-{c}" for c in range(10)]
     member = json.loads((run / "class-3" / "summary.json").read_text())
-    assert member["variant"] == "binary: Dress against the rest" and member["test_size"] == 500
-    assert summary["weights"] == "ova" and summary["test_size"] == 500 and summary["test_acc"] > 0.3
+    assert member["variant"] == "binary: Dress against the rest" and member["test_size"] == 200
+    assert summary["weights"] == "ova" and summary["test_size"] == 200 and summary["test_acc"] > 0.3
     assert summary["kind"] == "one-vs-all" and summary["schema"] == 2
     assert "one_vs_all" not in (run / "config.yaml").read_text()  # the command, not a config key
     assert len(summary["calibration"]) == 10 and (run / "report" / "report.html").exists()
@@ -162,7 +164,7 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(ova_run, dat
     proc.wait()
     assert (killed / "class-2" / "summary.json").exists()
     assert not (killed / "class-3" / "summary.json").exists() and not (killed / "summary.json").exists()
-    wrong = run_cli("train", "--resume", str(killed), "--data-dir", str(data_dir))
+    wrong = run_main("train", "--resume", str(killed), "--data-dir", str(data_dir))
     assert wrong.returncode == 2 and f"resume it with fashionbench one-vs-all --resume {killed}" in wrong.stderr
     resumed = run_cli("one-vs-all", "--resume", str(killed), "--data-dir", str(data_dir))
     assert resumed.returncode == 0, resumed.stderr

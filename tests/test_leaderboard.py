@@ -10,7 +10,7 @@ from fashionbench.errors import FashionbenchError
 from fashionbench.leaderboard import collect, find_runs, mean_std, to_csv, to_markdown
 from fashionbench.runs import read_summary
 
-from conftest import run_cli
+from conftest import run_main
 
 
 def fake_run(root, name, model, seed, acc, last_acc, seconds=10.0, test_size=10_000, changes=(),
@@ -169,7 +169,7 @@ def test_table_command_skips_a_corrupt_run_and_still_writes_the_table(tmp_path):
     fake_run(root, "good", "basic_cnn", 0, 0.94, 0.93)
     bad = fake_run(root, "bad", "mini_vgg", 0, 0.95, 0.95)
     (bad / "config.yaml").write_text("::: not yaml")
-    result = run_cli("table", str(root), "--out", str(tmp_path / "out"))
+    result = run_main("table", str(root), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"fashionbench: warning: {bad}") and line.endswith("; skipped")

@@ -11,7 +11,7 @@ from PIL import Image
 from fashionbench import inference, predict
 from fashionbench.data import CLASSES
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 
 N = 2000  # test images: enough to measure agreement to a fraction of a percent, in seconds
 
@@ -127,10 +127,10 @@ def test_cli_reads_other_formats_and_writes_json(tiny_run, test_images, tmp_path
 
 
 def test_cli_refuses_a_top_k_out_of_range(tiny_run, tmp_path):
-    result = run_cli("predict", str(tiny_run), str(tmp_path), "--top-k", "11")
+    result = run_main("predict", str(tiny_run), str(tmp_path), "--top-k", "11")
     assert result.returncode == 2
     assert result.stderr.strip() == "fashionbench: error: --top-k must be between 1 and 10, not 11"
-    result = run_cli("predict", str(tiny_run), str(tmp_path), "--top-k", "0")  # caught as it is read
+    result = run_main("predict", str(tiny_run), str(tmp_path), "--top-k", "0")  # caught as it is read
     assert result.returncode == 2
     assert result.stderr.strip() == ("fashionbench predict: error: argument --top-k: must be at least 1, "
                                      "got 0 (see fashionbench predict --help)")

@@ -30,7 +30,7 @@ from fashionbench.report import (
 from fashionbench.schedule import SchedulePlan
 from fashionbench.training import Trainer
 
-from conftest import run_cli, small_config
+from conftest import run_cli, run_main, small_config
 from test_cli import assert_one_line_error
 
 
@@ -181,7 +181,7 @@ def test_train_report_agrees_with_the_summary(tiny_run):
     summary = json.loads((tiny_run / "summary.json").read_text())
     report = json.loads((tiny_run / "report" / "report.json").read_text())
     assert report["accuracy"] == pytest.approx(summary["test_acc"], abs=1e-4)
-    assert sum(map(sum, report["confusion"])) == 10_000
+    assert sum(map(sum, report["confusion"])) == summary["test_size"] == 2000
     assert report["headline"]["accuracy, SWA model"] == f"{100 * summary['test_acc']:.2f}%"
     assert len(decode_images((tiny_run / "report" / "report.html").read_text())) == 4
 
@@ -192,8 +192,8 @@ def test_report_command_on_validation_and_errors(tiny_run, data_dir):
     assert result.returncode == 0, result.stderr
     report = json.loads((tiny_run / "report-val" / "report.json").read_text())
     assert sum(map(sum, report["confusion"])) == 1000
-    assert_one_line_error(run_cli("report", str(tiny_run), "--errors", "0"), "--errors")
-    assert_one_line_error(run_cli("report", str(tiny_run.parent / "nope")), "not a run folder", status=1)
+    assert_one_line_error(run_main("report", str(tiny_run), "--errors", "0"), "--errors")
+    assert_one_line_error(run_main("report", str(tiny_run.parent / "nope")), "not a run folder", status=1)
 
 
 def test_audit_lists_confident_disagreements(tiny_run, data_dir):
@@ -210,12 +210,12 @@ def test_audit_lists_confident_disagreements(tiny_run, data_dir):
 
 
 def test_table_command_writes_three_formats(tiny_run, tmp_path):
-    result = run_cli("table", str(tiny_run.parent), "--out", str(tmp_path))
+    result = run_main("table", str(tiny_run.parent), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "| basic_cnn | custom" in result.stdout  # 2 epochs on a subset is not the recipe
     assert {p.name for p in tmp_path.iterdir()} == {"table.md", "table.csv", "table.html"}
     assert "https://" not in (tmp_path / "table.html").read_text()
-    assert_one_line_error(run_cli("table", str(tmp_path / "empty-nothing")), "no such folder", status=1)
+    assert_one_line_error(run_main("table", str(tmp_path / "empty-nothing")), "no such folder", status=1)
 
 
 def test_smoothing_is_a_bias_corrected_moving_average():
@@ -246,7 +246,7 @@ def test_lr_find_command(data_dir, tmp_path):
     assert "suggested max LR:" in result.stdout
     assert Image.open(tmp_path / "lr_find-basic_cnn.png").size[0] > 100
     assert len((tmp_path / "lr_find-basic_cnn.csv").read_text().splitlines()) > 20
-    assert_one_line_error(run_cli("lr-find", "basic_cnn", "--start", "1", "--end", "0.1"),
+    assert_one_line_error(run_main("lr-find", "basic_cnn", "--start", "1", "--end", "0.1"),
                           "need --start < --end", status=2)
 
 

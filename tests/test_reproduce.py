@@ -9,7 +9,7 @@ import pytest
 
 from fashionbench.models import reference_figures
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 from test_cli import assert_one_line_error
 
 
@@ -17,7 +17,7 @@ from test_cli import assert_one_line_error
 def smoke(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
     result = run_cli("reproduce", "--budget", "smoke", "--seeds", "0", "--out", str(out),
-                     "--data-dir", str(data_dir), timeout=1500)
+                     "--data-dir", str(data_dir), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -27,7 +27,7 @@ def test_every_model_trains_averages_and_reports(smoke):
     for model in reference_figures():
         summary = json.loads((out / "runs" / f"{model}-s0" / "summary.json").read_text())
         assert summary["model"] == model and summary["weights"] == "swa"
-        assert summary["swa_snapshots"] == 2 and summary["train_size"] == 400
+        assert summary["swa_snapshots"] == 2 and summary["train_size"] == 160
         assert summary["test_size"] == 100 and summary["epochs"] == 2
     table = (out / "table.md").read_text()
     assert "Smoke runs" in table and table in result.stdout
@@ -54,7 +54,7 @@ def test_complete_runs_are_skipped_and_interrupted_ones_resumed(smoke, data_dir)
 def test_a_different_budget_never_reuses_runs(smoke, data_dir):
     out, _ = smoke
     assert_one_line_error(
-        run_cli("reproduce", "--models", "basic_cnn", "--seeds", "0", "--out", str(out),
+        run_main("reproduce", "--models", "basic_cnn", "--seeds", "0", "--out", str(out),
                 "--data-dir", str(data_dir)),
         "trained with another configuration", status=1)
 
@@ -65,4 +65,4 @@ def test_a_different_budget_never_reuses_runs(smoke, data_dir):
     (["--models", ","], "argument --models: is empty"),
 ])
 def test_bad_options_give_one_line_errors(args, fragment, tmp_path):
-    assert_one_line_error(run_cli("reproduce", "--out", str(tmp_path), *args), fragment)
+    assert_one_line_error(run_main("reproduce", "--out", str(tmp_path), *args), fragment)

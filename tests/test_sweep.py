@@ -172,20 +172,20 @@ def check_two_workers(data_dir: Path, tmp_path: Path, storage: str | None) -> tu
 def test_two_workers_share_one_sqlite_study_and_the_best_trial_trains(data_dir, tmp_path):
     out, _ = check_two_workers(data_dir, tmp_path, None)
     # table reads trials like any runs: six validation-only rows
-    table = run_cli("table", str(out / "two"), "--out", str(tmp_path / "table"))
+    table = run_main("table", str(out / "two"), "--out", str(tmp_path / "table"))
     assert table.returncode == 0, table.stderr
     rows = [line for line in table.stdout.splitlines() if line.startswith("| basic_cnn")]
     assert len(rows) == 6 and all(line.split("|")[3].strip() == "-" for line in rows)
     assert "validation-only runs" in table.stdout and "Smoke runs" not in table.stdout
     # report and ensemble take trials too (the user's own choice of split, after the search)
-    report = run_cli("report", str(out / "two" / "trial-1"), "--split", "val", "--data-dir", str(data_dir))
+    report = run_main("report", str(out / "two" / "trial-1"), "--split", "val", "--data-dir", str(data_dir))
     assert report.returncode == 0 and (out / "two" / "trial-1" / "report-val" / "report.html").exists(), \
         report.stderr
-    ensemble = run_cli("ensemble", str(out / "two" / "trial-0"), str(out / "two" / "trial-1"), "--out",
+    ensemble = run_main("ensemble", str(out / "two" / "trial-0"), str(out / "two" / "trial-1"), "--out",
                        str(tmp_path / "ens"), "--name", "e", "--data-dir", str(data_dir))
     assert ensemble.returncode == 0, ensemble.stderr
     # the best trial as a recipe, which trains (and, as a recipe, is evaluated on test)
-    best = run_cli("sweep", "--best", "two", "--out", str(out))
+    best = run_main("sweep", "--best", "two", "--out", str(out))
     assert best.returncode == 0, best.stderr
     assert "parameter importances" in best.stdout
     recipe = out / "two" / "best.yaml"
@@ -293,8 +293,9 @@ def test_a_bad_region_is_pruned_and_no_trial_sees_the_test_split(data, tmp_path,
 
 
 def test_a_killed_worker_leaves_its_trial_failed_and_another_goes_on(data_dir, tmp_path):
+    # Trials of two epochs of 1,000 images, each longer than the second the kill waits.
     out, space = tmp_path / "sweeps", write_space(
-        tmp_path, {**TINY, "budget": {**TINY["budget"], "epochs": 2, "data.train_subset": 2000}})
+        tmp_path, {**TINY, "budget": {**TINY["budget"], "epochs": 2, "data.train_subset": 1000}})
     args = ["--data-dir", str(data_dir), "--heartbeat", "1"]
     first = start_worker(out, space, "killed", 2, *args)
     for line in first.stdout:  # kill it once it is training trial 0, mid-epoch

@@ -93,8 +93,8 @@ def cli(*args):
 
 def test_resume_after_kill_matches_uninterrupted(data_dir, tmp_path):
     # On the CPU: the kill's timing is a CPU's (a GPU finishes first), and exact repeats are.
-    args = ["basic_cnn", "--device", "cpu", "--out", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "4",
-            "--train-subset", "3000", "--set", "data.val_size=500", "--set", "data.test_subset=1000",
+    args = ["basic_cnn", "--device", "cpu", "--out", str(tmp_path), "--data-dir", str(data_dir), "--epochs", "3",
+            "--train-subset", "2000", "--set", "data.val_size=500", "--set", "data.test_subset=500",
             "--set", "swa.start=2",
             "--set", "schedule.cycle_epochs=1", "--set", "precision=fp32", "--set", "swa.lr=2e-3"]
     subprocess.run(cli(*args, "--name", "whole"), check=True, capture_output=True, timeout=600)

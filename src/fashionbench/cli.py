@@ -220,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=comma_list(int), default=[0, 1, 2], metavar="S,S,...",
                    help="seeds (default: 0,1,2)")
     r.add_argument("--budget", choices=sorted(BUDGETS), default="full",
-                   help="full: each recipe as written (default); smoke: a few hundred steps "
-                        "on small slices, to check the machinery")
+                   help="full: each recipe as written (default); smoke: 40 steps of 8 images "
+                        "per model, to check the machinery")
     out_option("results", "output folder")(r)
     r.add_argument("--dry-run", action="store_true",
                    help="list every run it would train, resume or keep, and check their configs; "

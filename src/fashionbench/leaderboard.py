@@ -191,7 +191,7 @@ def cells(row: Row) -> list[str]:
 def notes(rows: list[Row]) -> list[str]:
     out = []
     if any(r.test_acc and r.test_size < 10_000 for r in rows):
-        out.append("Smoke runs: evaluated on a test subset after a few hundred steps. "
+        out.append("Smoke runs: short runs evaluated on a test subset. "
                    "These figures test the machinery and say nothing about the models.")
     out.append("Test accuracy of the reported model (SWA weights where SWA is on), mean ± sample "
                "std over seeds; the reference project's single runs, chosen on the test set, "
