@@ -70,7 +70,14 @@ def test_all_keys_lists_nested_keys():
     assert "optim.lr" in keys and "swa.start" in keys and "augment.erase" in keys
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+PUBLISHED = sorted(path.stem for path in BEFORE_SWA_START.glob("*.yaml"))  # the recipes of that time
+
+
+def test_every_published_recipe_is_still_a_model():
+    assert len(PUBLISHED) == 8 and set(PUBLISHED) <= set(MODELS)
+
+
+@pytest.mark.parametrize("model", PUBLISHED)
 def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     """A recipe's fractional swa.start, at its default epochs, gives exactly the config
     the recipe resolved to when SWA's start was an epoch number."""
@@ -79,7 +86,7 @@ def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     before = yaml.safe_load((BEFORE_SWA_START / f"{model}.yaml").read_text())
     assert before.pop("one_vs_all") is False  # retired since: one-vs-all is a command
     assert resolved.pop("dropout") is True and resolved.pop("sync_bn") is True  # new keys, defaults as before
-    assert resolved.pop("eval") == {"test": True}  # new: trials of a sweep set it false
+    assert resolved.pop("eval") == {"test": True, "tta": False}  # new keys: a sweep's trials, flip TTA
     assert resolved == before
 
 

@@ -7,6 +7,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from fashionbench.inference import FlipTTA, evaluate, evaluate_run, for_evaluation, load_model, load_run
 from fashionbench.runs import load_torch
 from fashionbench.splits import MEAN, STD
 from fashionbench.training import Trainer, train_or_resume
@@ -115,3 +116,31 @@ def test_resume_after_kill_matches_uninterrupted(data_dir, tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert results_without_timing(tmp_path / "killed") == results_without_timing(tmp_path / "whole")
+
+
+def test_flip_tta_averages_the_logits_of_an_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10)).eval()
+    x = torch.randn(4, 1, 28, 28)
+    cfg = small_config("eval.tta=true")
+    wrapped = for_evaluation(model, cfg)
+    assert isinstance(wrapped, FlipTTA) and wrapped.state_dict().keys() == {f"model.{k}" for k in model.state_dict()}
+    assert torch.allclose(wrapped(x), (model(x) + model(x.flip(-1))) / 2)
+    assert not torch.allclose(wrapped(x), model(x))  # the mirror image is another input
+    assert for_evaluation(model, small_config()) is model  # off by default
+
+
+def test_a_tta_run_is_evaluated_and_served_with_tta(data, tmp_path):
+    """eval.tta: every figure of the run is of the flip-averaged model, the weights saved
+    are the network's own, and the model loaded back (predict, export, evaluate) is the
+    one the figures describe."""
+    summary = train_or_resume(small_config("eval.tta=true", "epochs=1", "swa.enabled=false",
+                                           "data.train_subset=1000"), data, tmp_path / "run")
+    saved = load_torch(tmp_path / "run" / "model.pt")
+    assert not any(k.startswith("model.") for k in saved["state_dict"])
+    loaded = load_model(tmp_path / "run")
+    assert isinstance(loaded.model, FlipTTA)
+    assert evaluate_run(tmp_path / "run", data, "val")["acc"] == summary.accuracy("last", "val")
+    plain = evaluate(loaded.model.model, load_run(tmp_path / "run", data).splits["val"], loaded.precision,
+                     loaded.cfg.channels_last)
+    assert plain["loss"] != summary.results["last"]["val"]["loss"]  # the figures are TTA's, not the plain model's

@@ -75,6 +75,10 @@ class EvalConfig:
     # false: the final evaluation sees the validation split only, no test figure anywhere
     # in the run (a sweep's trials: a search must not see the test set).
     test: bool = True
+    # Flip test-time augmentation: the model's logits on each image and on its mirror
+    # image, averaged; in every evaluation of the run and in the model it serves
+    # (predict, export), so a figure and the model that earned it never part.
+    tta: bool = False
 
 
 @dataclass

@@ -24,6 +24,25 @@ from .splits import Split, normalize, prepare_splits, to_float
 EVAL_BATCH = 1000
 
 
+class FlipTTA(nn.Module):
+    """A model evaluated on each image and on its horizontal mirror, logits averaged:
+    garments are (nearly) left-right symmetric, so the two views are two draws of one
+    image, and their mean is a cheaper ensemble than a second network."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.model(x) + self.model(x.flip(-1))) / 2
+
+
+def for_evaluation(model: nn.Module, cfg: Config) -> nn.Module:
+    """The model as the run evaluates and serves it (``eval.tta``); its weights are the
+    trained model's own, saved without the wrapper."""
+    return FlipTTA(model) if cfg.eval.tta else model
+
+
 def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
@@ -112,7 +131,7 @@ def load_model(run_dir: Path, device: str | None = None) -> LoadedModel:
         model = build_model(saved["model"], saved.get("num_classes", 10))
     model.load_state_dict(saved["state_dict"])
     torch_device = resolve_device(cfg.device)
-    model = place_model(model, torch_device, cfg.channels_last).eval()
+    model = for_evaluation(place_model(model, torch_device, cfg.channels_last), cfg).eval()
     return LoadedModel(cfg, model, saved["weights"], torch_device,
                        resolve_precision(cfg.precision, torch_device))
 

@@ -29,7 +29,7 @@ from .data import FashionMNIST
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision
-from .inference import evaluate, loss_fn, place_model
+from .inference import evaluate, for_evaluation, loss_fn, place_model
 from .models import build_model, count_parameters
 from .runs import Summary
 from .schedule import SchedulePlan, steps_per_epoch
@@ -284,8 +284,7 @@ class Trainer:
                "train_loss": totals[0].item() / (steps * bs), "train_acc": totals[1].item() / (steps * bs)}
         seconds = time.perf_counter() - start  # after the values above are read: the steps are done
         val_start = time.perf_counter()
-        val = distributed.share(evaluate(self.model, self.splits["val"], self.precision, cfg.channels_last,
-                                         cfg.head) if world.is_main else None)
+        val = distributed.share(self.evaluate(self.model, "val") if world.is_main else None)
         if not math.isfinite(val["loss"]):
             raise self.diverged(f"at epoch {self.epoch + 1}'s end (validation loss {val['loss']})")
         row |= {"val_loss": val["loss"], "val_acc": val["acc"],
@@ -298,6 +297,12 @@ class Trainer:
                        f"{row['seconds']:.1f}s +{row['val_seconds']:.1f}s val  "
                        f"{row['images_per_s']:.0f} img/s")
         return row
+
+    def evaluate(self, model: nn.Module, split: str) -> dict:
+        """``model`` on one of the run's splits, as the run evaluates (precision, memory
+        layout, head, and flip TTA where ``eval.tta``)."""
+        cfg = self.cfg
+        return evaluate(for_evaluation(model, cfg), self.splits[split], self.precision, cfg.channels_last, cfg.head)
 
     def diverged(self, where: str) -> Diverged:
         """The one line that stops a diverged run: where, what to change, what is kept."""
@@ -341,16 +346,14 @@ class Trainer:
         cfg, splits = self.cfg, self.splits
         start = time.perf_counter()
         final_splits = ("val", "test") if cfg.eval.test else ("val",)  # eval.test false: a sweep's trial
-        results = {"last": {split: evaluate(self.model, splits[split], self.precision,
-                                            cfg.channels_last, cfg.head) for split in final_splits}}
+        results = {"last": {split: self.evaluate(self.model, split) for split in final_splits}}
         final, weights = self.model, "last"
         if self.swa_model:
             # Averaged weights need BatchNorm statistics of their own (Izmailov et al. 2018).
             with autocast(self.device, self.precision):
                 swa_utils.update_bn(bn_batches(splits["train"], cfg.batch_size, cfg.channels_last),
                                     self.swa_model, self.device)
-            results["swa"] = {split: evaluate(self.swa_model.module, splits[split], self.precision,
-                                              cfg.channels_last, cfg.head) for split in final_splits}
+            results["swa"] = {split: self.evaluate(self.swa_model.module, split) for split in final_splits}
             final, weights = self.swa_model.module, "swa"
         for split, result in results[weights].items():
             if not math.isfinite(result["loss"]):  # e.g. BatchNorm statistics that overflowed

@@ -120,5 +120,6 @@ from . import (  # noqa: E402,F401
     resnet,
     shake_shake,
     shufflenet_v2,
+    speedrun,
     wide_resnet,
 )

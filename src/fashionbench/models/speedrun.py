@@ -1,0 +1,55 @@
+"""SpeedrunNet: a network of our own for time-to-accuracy on 28x28x1 (not in the
+reference table).
+
+After Keller Jordan's airbench (CIFAR-10 speedruns, 2024), which follows Page's
+ResNet-9 DAWNBench entry: each group is a 3x3 convolution at the group's input
+resolution, then a 2x2 max-pool, then BatchNorm and GELU, then a second 3x3
+convolution at the pooled resolution. Pooling right after the first convolution
+puts half of each group's convolutions at a quarter of the pixels; the group's
+first convolution still sees the finer grid. No biases (BatchNorm follows every
+convolution), no dropout (the runs are too short to overfit), a global max-pool and
+one linear layer as the head, the logits scaled down (airbench's 1/9) so that the
+first steps' softmax is not saturated.
+
+For 28x28 inputs three groups take 28 to 14 to 7 to 3 pixels. The widths are kept
+small because on CPUs time is FLOPs: about 15 MFLOPs an image forward against
+BasicCNN's 52.
+"""
+
+from torch import nn
+
+from . import register
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant: the logits' temperature at initialization."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def _bn_gelu(channels: int) -> list[nn.Module]:
+    return [nn.BatchNorm2d(channels), nn.GELU()]
+
+
+def _group(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), *_bn_gelu(cout),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), *_bn_gelu(cout)]
+
+
+@register(paper="Jordan 2024, airbench: 94% on CIFAR-10 in 3.29 seconds (after Page 2018, ResNet-9)",
+          adaptation="a 3x3 stem of 24 channels at 28x28, then three conv-pool-conv groups "
+                     "taking 28 to 14 to 7 to 3 pixels at widths 32, 64, 128")
+def speedrun_net(num_classes: int = 10, widths: tuple[int, int, int, int] = (24, 32, 64, 128)) -> nn.Sequential:
+    """Conv24-BN-GELU, then three groups [Conv-MaxPool2-BN-GELU-Conv-BN-GELU] of 32, 64
+    and 128 channels, global max-pool, Dense10, logits x 1/9; about 0.30M parameters."""
+    stem, *groups = widths
+    layers: list[nn.Module] = [nn.Conv2d(1, stem, 3, padding=1, bias=False), *_bn_gelu(stem)]
+    for cin, cout in zip(widths, groups):
+        layers += _group(cin, cout)
+    return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                         nn.Linear(groups[-1], num_classes, bias=False), Scale(1 / 9))
