@@ -1,6 +1,6 @@
 """Documented commands cannot rot: every ``fashionbench ...`` line in a ```bash block
 of README.md or docs/**/*.md runs here. Training commands (``train``, ``reproduce``,
-``sweep``) run with ``--dry-run`` appended; the others run for real (``lr-find`` and
+``sweep``, ``speedrun``) run with ``--dry-run`` appended; the others run for real (``lr-find`` and
 ``specialists`` shortened to a few steps), in a folder of their own
 where every ``runs/NAME`` they mention is a copy of a tiny finished run (an
 interrupted one for ``--resume``), every study ``sweep --best`` names a copy of a
@@ -24,7 +24,7 @@ from conftest import run_cli
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-TRAINING = {"train", "one-vs-all", "reproduce", "sweep"}
+TRAINING = {"train", "one-vs-all", "reproduce", "sweep", "speedrun"}
 # Real runs made short: the command as written, with this appended (the last value wins).
 SHORTENED = {"lr-find": ["--steps", "20"], "specialists": ["--epochs", "1"]}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

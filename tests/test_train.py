@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -12,7 +13,7 @@ from fashionbench.runs import load_torch
 from fashionbench.splits import MEAN, STD
 from fashionbench.training import Trainer, train_or_resume
 
-from conftest import small_config
+from conftest import run_main, small_config
 
 
 class SnapshotTrainer(Trainer):
@@ -135,7 +136,7 @@ def test_a_tta_run_is_evaluated_and_served_with_tta(data, tmp_path):
     are the network's own, and the model loaded back (predict, export, evaluate) is the
     one the figures describe."""
     summary = train_or_resume(small_config("eval.tta=true", "epochs=1", "swa.enabled=false",
-                                           "data.train_subset=1000"), data, tmp_path / "run")
+                                           "data.train_subset=500", "data.val_size=500"), data, tmp_path / "run")
     saved = load_torch(tmp_path / "run" / "model.pt")
     assert not any(k.startswith("model.") for k in saved["state_dict"])
     loaded = load_model(tmp_path / "run")
@@ -144,3 +145,31 @@ def test_a_tta_run_is_evaluated_and_served_with_tta(data, tmp_path):
     plain = evaluate(loaded.model.model, load_run(tmp_path / "run", data).splits["val"], loaded.precision,
                      loaded.cfg.channels_last)
     assert plain["loss"] != summary.results["last"]["val"]["loss"]  # the figures are TTA's, not the plain model's
+
+
+def test_speedrun_trains_each_seed_and_times_it_apart_from_the_one_off_costs(data_dir, tmp_path):
+    """The command end to end on a tiny budget (its timing is not tested): two seeds,
+    each an ordinary finished run, and speedrun.json with the mean, the spread, the
+    median time, and the untimed costs beside it."""
+    result = run_main("speedrun", "--seeds", "2", "--epochs", "1", "--train-subset", "1000", "--set",
+                      "data.val_size=500", "--set", "data.test_subset=500", "--target", "50", "--out", str(tmp_path),
+                      "--name", "s", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "s" / "speedrun.json").read_text())
+    seeds = report["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1] and report["epochs"] == 1 and report["model"] == "speedrun_net"
+    for s in seeds:
+        summary = json.loads((tmp_path / "s" / f"seed-{s['seed']}" / "summary.json").read_text())
+        assert s["test_acc"] == summary["test_acc"] and summary["test_size"] == 500 and summary["seed"] == s["seed"]
+        assert s["seconds"] == summary["train_seconds"] + summary["swa_bn_seconds"] > 0
+        assert s["val_seconds"] == summary["val_seconds"] > 0
+    accs = [100 * s["test_acc"] for s in seeds]
+    assert report["test_acc_mean"] == pytest.approx(sum(accs) / 2)
+    assert report["test_acc_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+    assert report["median_seconds"] == pytest.approx(sum(s["seconds"] for s in seeds) / 2)
+    assert report["reached_target"] == (report["test_acc_mean"] >= 50)
+    assert report["data_seconds"] > 0 and report["warmup_seconds"] > 0 and not report["full_training_set"]
+    losses = [json.loads((tmp_path / "s" / f"seed-{k}" / "summary.json").read_text())["results"]["last"]["test"]["loss"]
+              for k in (0, 1)]
+    assert losses[0] != losses[1]  # two seeds, two trainings
+    assert "over 2 seed(s); target 50.00%" in result.stdout and "not a speedrun figure" in result.stdout

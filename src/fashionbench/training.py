@@ -347,12 +347,14 @@ class Trainer:
         start = time.perf_counter()
         final_splits = ("val", "test") if cfg.eval.test else ("val",)  # eval.test false: a sweep's trial
         results = {"last": {split: self.evaluate(self.model, split) for split in final_splits}}
-        final, weights = self.model, "last"
+        final, weights, bn_seconds = self.model, "last", 0.0
         if self.swa_model:
             # Averaged weights need BatchNorm statistics of their own (Izmailov et al. 2018).
+            bn_start = time.perf_counter()
             with autocast(self.device, self.precision):
                 swa_utils.update_bn(bn_batches(splits["train"], cfg.batch_size, cfg.channels_last),
                                     self.swa_model, self.device)
+            bn_seconds = time.perf_counter() - bn_start  # part of making the final model (a speedrun times it)
             results["swa"] = {split: self.evaluate(self.swa_model.module, split) for split in final_splits}
             final, weights = self.swa_model.module, "swa"
         for split, result in results[weights].items():
@@ -374,6 +376,7 @@ class Trainer:
             seconds_per_epoch=self.train_seconds / cfg.epochs,
             device=device_name(self.device), precision=self.precision, data_md5=self.data.md5,
             extra={"swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0,
+                   "swa_bn_seconds": bn_seconds,
                    "total_seconds": self.train_seconds + self.val_seconds + time.perf_counter() - start,
                    "world_size": self.world.size,
                    "backend": self.world.backend(self.device) if self.world.distributed else None,
