@@ -741,8 +741,7 @@ def cmd_speedrun(args: argparse.Namespace) -> None:
     data_seconds = time.perf_counter() - start
     warmup = speedrun.warm_up(cfg, data)
     if args.budget:
-        epochs = speedrun.epochs_for(args.budget, cfg, len(data.train_labels) - cfg.data.val_size
-                                     if cfg.data.train_subset is None else cfg.data.train_subset, warmup)
+        epochs = speedrun.epochs_for(args.budget, warmup)
         print(f"budget {args.budget:g} s: {epochs} epoch(s) at {warmup.seconds_per_step * 1000:.0f} ms a step")
         cfg = load_config(speedrun.RECIPE, None, overrides + [parse_override(f"epochs={epochs}")])
     try:

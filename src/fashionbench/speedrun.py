@@ -34,6 +34,7 @@ WARMUP_STEPS = 5
 class Warmup:
     seconds: float           # the throwaway model's steps, first ones included
     seconds_per_step: float  # after them: what a timed step costs
+    steps_per_epoch: int     # of the config warmed up (its training split and batch)
 
 
 def warm_up(cfg: Config, data: FashionMNIST, steps: int = WARMUP_STEPS) -> Warmup:
@@ -50,14 +51,13 @@ def warm_up(cfg: Config, data: FashionMNIST, steps: int = WARMUP_STEPS) -> Warmu
             loss, _ = trainer.train_step(images, labels)
             loss.item()  # waits for the device
         end = time.perf_counter()
-    return Warmup(warm - start, (end - warm) / steps)
+        return Warmup(warm - start, (end - warm) / steps, trainer.steps_per_epoch)
 
 
-def epochs_for(budget: float, cfg: Config, train_size: int, warmup: Warmup) -> int:
-    """The most epochs of ``cfg`` whose training steps fit in ``budget`` seconds at the
-    warmed-up step cost (at least one)."""
-    steps = max(1, train_size // cfg.batch_size)
-    return max(1, int(budget / (steps * warmup.seconds_per_step)))
+def epochs_for(budget: float, warmup: Warmup) -> int:
+    """The most epochs whose training steps fit in ``budget`` seconds at the warmed-up
+    step cost (at least one)."""
+    return max(1, int(budget / (warmup.steps_per_epoch * warmup.seconds_per_step)))
 
 
 def timed_seconds(summary: runs.Summary) -> float:
@@ -71,6 +71,7 @@ def speedrun(cfg: Config, data: FashionMNIST, seeds: list[int], out: Path, targe
     for i, seed in enumerate(seeds, 1):
         summary = train_or_resume(dataclasses.replace(cfg, seed=seed), data, out / f"seed-{seed}",
                                   f"[{i}/{len(seeds)}] {cfg.model} seed {seed}")
+        device = summary.device
         per_seed.append({"seed": seed, "run": str(out / f"seed-{seed}"), "test_acc": summary.test_acc,
                          "val_acc": summary.val_acc, "seconds": timed_seconds(summary),
                          "val_seconds": summary.val_seconds})
@@ -83,7 +84,7 @@ def speedrun(cfg: Config, data: FashionMNIST, seeds: list[int], out: Path, targe
         "data_seconds": data_seconds, "warmup_seconds": warmup.seconds,
         "seconds_per_step": warmup.seconds_per_step, "seeds": per_seed,
         "full_training_set": cfg.data.train_subset is None, **runs.environment(),
-        "device": per_seed and runs.read_summary(Path(per_seed[0]["run"])).device,
+        "device": device,
         "data_md5": data.md5,
     }
     runs.write_text(out / "speedrun.json", json.dumps(result, indent=2) + "\n")
