@@ -14,8 +14,8 @@ first steps' softmax is not saturated.
 For 28x28 inputs three groups take 28 to 14 to 7 to 3 pixels. The widths are kept
 small because on CPUs time is FLOPs (32 MFLOPs an image forward, BasicCNN 52), and
 multiples of 16: bf16 matrix units work in tiles of them, and a stem of 24 channels
-trained at 1,450 images/s against 2,070 for 16 (bf16, 2 CPU cores, batch 256,
-docs/experiments/speedrun.md).
+trained at about 1,500 images/s against 2,000 for 16 (bf16, 2 CPU cores, batch 256;
+benchmarks/speedrun_widths.py, docs/experiments/speedrun.md).
 """
 
 from torch import nn
