@@ -10,6 +10,12 @@ The variants run interleaved, round after round, so that a noisy, shared machine
 slows them alike; each figure is the median over rounds, and ratios are taken
 within each round before the median.
 
+How close to the machine: each variant's arithmetic rate, FLOPs per training image
+(three times the forward FLOPs that ``fashionbench models`` counts: the backward pass
+computes gradients for both the activations and the weights, two products per forward
+one) times images per second, against what the same threads reach on a large matrix
+product in the same precision (``--peak-size``), the attainable peak of these cores.
+
     python benchmarks/throughput.py [--model basic_cnn] [--steps 150] [--rounds 3]
 """
 
@@ -26,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from fashionbench.config import load_config, parse_override
 from fashionbench.data import load_fashion_mnist
 from fashionbench.hardware import cpu_has_native_bf16, resolve_precision
-from fashionbench.models import build_model
+from fashionbench.models import build_model, forward_flops
 from fashionbench.splits import MEAN, STD
 from fashionbench.training import Trainer
 
@@ -104,6 +110,19 @@ class Ours:
         return steps * self.batch_size / (time.perf_counter() - start)
 
 
+def matmul_peak(size: int, precision: str, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` products of two size x size matrices."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # the first call picks kernels and allocates
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="basic_cnn")
@@ -112,6 +131,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (conventional)")
     parser.add_argument("--with-compile", action="store_true",
                         help="also time our engine under torch.compile (compilation not counted)")
+    parser.add_argument("--peak-size", type=int, default=2048, help="matrix size of the peak measurement")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
 
@@ -153,6 +173,18 @@ def main() -> None:
     print(f"| equal precision, bf16 | {ratio(ours16, conv16):.2f}x |")
     if args.with_compile:
         print(f"| torch.compile vs eager, ours at {default} | {ratio(names[4], ours_default):.2f}x |")
+
+    # After the timed rounds, so that the product's heat and caches do not skew them.
+    peaks = {precision: matmul_peak(args.peak_size, precision) for precision in ("fp32", "bf16")}
+    train_flops = 3 * forward_flops(build_model(args.model))[0]
+    print(f"\n{args.model}: {train_flops / 1e6:.1f} MFLOPs per training image (3 x forward); "
+          f"{args.peak_size}x{args.peak_size} matrix product on {torch.get_num_threads()} threads: "
+          f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    print("\n| pipeline | GFLOP/s | of the matrix-product peak in its precision |\n|---|---:|---:|")
+    for name in names:
+        rate = train_flops * statistics.median(speeds[name])
+        peak = peaks["bf16" if "bf16" in name else "fp32"]
+        print(f"| {name} | {rate / 1e9:.0f} | {100 * rate / peak:.0f}% |")
 
 
 if __name__ == "__main__":

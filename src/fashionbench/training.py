@@ -342,6 +342,16 @@ class Trainer:
                 summary = self.finish()
         return distributed.share(summary if self.world.is_main else None)
 
+    def recompute_swa_bn(self) -> float:
+        """The averaged weights' BatchNorm statistics, recomputed on the training split
+        (averaged weights need statistics of their own: Izmailov et al. 2018); returns
+        the seconds it took."""
+        start = time.perf_counter()
+        with autocast(self.device, self.precision):
+            swa_utils.update_bn(bn_batches(self.splits["train"], self.cfg.batch_size, self.cfg.channels_last),
+                                self.swa_model, self.device)
+        return time.perf_counter() - start
+
     def finish(self) -> Summary:
         cfg, splits = self.cfg, self.splits
         start = time.perf_counter()
@@ -349,12 +359,7 @@ class Trainer:
         results = {"last": {split: self.evaluate(self.model, split) for split in final_splits}}
         final, weights, bn_seconds = self.model, "last", 0.0
         if self.swa_model:
-            # Averaged weights need BatchNorm statistics of their own (Izmailov et al. 2018).
-            bn_start = time.perf_counter()
-            with autocast(self.device, self.precision):
-                swa_utils.update_bn(bn_batches(splits["train"], cfg.batch_size, cfg.channels_last),
-                                    self.swa_model, self.device)
-            bn_seconds = time.perf_counter() - bn_start  # part of making the final model (a speedrun times it)
+            bn_seconds = self.recompute_swa_bn()  # part of making the final model (a speedrun times it)
             results["swa"] = {split: self.evaluate(self.swa_model.module, split) for split in final_splits}
             final, weights = self.swa_model.module, "swa"
         for split, result in results[weights].items():
