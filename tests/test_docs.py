@@ -102,7 +102,7 @@ def write_image(path: Path, image: np.ndarray) -> None:
 
 
 def stage(argv: list[str], folder: Path, run: Path, images: np.ndarray) -> None:
-    """Put in ``folder`` every run and image that ``argv`` mentions."""
+    """Put in ``folder`` every run, image and repository file that ``argv`` mentions."""
     resume = "--resume" in argv
     for arg in argv:
         path = Path(arg)
@@ -113,6 +113,9 @@ def stage(argv: list[str], folder: Path, run: Path, images: np.ndarray) -> None:
                 if resume:  # interrupted after its first epoch: no final model, no summary
                     (copy / "summary.json").unlink()
                     (copy / "model.pt").unlink()
+        elif path.parts[:1] == ("docs",) and (ROOT / path).is_file():  # a file of the repository, e.g. a space
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / path, folder / path)
     if argv[0] == "predict":
         for arg in argv[2:]:
             if arg.startswith("-"):
