@@ -29,8 +29,9 @@ from .training import Trainer, train_or_resume
 RECIPE = "speedrun_net"
 # The warm-up: steps that pay the one-off costs, then steps that measure a step's cost.
 # Five timed steps overestimated it by a fifth on 2 CPU cores (81 ms a step against
-# the 68 the run then took: 17 epochs chosen for 300 s, 245 s trained), so --budget
-# left time unused; twenty cost about 1.5 s and say what the run will take.
+# about 65 in the run: 17 epochs chosen for 300 s, 190 to 241 s trained), so --budget
+# left time unused. Twenty cost about 1.5 s and came closer (73 ms guessed against
+# about 67 run, at 120 s), still on the safe side on a machine whose speed varies.
 WARMUP_STEPS = 5
 TIMED_STEPS = 20
 
