@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
 
-.PHONY: run test test-fast lint data bench clean
+.PHONY: run test test-fast lint data bench notebook clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ data: $(READY)  ## download and verify the dataset
 
 bench: $(READY)  ## training throughput against a conventional DataLoader pipeline
 	$(BIN)/python benchmarks/throughput.py
+
+# The walkthrough at the full budget (three seeds of BasicCNN's recipe): the executed
+# notebook and an HTML copy in runs/notebook, beside the runs it trains.
+notebook: $(READY)  ## run notebooks/walkthrough.ipynb at the full budget into runs/notebook
+	mkdir -p runs/notebook
+	$(BIN)/jupyter nbconvert --to notebook --execute notebooks/walkthrough.ipynb \
+		--ExecutePreprocessor.timeout=-1 --output-dir runs/notebook
+	$(BIN)/jupyter nbconvert --to html runs/notebook/walkthrough.ipynb --output-dir runs/notebook
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -3,44 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shlex
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, distributed, runs, speedrun, sweep
-from .audit import audit_run
-from .config import load_config, parse_override, read_yaml
-from .data import DATA_DIR_ENV, MIRROR_ENV, FashionMNIST, load_fashion_mnist
+from . import api, distributed, speedrun, sweep
+from .data import DATA_DIR_ENV, MIRROR_ENV
 from .distributed import ONE_PROCESS, World
-from .ensemble import ensemble_runs
 from .errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
 from .export import export_cli
-from .hardware import resolve_device
-from .inference import evaluate_run
-from .leaderboard import collect, find_runs, write_tables
-from .lr_find import LRFinderResult, lr_find_figure, lr_range_test
-from .models import MODELS, build_model, check_model, count_parameters, forward_flops, model_info, reference_figures
-from .one_vs_all import check_one_vs_all_config, one_vs_all_plan, train_one_vs_all
+from .lr_find import LRFinderResult
+from .models import MODELS, check_model, reference_figures
+from .one_vs_all import one_vs_all_plan
 from .plan import run_plan
 from .predict import predict_cli
-from .report import report_run
-from .reproduce import BUDGETS, describe_plan, reproduce, reproduce_plan
-from .runs import check_out_dir, new_run_dir, os_cause, read_summary, run_config
-from .specialists import check_specialists_dir, train_specialists
-from .training import Trainer, train_or_resume
-
-# Named options and the config keys they set (a command has the ones it takes).
-CONFIG_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optim.lr",
-                  "seed": "seed", "device": "device", "train_subset": "data.train_subset",
-                  "compile": "compile", "head": "head"}
-
+from .reproduce import BUDGETS, describe_plan, reproduce_plan
+from .runs import check_out_dir, new_run_dir, os_cause
+from .version import __version__
 
 # -- value checks (argparse's type=): a bad value is a usage error naming the option ----
 
@@ -432,48 +415,7 @@ def same_command(args: argparse.Namespace) -> str:
 
 def config_overrides(args: argparse.Namespace) -> list[dict]:
     """The config overrides a command's named options and ``--set`` items make."""
-    overrides = [parse_override(f"{key}={json.dumps(getattr(args, opt))}")
-                 for opt, key in CONFIG_OPTIONS.items() if getattr(args, opt, None) is not None]
-    return overrides + [parse_override(item) for item in args.set]
-
-
-def new_or_resumed(args: argparse.Namespace, kind: str, world: World = ONE_PROCESS):
-    """(config, run folder, resuming?) of ``train`` or ``one-vs-all``: a new run folder from
-    the recipe and options, or with ``--resume`` an interrupted run's own. Under torchrun
-    it joins the process group, and rank 0 names a new run's folder for all."""
-    overrides = config_overrides(args)
-    if args.resume:
-        run_dir = Path(args.resume)
-        if overrides or args.config or args.name:
-            raise UsageError("--resume continues a run exactly as configured; "
-                             "drop the other training options")
-        cfg = run_config(run_dir)
-        if args.model and args.model != cfg.model:
-            raise UsageError(f"{run_dir} trains {cfg.model}, not {args.model}")
-        if (run_dir / "summary.json").exists():
-            raise FashionbenchError(f"{run_dir} is already complete (summary.json exists)")
-        is_ova = (run_dir / "class-0").is_dir()  # one-vs-all keeps its members there
-        if is_ova != (kind == "one-vs-all"):
-            right = "one-vs-all" if is_ova else "train"
-            raise UsageError(f"{run_dir} is {'a one-vs-all' if is_ova else 'a single'} run; "
-                             f"resume it with fashionbench {right} --resume {run_dir}")
-        if not args.dry_run:
-            distributed.start(world, world.device(resolve_device(cfg.device)))
-        return cfg, run_dir, (run_dir / "checkpoint.pt").exists()  # killed before epoch 1 ended: start over
-    written = read_yaml(args.config) if args.config else {}
-    if not args.model and "model" not in written:
-        raise UsageError(f"name a MODEL to train (or a --config file that names one): "
-                         f"{', '.join(sorted(MODELS))}")
-    if written.get("one_vs_all") and kind == "train":  # a config.yaml of before the command existed
-        raise UsageError(f"{args.config} trains ten one-vs-all networks (one_vs_all: true), which is a "
-                         f"command of its own now: fashionbench one-vs-all --config {args.config}")
-    # A --config file names its model (a run's config.yaml does); MODEL overrides it.
-    cfg = load_config(args.model, args.config, overrides)
-    if world.distributed and not args.dry_run:
-        distributed.start(world, world.device(resolve_device(cfg.device)))
-    # Rank 0 alone: the others would find the folder it made, or name theirs a second later.
-    run_dir = new_run_dir(args.out, args.name, cfg.model) if world.is_main else None
-    return cfg, distributed.share(run_dir), False
+    return api.config_overrides(args.set, **{opt: getattr(args, opt, None) for opt in api.CONFIG_OPTIONS})
 
 
 def resume_command(args: argparse.Namespace, run_dir: Path, world: World = ONE_PROCESS) -> str:
@@ -494,130 +436,114 @@ def print_results(summary) -> None:
         print(f"{weights:>4} model: val acc {r['val']['acc']:.4f}{test}")
 
 
-def run_training(args: argparse.Namespace, cfg, run_dir: Path, plan: Callable[[], str],
-                 train: Callable[..., runs.Summary],
-                 world: World = ONE_PROCESS) -> tuple[runs.Summary, FashionMNIST] | None:
-    """What train and one-vs-all share: with --dry-run the plan, else ``train(cfg, data,
-    run_dir)``, saying how to resume if stopped, and its results; None for a dry run.
-    Under torchrun every rank trains and rank 0 alone prints."""
+def run_training(args: argparse.Namespace, kind: str, world: World = ONE_PROCESS):
+    """What train and one-vs-all share: with --dry-run the plan, else api.train,
+    api.one_vs_all or api.resume, saying how to resume if stopped, and the results;
+    the run, or None for a dry run or a process other than rank 0."""
+    if args.resume and (config_overrides(args) or args.config or args.name):
+        raise UsageError("--resume continues a run exactly as configured; drop the other training options")
     if args.dry_run:
+        cfg, run_dir, resume = api.prepare_run(kind, args.model, args.config, config_overrides(args),
+                                               args.out, args.name, args.resume, start=False, world=world)
         if world.is_main:  # under torchrun: one plan, not one per process
-            print(plan())
+            print(run_plan(cfg, run_dir, resume) if kind == "train" else one_vs_all_plan(cfg, run_dir))
             print("dry run: nothing trained, nothing written")
         return None
-    data = load_fashion_mnist(args.data_dir)
-    if world.is_main:
-        print(f"run: {run_dir}", flush=True)
+    started: list[Path] = []
+
+    def on_start(run_dir: Path) -> None:
+        started.append(run_dir)
+        if world.is_main:
+            print(f"run: {run_dir}", flush=True)
+
     try:
-        summary = train(cfg, data, run_dir)
+        if args.resume:
+            run = api.resume(args.resume, model=args.model, data_dir=args.data_dir, on_start=on_start)
+        else:
+            train = api.train if kind == "train" else api.one_vs_all
+            run = train(args.model, config_file=args.config, overrides=config_overrides(args), out=args.out,
+                        name=args.name, data_dir=args.data_dir, on_start=on_start)
     except KeyboardInterrupt as e:
-        raise stopped(e, resume_command(args, run_dir, world)) from None
-    if world.is_main:
-        print_results(summary)
-    return summary, data
+        if not started:
+            raise
+        raise stopped(e, resume_command(args, started[0], world)) from None
+    if not world.is_main:
+        return None
+    print_results(run.summary)
+    return run
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     world = World.from_env()  # several processes under torchrun
     try:
-        cfg, run_dir, resume = new_or_resumed(args, "train", world)
-        trained = run_training(args, cfg, run_dir, lambda: run_plan(cfg, run_dir, resume),
-                               functools.partial(train_or_resume, world=world), world)
+        trained = run_training(args, "train", world)
     except BaseException as e:  # no distributed.stop(): see why there
         if world.distributed and distributed.peer_lost(e):  # the cause is another process's own message
             raise FashionbenchError(f"process {world.rank}: another process of this run stopped "
                                     f"({str(e).splitlines()[0][:200]})") from None
         raise
-    distributed.stop()  # every rank done: leave the group together
-    if trained is None or not world.is_main:
+    if trained is None:
         return
-    print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
-          f"metrics {run_dir}/metrics.jsonl)")
+    print(f"results: {trained.path}/summary.json  (model {trained.path}/model.pt, "
+          f"metrics {trained.path}/metrics.jsonl)")
     if args.report:
-        print(f"report: {report_run(run_dir, trained[1])}")
+        print(f"report: {api.report(trained, data_dir=args.data_dir)}")
 
 
 def cmd_one_vs_all(args: argparse.Namespace) -> None:
-    cfg, run_dir, _ = new_or_resumed(args, "one-vs-all")
-    check_one_vs_all_config(cfg)
-    if run_training(args, cfg, run_dir, lambda: one_vs_all_plan(cfg, run_dir), train_one_vs_all) is None:
+    trained = run_training(args, "one-vs-all")
+    if trained is None:
         return
+    run_dir = trained.path
     print(f"results: {run_dir}/summary.json  (model {run_dir}/model.pt, "
           f"members {run_dir}/class-0 ... class-9)")
     print(f"report: {run_dir}/report/report.html")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    run_config(Path(args.run_dir))  # not a run folder: say so before loading any data
-    result = evaluate_run(Path(args.run_dir), load_fashion_mnist(args.data_dir), args.split,
-                          args.device)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(api.evaluate(args.run_dir, args.split, data_dir=args.data_dir, device=args.device), indent=2))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    run_config(Path(args.run_dir))  # not a run folder: say so before loading any data
-    path = report_run(Path(args.run_dir), load_fashion_mnist(args.data_dir), args.split,
-                      args.device, args.errors)
+    path = api.report(args.run_dir, args.split, errors=args.errors, data_dir=args.data_dir, device=args.device)
     print(f"report: {path}")
 
 
 def cmd_lr_find(args: argparse.Namespace) -> None:
-    if not args.start < args.end:
-        raise UsageError(f"need --start < --end, got {args.start:g} and {args.end:g}")
-    cfg = load_config(args.model, args.config, config_overrides(args))
-    check_out_dir(args.out)
-    trainer = Trainer(cfg, load_fashion_mnist(args.data_dir), Path(args.out))
-    print(f"LR range test: {cfg.model}, {cfg.optim.name}, batch {cfg.batch_size}, "
-          f"{args.start:g} to {args.end:g} over {args.steps} steps", flush=True)
-    result = lr_range_test(trainer, args.start, args.end, args.steps)
-    base = Path(args.out) / f"lr_find-{cfg.model}"
-    runs.write_bytes(base.with_suffix(".png"), lr_find_figure(result, cfg.model))
-    runs.write_text(base.with_suffix(".csv"), "lr,loss,smoothed_loss\n" + "".join(
-        f"{lr:.6g},{loss:.6f},{sm:.6f}\n"
-        for lr, loss, sm in zip(result.lrs, result.losses, result.smoothed)))
+    cfg = api.resolve_config(args.model, args.config, config_overrides(args))  # checked before the data loads
+    if args.start < args.end:
+        print(f"LR range test: {cfg.model}, {cfg.optim.name}, batch {cfg.batch_size}, "
+              f"{args.start:g} to {args.end:g} over {args.steps} steps", flush=True)
+    found = api.lr_find(args.model, start=args.start, end=args.end, steps=args.steps, config_file=args.config,
+                        overrides=config_overrides(args), out=args.out, data_dir=args.data_dir)
+    result = found.result
     stop = (f"stopped at LR {result.lrs[-1]:.2e}: the loss diverged" if result.diverged
             else f"reached {result.lrs[-1]:.2e} without diverging")
     print(f"{len(result.lrs)} steps, {stop}")
     print(f"smoothed loss lowest at LR {result.lrs[result.best]:.2e}")
     print(f"suggested max LR: {result.suggestion:.2e} ({LRFinderResult.RULE}); "
           f"e.g. fashionbench train {cfg.model} --lr {result.suggestion:.2g}")
-    print(f"plot: {base.with_suffix('.png')}  data: {base.with_suffix('.csv')}")
+    print(f"plot: {found.figure}  data: {found.table}")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
-    # One run is one member, however its path is written (runs/a, ./runs/a, /abs/runs/a).
-    members: dict[Path, Path] = {}
-    for run_dir in map(Path, args.run_dirs):
-        members.setdefault(run_dir.resolve(), run_dir)
-    run_dirs = list(members.values())
-    for run_dir in run_dirs:  # say what is wrong before loading any data
-        run_config(run_dir)
-        read_summary(run_dir)
-    out = new_run_dir(args.out, args.name, "ensemble", resumable=False)
-    if len(run_dirs) == 1:
-        print(f"fashionbench: warning: an ensemble of one run ({run_dirs[0]}) is that run; "
-              "name two or more to combine", file=sys.stderr, flush=True)
-    summary = ensemble_runs(run_dirs, load_fashion_mnist(args.data_dir), args.method,
-                            args.tta == "flip", out, args.device)
-    r = summary.reported
-    print(f"{summary.model}: val acc {r['val']['acc']:.4f}  test acc {r['test']['acc']:.4f}")
-    print(f"results: {out}/summary.json  report: {out}/report/report.html")
+    run = api.ensemble(args.run_dirs, args.method, tta=args.tta == "flip", out=args.out, name=args.name,
+                       data_dir=args.data_dir, device=args.device)
+    r = run.summary.reported
+    print(f"{run.summary.model}: val acc {r['val']['acc']:.4f}  test acc {r['test']['acc']:.4f}")
+    print(f"results: {run.path}/summary.json  report: {run.path}/report/report.html")
 
 
 def cmd_specialists(args: argparse.Namespace) -> None:
-    run_dir = Path(args.run_dir)
-    run_config(run_dir)  # not a run folder: say so before loading any data
-    out = check_out_dir(args.out) / (args.name or f"{run_dir.name}-specialists")
-    check_specialists_dir(out)
     try:
-        summary = train_specialists(run_dir, load_fashion_mnist(args.data_dir), out, args.pairs,
-                                    args.epochs, args.device)
+        run = api.specialists(args.run_dir, args.pairs, epochs=args.epochs, out=args.out, name=args.name,
+                              data_dir=args.data_dir, device=args.device)
     except KeyboardInterrupt as e:
         raise stopped(e, same_command(args)) from None
-    r = summary.results
+    r = run.summary.results
     print(f"test acc {r['specialists']['test']['acc']:.4f} with specialists, "
           f"{r['generalist']['test']['acc']:.4f} without")
-    print(f"results: {out}/summary.json  report: {out}/report/report.html")
+    print(f"results: {run.path}/summary.json  report: {run.path}/report/report.html")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -631,7 +557,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         if given:
             raise UsageError(f"--best STUDY reads a finished study; {', '.join(given)} "
                              "cannot go with it (only --out or --storage, where the study is)")
-        best = sweep.best_recipe(args.best, args.out, args.storage)
+        best = api.best_recipe(args.best, args.out, args.storage)
         print(f"best trial of {args.best}: trial {best.trial}, val acc {best.value:.4f}")
         for key, value in best.params.items():
             print(f"  {key} = {value:.4g}" if isinstance(value, float) else f"  {key} = {value}")
@@ -646,31 +572,25 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         return
     if not args.model:
         raise UsageError("name a MODEL to search (or --best STUDY for a finished study)")
-    space = sweep.load_space(args.space) if args.space else sweep.default_space(load_config(args.model))
-    if args.epochs:
-        space.budget["epochs"] = args.epochs
-    if args.train_subset:
-        space.budget["data.train_subset"] = args.train_subset
+    space = api.sweep_space(args.model, args.space, args.epochs, args.train_subset)
     if args.print_space:
         print(space.to_yaml(), end="")
         return
     if not args.trials:
         raise UsageError("--trials N is needed: the study's trials in all")
-    space.check(args.model, args.space or "search space")
-    check_out_dir(args.out)
-    name = args.study or args.model
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise UsageError(f"--study {name!r}: use letters, digits, '-', '_' and '.' (it names a folder)")
     if args.dry_run:
+        check_out_dir(args.out)
+        name = api.study_name(args.study, args.model)
+        space.check(args.model, args.space or "search space")
         print(sweep.sweep_plan(args.model, space, args.trials, args.out, name, args.storage,
                                args.pruner, args.seed))
         print("dry run: nothing trained, nothing written")
         return
-    data = load_fashion_mnist(args.data_dir)
-    fixed = [] if args.device is None else [{"device": args.device}]
+    name = api.study_name(args.study, args.model)
     try:
-        result = sweep.run_sweep(args.model, data, args.trials, args.out, name, args.storage, space,
-                                 args.pruner, args.seed, args.sampler_seed, fixed, args.heartbeat)
+        result = api.sweep(args.model, args.trials, space=space, out=args.out, study=name, storage=args.storage,
+                           pruner=args.pruner, seed=args.seed, sampler_seed=args.sampler_seed,
+                           device=args.device, heartbeat=args.heartbeat, data_dir=args.data_dir)
     except KeyboardInterrupt as e:
         again = shlex.join(["fashionbench", *map(sweep.safe_url, args.argv)])  # no password shown
         raise stopped(e, again + "  (the interrupted trial is marked failed)") from None
@@ -684,25 +604,20 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    check_out_dir(args.out)
-    run_dirs = find_runs([Path(p) for p in args.paths])
-    rows = collect(run_dirs)  # leaves out, with a warning each, runs it cannot use
-    paths = write_tables(rows, Path(args.out),
-                         f"fashionbench leaderboard ({sum(len(r.seeds) for r in rows)} runs)")
-    print(paths[0].read_text())
-    print(f"tables: {', '.join(map(str, paths))}")
+    api.leaderboard(args.paths, out=args.out)  # leaves out, with a warning each, runs it cannot use
+    print((Path(args.out) / "table.md").read_text())
+    print(f"tables: {', '.join(str(Path(args.out) / f'table.{ext}') for ext in ('md', 'csv', 'html'))}")
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    run_config(Path(args.run_dir))  # not a run folder: say so before loading any data
-    png, table, count = audit_run(Path(args.run_dir), load_fashion_mnist(args.data_dir),
-                                  args.split, args.top, args.device)
+    png, table, count = api.audit(args.run_dir, args.split, top=args.top, data_dir=args.data_dir,
+                                  device=args.device)
     print(f"{count} images of the {args.split} split disagree with their labels")
     print(f"most confident first: {png}  all: {table}")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    data = load_fashion_mnist(args.data_dir)
+    data = api.load_data(args.data_dir)
     print(f"Fashion-MNIST at {data.root} (all MD5 sums verified)")
     for name, md5 in data.md5.items():  # the files read: .gz, or unpacked ones
         print(f"  {md5}  {name}")
@@ -710,13 +625,14 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    plan = reproduce_plan(args.models, args.seeds, args.budget, check_out_dir(args.out), args.device)
     if args.dry_run:
-        print(describe_plan(plan))
+        print(describe_plan(reproduce_plan(args.models, args.seeds, args.budget, check_out_dir(args.out),
+                                           args.device)))
         print("dry run: nothing trained, nothing written")
         return
     try:
-        paths = reproduce(load_fashion_mnist(args.data_dir), plan, args.budget, Path(args.out))
+        paths = api.reproduce(args.models, args.seeds, args.budget, out=args.out, device=args.device,
+                              data_dir=args.data_dir)
     except KeyboardInterrupt as e:  # finished runs are kept and the interrupted one resumes
         raise stopped(e, same_command(args)) from None
     print(paths[0].read_text())
@@ -724,41 +640,28 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_speedrun(args: argparse.Namespace) -> None:
-    if args.budget is not None and args.epochs is not None:
-        raise UsageError("--budget S chooses the epochs; drop --epochs (or --budget)")
-    overrides = config_overrides(args)
-    cfg = load_config(speedrun.RECIPE, None, overrides)
-    out = new_run_dir(args.out, args.name, "speedrun", resumable=False)
-    seeds = list(range(args.seeds))
     if args.dry_run:
+        cfg = api.speedrun_config(epochs=args.epochs, budget=args.budget, overrides=args.set,
+                                  train_subset=args.train_subset, device=args.device)
+        out = new_run_dir(args.out, args.name, "speedrun", resumable=False)
         epochs = f"as many as fit in {args.budget:g} s" if args.budget else str(cfg.epochs)
-        print(f"speedrun: {cfg.model}, seeds {seeds[0]}..{seeds[-1]}, epochs: {epochs}, target {args.target:g}%")
+        print(f"speedrun: {cfg.model}, seeds 0..{args.seeds - 1}, epochs: {epochs}, target {args.target:g}%")
         print(run_plan(cfg, out / "seed-0", False))
         print("dry run: nothing trained, nothing written")
         return
-    start = time.perf_counter()
-    data = load_fashion_mnist(args.data_dir)
-    data_seconds = time.perf_counter() - start
-    warmup = speedrun.warm_up(cfg, data)
-    if args.budget:
-        epochs = speedrun.epochs_for(args.budget, warmup)
-        print(f"budget {args.budget:g} s: {epochs} epoch(s) at {warmup.seconds_per_step * 1000:.0f} ms a step")
-        cfg = load_config(speedrun.RECIPE, None, overrides + [parse_override(f"epochs={epochs}")])
     try:
-        result = speedrun.speedrun(cfg, data, seeds, out, args.target, warmup, data_seconds, args.budget)
+        result = api.speedrun(args.seeds, epochs=args.epochs, budget=args.budget, target=args.target,
+                              overrides=args.set, train_subset=args.train_subset, out=args.out, name=args.name,
+                              data_dir=args.data_dir, device=args.device)
     except KeyboardInterrupt as e:  # a timed run is not resumed: its time would be split
-        raise stopped(e, f"{same_command(args)} (a new folder; the finished seeds are kept in {out})") from None
+        raise stopped(e, f"{same_command(args)} (a new folder; the finished seeds are in {args.out})") from None
     print(speedrun.describe(result))
-    print(f"results: {out}/speedrun.json")
+    print(f"results: {result['folder']}/speedrun.json")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    rows = []
-    for name in sorted(MODELS):
-        model, info = build_model(name), model_info(name)
-        flops, shape = forward_flops(model)
-        rows.append((name, f"{count_parameters(model):,}", f"{flops / 1e6:,.1f}", f"(N, {shape[1]})",
-                     "" if info.reference is None else f"{info.reference:.2f}", info.paper))
+    rows = [(m["model"], f"{m['parameters']:,}", f"{m['mflops']:,.1f}", f"(N, {m['outputs']})",
+             "" if m["reference"] is None else f"{m['reference']:.2f}", m["paper"]) for m in api.models()]
     header = ("model", "parameters", "MFLOPs", "output", "reference %", "paper")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:

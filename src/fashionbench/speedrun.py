@@ -83,7 +83,7 @@ def speedrun(cfg: Config, data: FashionMNIST, seeds: list[int], out: Path, targe
                          "val_seconds": summary.val_seconds})
     accs = [100 * s["test_acc"] for s in per_seed]
     result = {
-        "model": cfg.model, "epochs": cfg.epochs, "budget_seconds": budget, "target": target,
+        "model": cfg.model, "folder": str(out), "epochs": cfg.epochs, "budget_seconds": budget, "target": target,
         "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
         "median_seconds": statistics.median(s["seconds"] for s in per_seed),
         "reached_target": statistics.mean(accs) >= target,

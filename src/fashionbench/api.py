@@ -1,0 +1,539 @@
+"""fashionbench's Python API: every command, callable from Python (docs/api.md).
+
+    import fashionbench as fb
+
+    data = fb.load_data()                                   # verified Fashion-MNIST
+    run = fb.train("basic_cnn", epochs=2, train_subset=2000, data=data)
+    run.summary.test_acc, run.history[-1], run.model        # what it wrote, loaded back
+    fb.evaluate(run, "val", data=data)                      # {"acc": ..., "loss": ...}
+    fb.report(run, data=data)                               # run.path / "report"
+    fb.predict(run, ["shoe.png"])                           # top classes of your images
+
+The command line (cli.py) parses its options and calls these functions; what a
+command prints is its own, what it does is here. A function takes ``data`` (from
+``load_data``) to reuse a loaded dataset, or ``data_dir`` to say where it is; with
+neither it loads the default (``$FASHIONBENCH_DATA_DIR``, else a per-user cache,
+downloading on first use). A run is given as a :class:`Run` or its folder's path.
+Errors a caller can fix (an unknown model, a bad key, a folder that is not a run)
+raise :class:`fashionbench.errors.UsageError` or ``FashionbenchError`` with a
+one-line message."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from . import distributed, runs
+from . import speedrun as speedruns
+from . import sweep as sweeps
+from .audit import audit_run
+from .config import Config, load_config, override, parse_override, read_yaml
+from .data import FashionMNIST, load_fashion_mnist
+from .distributed import ONE_PROCESS, World
+from .ensemble import ensemble_runs
+from .errors import FashionbenchError, UsageError
+from .export import export_run
+from .hardware import resolve_device
+from .inference import LoadedModel, evaluate_run, load_model
+from .inference import load_run as load_finished
+from .leaderboard import Row, collect, find_runs, write_tables
+from .lr_find import LRFinderResult, lr_find_figure, lr_range_test
+from .models import MODELS, build_model, count_parameters, forward_flops, model_info
+from .one_vs_all import check_one_vs_all_config, train_one_vs_all
+from .predict import class_probabilities, read_image, to_fashion_mnist
+from .report import Predictions, report_run
+from .report import predictions as split_predictions_of
+from .reproduce import BUDGETS, reproduce_plan
+from .reproduce import reproduce as reproduce_runs
+from .runs import check_out_dir, new_run_dir, read_summary, run_config
+from .specialists import check_specialists_dir, train_specialists
+from .splits import class_names
+from .training import Trainer, train_or_resume
+
+PathLike = str | os.PathLike
+# Keyword options of train() and friends, and the config keys they set (the CLI's
+# --epochs, --batch-size, ... are the same names).
+CONFIG_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optim.lr",
+                  "seed": "seed", "device": "device", "train_subset": "data.train_subset",
+                  "compile": "compile", "head": "head"}
+
+
+class Run:
+    """A run folder: a training run, one-vs-all, an ensemble or specialists. What it
+    holds is read from disk when first asked for, so a Run of an unfinished folder
+    still gives its ``config`` and ``history``."""
+
+    def __init__(self, path: PathLike, summary: runs.Summary | None = None):
+        self.path = Path(path)
+        if summary is not None:
+            self.__dict__["summary"] = summary  # cached_property's slot: no second read
+
+    def __repr__(self) -> str:
+        try:
+            acc = self.summary.test_acc
+            what = f"{self.summary.model}, " + ("validation only" if acc is None else f"test acc {acc:.4f}")
+        except FashionbenchError:
+            what = "not finished"
+        return f"Run({str(self.path)!r}: {what})"
+
+    def __fspath__(self) -> str:  # a Run goes wherever a path does
+        return str(self.path)
+
+    @cached_property
+    def config(self) -> Config:
+        """The resolved config the run trained with (config.yaml)."""
+        return run_config(self.path)
+
+    @cached_property
+    def summary(self) -> runs.Summary:
+        """summary.json: accuracies per weights and split, timings, environment."""
+        return read_summary(self.path)
+
+    @property
+    def history(self) -> list[dict]:
+        """One dict per finished epoch (metrics.jsonl): losses, accuracies, LR, SWA
+        snapshots, seconds; [] for a kind without epochs (an ensemble)."""
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    @cached_property
+    def model(self) -> nn.Module:
+        """The final model (SWA's where the recipe averages), in eval mode, on the run's device."""
+        return self.load().model
+
+    def load(self, device: str | None = None) -> LoadedModel:
+        """The final model with what predicting needs (config, device, precision)."""
+        return load_model(self.path, device)
+
+
+def as_path(run: Run | PathLike) -> Path:
+    return run.path if isinstance(run, Run) else Path(run)
+
+
+def load_run(path: PathLike) -> Run:
+    """A run folder, checked to be one (its config.yaml readable)."""
+    run = Run(path)
+    run.config  # noqa: B018 -- not a run folder: say so now, not at first use
+    return run
+
+
+def load_data(data_dir: PathLike | None = None) -> FashionMNIST:
+    """Fashion-MNIST, every file's MD5 sum verified; downloaded first if missing."""
+    return load_fashion_mnist(data_dir)
+
+
+def _data(data: FashionMNIST | None, data_dir: PathLike | None) -> FashionMNIST:
+    return data if data is not None else load_fashion_mnist(data_dir)
+
+
+def config_overrides(overrides: dict[str, Any] | Sequence[str] | None = None, **options) -> list[dict]:
+    """Overrides as load_config takes them: named options (``epochs=3``) first, then
+    ``overrides``, a mapping of dotted keys (``{"swa.start": 0.5}``) or a list of
+    "KEY=VALUE" texts (or of overrides already parsed)."""
+    unknown = sorted(set(options) - set(CONFIG_OPTIONS))
+    if unknown:
+        raise UsageError(f"unknown option(s) {', '.join(unknown)}: the named ones are "
+                         f"{', '.join(CONFIG_OPTIONS)}; set any other config key through overrides")
+    items = [override(CONFIG_OPTIONS[name], value) for name, value in options.items() if value is not None]
+    if isinstance(overrides, dict):
+        return items + [override(key, value) for key, value in overrides.items()]
+    return items + [parse_override(item) if isinstance(item, str) else item for item in overrides or ()]
+
+
+def resolve_config(model: str | None = None, config_file: PathLike | None = None,
+                   overrides: dict[str, Any] | Sequence[str] | None = None, **options) -> Config:
+    """The config a run of ``model`` would train with: its recipe (or ``config_file``),
+    then the overrides; validated."""
+    if model is None and config_file is None:
+        raise UsageError(f"name a MODEL to train (or a config file that names one): {', '.join(sorted(MODELS))}")
+    return load_config(model, config_file, config_overrides(overrides, **options))
+
+
+def prepare_run(kind: str, model: str | None = None, config_file: PathLike | None = None,
+                overrides: list[dict] | None = None, out: PathLike = "runs", name: str | None = None,
+                resume: PathLike | None = None, start: bool = True,
+                world: World = ONE_PROCESS) -> tuple[Config, Path, bool]:
+    """(config, run folder, resuming?) of a ``train`` or ``one-vs-all`` run: a new folder
+    from the recipe and overrides, or ``resume``'s own. ``start`` joins the process
+    group under torchrun (not for a plan), where rank 0 names a new run's folder."""
+    overrides = overrides or []
+    if resume is not None:  # exactly as configured: the overrides are not looked at
+        run_dir = Path(resume)
+        cfg = run_config(run_dir)
+        if model and model != cfg.model:
+            raise UsageError(f"{run_dir} trains {cfg.model}, not {model}")
+        if (run_dir / "summary.json").exists():
+            raise FashionbenchError(f"{run_dir} is already complete (summary.json exists)")
+        is_ova = (run_dir / "class-0").is_dir()  # one-vs-all keeps its members there
+        if is_ova != (kind == "one-vs-all"):
+            right = "one-vs-all" if is_ova else "train"
+            raise UsageError(f"{run_dir} is {'a one-vs-all' if is_ova else 'a single'} run; "
+                             f"resume it with fashionbench {right} --resume {run_dir}")
+        if start:
+            distributed.start(world, world.device(resolve_device(cfg.device)))
+        return cfg, run_dir, (run_dir / "checkpoint.pt").exists()  # killed before epoch 1 ended: start over
+    written = read_yaml(config_file) if config_file else {}
+    if not model and "model" not in written:
+        raise UsageError(f"name a MODEL to train (or a --config file that names one): "
+                         f"{', '.join(sorted(MODELS))}")
+    if written.get("one_vs_all") and kind == "train":  # a config.yaml of before the command existed
+        raise UsageError(f"{config_file} trains ten one-vs-all networks (one_vs_all: true), which is a "
+                         f"command of its own now: fashionbench one-vs-all --config {config_file}")
+    # A config file names its model (a run's config.yaml does); ``model`` overrides it.
+    cfg = load_config(model, config_file, overrides)
+    if kind == "one-vs-all":
+        check_one_vs_all_config(cfg)
+    if world.distributed and start:
+        distributed.start(world, world.device(resolve_device(cfg.device)))
+    # Rank 0 alone: the others would find the folder it made, or name theirs a second later.
+    run_dir = new_run_dir(out, name, cfg.model) if world.is_main else None
+    return cfg, distributed.share(run_dir), False
+
+
+def _fit(kind: str, cfg: Config, run_dir: Path, data: FashionMNIST | None, data_dir: PathLike | None,
+         on_start: Callable[[Path], None] | None, world: World) -> Run:
+    """Train (or resume) a prepared run; the data loads after the config has been checked."""
+    data = _data(data, data_dir)
+    if on_start is not None:
+        on_start(run_dir)
+    if kind == "one-vs-all":
+        summary = train_one_vs_all(cfg, data, run_dir)
+    else:
+        summary = train_or_resume(cfg, data, run_dir, world=world)
+    if world.distributed:
+        distributed.stop()  # every rank done: leave the group together
+    return Run(run_dir, summary)
+
+
+def train(model: str | None = None, *, config_file: PathLike | None = None,
+          overrides: dict[str, Any] | Sequence[str] | None = None, out: PathLike = "runs",
+          name: str | None = None, data: FashionMNIST | None = None, data_dir: PathLike | None = None,
+          report: bool = False, on_start: Callable[[Path], None] | None = None, **options) -> Run:
+    """Train ``model`` with its recipe (recipes/MODEL.yaml, or ``config_file``) into a new
+    folder ``out``/``name`` (default MODEL-YYYYmmdd-HHMMSS) and return the finished run.
+
+    Options: ``epochs``, ``batch_size``, ``lr``, ``seed``, ``device``, ``train_subset``,
+    ``compile``, ``head``; any other key through ``overrides`` (``{"swa.start": 0.5}``).
+    ``report=True`` also writes its test report; ``on_start`` is called with the run's
+    folder before the first step. Interrupted (Ctrl-C), the folder keeps its last
+    epoch's checkpoint: ``resume(folder)`` continues it. Under torchrun every process
+    calls it and trains its share."""
+    world = World.from_env()  # several processes when started by torchrun
+    cfg, run_dir, _ = prepare_run("train", model, config_file, config_overrides(overrides, **options),
+                                  out, name, world=world)
+    run = _fit("train", cfg, run_dir, data, data_dir, on_start, world)
+    if report and world.is_main:
+        report_run(run_dir, _data(data, data_dir))
+    return run
+
+
+def one_vs_all(model: str | None = None, *, config_file: PathLike | None = None,
+               overrides: dict[str, Any] | Sequence[str] | None = None, out: PathLike = "runs",
+               name: str | None = None, data: FashionMNIST | None = None, data_dir: PathLike | None = None,
+               on_start: Callable[[Path], None] | None = None, **options) -> Run:
+    """Ten binary networks of ``model``, one per class, calibrated on validation and
+    combined into one ten-class model with its report (``fashionbench one-vs-all``)."""
+    cfg, run_dir, _ = prepare_run("one-vs-all", model, config_file, config_overrides(overrides, **options),
+                                  out, name)
+    return _fit("one-vs-all", cfg, run_dir, data, data_dir, on_start, ONE_PROCESS)
+
+
+def resume(run: Run | PathLike, *, model: str | None = None, data: FashionMNIST | None = None,
+           data_dir: PathLike | None = None, on_start: Callable[[Path], None] | None = None) -> Run:
+    """Continue an interrupted run (train or one-vs-all) from its last checkpoint, exactly
+    as configured; ``model``, if given, must be the run's."""
+    run_dir = as_path(run)
+    kind = "one-vs-all" if (run_dir / "class-0").is_dir() else "train"
+    world = World.from_env() if kind == "train" else ONE_PROCESS
+    cfg, run_dir, _ = prepare_run(kind, model, resume=run_dir, world=world)
+    return _fit(kind, cfg, run_dir, data, data_dir, on_start, world)
+
+
+def evaluate(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
+             data_dir: PathLike | None = None, device: str | None = None) -> dict:
+    """Accuracy and loss of a run's final model on ``split`` ("val" or "test"; the test
+    set is for final reporting only)."""
+    if split not in ("val", "test"):
+        raise UsageError(f"split must be val or test, not {split!r}")
+    run_config(as_path(run))  # not a run folder: say so before loading any data
+    return evaluate_run(as_path(run), _data(data, data_dir), split, device)
+
+
+def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: FashionMNIST | None = None,
+           data_dir: PathLike | None = None, device: str | None = None) -> Path:
+    """Write the run's report (confusion matrix, P/R/F1, confident errors, curves) into
+    RUN/report (RUN/report-val for ``split="val"``); returns report.html's path."""
+    if split not in ("val", "test"):
+        raise UsageError(f"split must be val or test, not {split!r}")
+    run_config(as_path(run))
+    return report_run(as_path(run), _data(data, data_dir), split, device, errors)
+
+
+def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
+                data_dir: PathLike | None = None, device: str | None = None) -> Predictions:
+    """The final model's class probabilities on one of the run's splits, with the labels
+    and images: what a report is made of (``fashionbench.report``'s figures take it)."""
+    if split not in ("train", "val", "test"):
+        raise UsageError(f"split must be train, val or test, not {split!r}")
+    run_config(as_path(run))
+    return split_predictions_of(load_finished(as_path(run), _data(data, data_dir), device), split)
+
+
+def ensemble(members: Iterable[Run | PathLike], method: str = "mean", *, tta: bool = False,
+             out: PathLike = "runs", name: str | None = None, data: FashionMNIST | None = None,
+             data_dir: PathLike | None = None, device: str | None = None) -> Run:
+    """Combine finished runs by mean probability, majority vote ("vote") or weights fitted
+    on validation ("weighted"); ``tta`` also predicts on mirrored images. Writes
+    ``out``/``name`` (summary.json, report/)."""
+    if method not in ("mean", "vote", "weighted"):
+        raise UsageError(f"method must be mean, vote or weighted, not {method!r}")
+    # One run is one member, however its path is written (runs/a, ./runs/a, /abs/runs/a).
+    unique: dict[Path, Path] = {}
+    for run_dir in map(as_path, members):
+        unique.setdefault(run_dir.resolve(), run_dir)
+    run_dirs = list(unique.values())
+    if not run_dirs:
+        raise UsageError("name the runs to combine")
+    for run_dir in run_dirs:  # say what is wrong before loading any data
+        run_config(run_dir)
+        read_summary(run_dir)
+    folder = new_run_dir(out, name, "ensemble", resumable=False)
+    if len(run_dirs) == 1:
+        print(f"fashionbench: warning: an ensemble of one run ({run_dirs[0]}) is that run; "
+              "name two or more to combine", file=sys.stderr, flush=True)
+    summary = ensemble_runs(run_dirs, _data(data, data_dir), method, tta, folder, device)
+    return Run(folder, summary)
+
+
+def specialists(run: Run | PathLike, pairs: int = 3, *, epochs: int | None = None, out: PathLike = "runs",
+                name: str | None = None, data: FashionMNIST | None = None, data_dir: PathLike | None = None,
+                device: str | None = None) -> Run:
+    """Binary specialists for the ``pairs`` pairs of classes the run confuses most on
+    validation, each taking over where validation says it helps; rerun with the same
+    ``name`` to resume."""
+    run_dir = as_path(run)
+    run_config(run_dir)
+    folder = check_out_dir(out) / (name or f"{run_dir.name}-specialists")
+    check_specialists_dir(folder)
+    summary = train_specialists(run_dir, _data(data, data_dir), folder, pairs, epochs, device)
+    return Run(folder, summary)
+
+
+@dataclasses.dataclass
+class LRFind:
+    """An LR range test's result and the files it wrote."""
+    result: LRFinderResult
+    figure: Path
+    table: Path
+
+    @property
+    def suggestion(self) -> float:
+        return self.result.suggestion
+
+
+def lr_find(model: str, *, start: float = 1e-6, end: float = 1.0, steps: int = 200,
+            config_file: PathLike | None = None, overrides: dict[str, Any] | Sequence[str] | None = None,
+            out: PathLike = "runs", data: FashionMNIST | None = None, data_dir: PathLike | None = None,
+            **options) -> LRFind:
+    """The LR range test (Smith 2017) on training batches with ``model``'s recipe: an
+    exponential sweep from ``start`` to ``end``, stopped when the loss diverges. Writes
+    ``out``/lr_find-MODEL.png and .csv; never touches the test set."""
+    if not start < end:
+        raise UsageError(f"need --start < --end, got {start:g} and {end:g}")
+    cfg = load_config(model, config_file, config_overrides(overrides, **options))
+    check_out_dir(out)
+    trainer = Trainer(cfg, _data(data, data_dir), Path(out))
+    result = lr_range_test(trainer, start, end, steps)
+    base = Path(out) / f"lr_find-{cfg.model}"
+    runs.write_bytes(base.with_suffix(".png"), lr_find_figure(result, cfg.model))
+    runs.write_text(base.with_suffix(".csv"), "lr,loss,smoothed_loss\n" + "".join(
+        f"{lr:.6g},{loss:.6f},{sm:.6f}\n" for lr, loss, sm in zip(result.lrs, result.losses, result.smoothed)))
+    return LRFind(result, base.with_suffix(".png"), base.with_suffix(".csv"))
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One image's most likely classes, most likely first."""
+    source: str                       # the file, or "image N" for an array or PIL image
+    top_k: list[tuple[str, float]]    # (class name, probability)
+    probabilities: np.ndarray         # every class's
+
+    @property
+    def label(self) -> str:
+        return self.top_k[0][0]
+
+
+def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int = 3, tta: bool = False,
+            invert: str = "auto", device: str | None = None) -> list[Prediction]:
+    """Classify images with a run's model: file paths (any format Pillow reads), PIL
+    images, or arrays (28x28 uint8 as in Fashion-MNIST: light garment on black, or any
+    image, converted as a file is). Each is converted the way Fashion-MNIST was made
+    (``fashionbench predict --help``); ``tta`` averages with the mirrored image."""
+    loaded = run if isinstance(run, LoadedModel) else load_model(as_path(run), device)
+    names = class_names(loaded.cfg)
+    if not 1 <= top_k <= len(names):
+        raise UsageError(f"top_k must be between 1 and {len(names)}, not {top_k}")
+    sources, pixels = [], []
+    for i, image in enumerate(images):
+        if isinstance(image, (str, os.PathLike)):
+            sources.append(str(image))
+            pixels.append(read_image(Path(image), invert))
+            continue
+        array = np.asarray(image)
+        sources.append(f"image {i}")
+        if isinstance(image, np.ndarray | torch.Tensor) and array.shape == (28, 28) and array.dtype == np.uint8:
+            pixels.append(array)  # already a Fashion-MNIST image
+        else:
+            pixels.append(to_fashion_mnist(image if isinstance(image, Image.Image) else Image.fromarray(array),
+                                           invert))
+    if not pixels:
+        return []
+    probs = class_probabilities(loaded, torch.from_numpy(np.stack(pixels)[:, None]), tta).numpy()
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    return [Prediction(source, [(names[j], float(p[j])) for j in top], p)
+            for source, p, top in zip(sources, probs, order)]
+
+
+def audit(run: Run | PathLike, split: str = "train", *, top: int = 50, data: FashionMNIST | None = None,
+          data_dir: PathLike | None = None, device: str | None = None) -> tuple[Path, Path, int]:
+    """Likely label errors: the images of ``split`` where the model most confidently
+    disagrees with the dataset. Returns (grid PNG, CSV of all, how many disagree)."""
+    run_config(as_path(run))
+    return audit_run(as_path(run), _data(data, data_dir), split, top, device)
+
+
+def export(run: Run | PathLike, format: str = "onnx", out: PathLike | None = None) -> Path:
+    """Write a run's model, normalization included, as ONNX or TorchScript; returns the file."""
+    if format not in ("onnx", "torchscript"):
+        raise UsageError(f"format must be onnx or torchscript, not {format!r}")
+    run_dir = as_path(run)
+    path = Path(out) if out else run_dir / ("model.onnx" if format == "onnx" else "model.torchscript.pt")
+    export_run(run_dir, format, path)
+    return path
+
+
+def leaderboard(paths: Iterable[PathLike], out: PathLike | None = None,
+                title: str | None = None) -> list[Row]:
+    """Finished runs under ``paths`` grouped by model and configuration, best first;
+    with ``out``, table.md, table.csv and table.html are written there too."""
+    rows = collect(find_runs([Path(p) for p in paths]))  # warns about, and leaves out, unusable runs
+    if out is not None:
+        check_out_dir(out)
+        write_tables(rows, Path(out), title or f"fashionbench leaderboard ({sum(len(r.seeds) for r in rows)} runs)")
+    return rows
+
+
+def reproduce(models: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2), budget: str = "full", *,
+              out: PathLike = "results", device: str | None = None, data: FashionMNIST | None = None,
+              data_dir: PathLike | None = None) -> list[Path]:
+    """Train each model with its recipe for each seed into ``out``/runs (finished runs
+    kept, interrupted ones resumed), then write ``out``/table.md and table.csv."""
+    from .models import reference_figures
+
+    if budget not in BUDGETS:
+        raise UsageError(f"budget must be one of {', '.join(sorted(BUDGETS))}, not {budget!r}")
+    plan = reproduce_plan(list(models or reference_figures()), list(seeds), budget, check_out_dir(out), device)
+    return reproduce_runs(_data(data, data_dir), plan, budget, Path(out))
+
+
+def speedrun_config(*, epochs: int | None = None, budget: float | None = None,
+                    overrides: dict[str, Any] | Sequence[str] | None = None, train_subset: int | None = None,
+                    device: str | None = None) -> Config:
+    """The speedrun recipe with the overrides (a ``budget``'s epochs are chosen later,
+    from a warm-up)."""
+    if budget is not None and epochs is not None:
+        raise UsageError("--budget S chooses the epochs; drop --epochs (or --budget)")
+    return load_config(speedruns.RECIPE, None,
+                       config_overrides(overrides, epochs=epochs, train_subset=train_subset, device=device))
+
+
+def speedrun(seeds: int = 5, *, epochs: int | None = None, budget: float | None = None, target: float = 94.0,
+             overrides: dict[str, Any] | Sequence[str] | None = None, train_subset: int | None = None,
+             device: str | None = None, out: PathLike = "runs/speedrun", name: str | None = None,
+             data: FashionMNIST | None = None, data_dir: PathLike | None = None) -> dict:
+    """The speedrun recipe trained from scratch on seeds 0..``seeds``-1, timed; ``budget``
+    (seconds) picks as many epochs as fit. Returns speedrun.json's content."""
+    import time
+
+    cfg = speedrun_config(epochs=epochs, budget=budget, overrides=overrides, train_subset=train_subset,
+                          device=device)
+    items = config_overrides(overrides, epochs=epochs, train_subset=train_subset, device=device)
+    folder = new_run_dir(out, name, "speedrun", resumable=False)
+    begin = time.perf_counter()
+    data = _data(data, data_dir)
+    data_seconds = time.perf_counter() - begin
+    warmup = speedruns.warm_up(cfg, data)
+    if budget:
+        chosen = speedruns.epochs_for(budget, warmup)
+        print(f"budget {budget:g} s: {chosen} epoch(s) at {warmup.seconds_per_step * 1000:.0f} ms a step", flush=True)
+        cfg = load_config(speedruns.RECIPE, None, items + [override("epochs", chosen)])
+    return speedruns.speedrun(cfg, data, list(range(seeds)), folder, target, warmup, data_seconds, budget)
+
+
+def sweep_space(model: str, space: PathLike | sweeps.Space | None = None, epochs: int | None = None,
+                train_subset: int | None = None) -> sweeps.Space:
+    """A search space: ``space`` (a YAML file, or a Space) or the default around
+    ``model``'s recipe, with ``epochs`` and ``train_subset`` as every trial's budget."""
+    if isinstance(space, sweeps.Space):
+        chosen = space
+    else:
+        chosen = sweeps.load_space(space) if space else sweeps.default_space(load_config(model))
+    if epochs:
+        chosen.budget["epochs"] = epochs
+    if train_subset:
+        chosen.budget["data.train_subset"] = train_subset
+    return chosen
+
+
+def study_name(study: str | None, model: str) -> str:
+    name = study or model
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UsageError(f"--study {name!r}: use letters, digits, '-', '_' and '.' (it names a folder)")
+    return name
+
+
+def sweep(model: str, trials: int, *, space: PathLike | sweeps.Space | None = None, epochs: int | None = None,
+          train_subset: int | None = None, out: PathLike = "runs/sweeps", study: str | None = None,
+          storage: str | None = None, pruner: str = "median", seed: int = 0, sampler_seed: int | None = None,
+          device: str | None = None, heartbeat: int = 60, data: FashionMNIST | None = None,
+          data_dir: PathLike | None = None) -> sweeps.SweepResult:
+    """Search ``model``'s hyperparameters with Optuna on validation (``fashionbench sweep``):
+    ``trials`` in all (every worker's), each an ordinary run folder under ``out``/STUDY;
+    ``best_recipe(study)`` then writes the best trial as a recipe."""
+    chosen = sweep_space(model, space, epochs, train_subset)
+    chosen.check(model, str(space) if isinstance(space, str | os.PathLike) else "search space")
+    check_out_dir(out)
+    name = study_name(study, model)
+    fixed = [] if device is None else [{"device": device}]
+    return sweeps.run_sweep(model, _data(data, data_dir), trials, out, name, storage, chosen, pruner,
+                            seed, sampler_seed, fixed, heartbeat)
+
+
+def best_recipe(study: str, out: PathLike = "runs/sweeps", storage: str | None = None) -> sweeps.BestResult:
+    """A finished study's best trial as a recipe (``out``/STUDY/best.yaml), with
+    parameter importances and plots."""
+    return sweeps.best_recipe(study, out, storage)
+
+
+def models() -> list[dict]:
+    """Every architecture: parameters, forward MFLOPs per image, the reference's figure, the paper."""
+    rows = []
+    for name in sorted(MODELS):
+        model, info = build_model(name), model_info(name)
+        flops, shape = forward_flops(model)
+        rows.append({"model": name, "parameters": count_parameters(model), "mflops": flops / 1e6,
+                     "outputs": shape[1], "reference": info.reference, "paper": info.paper})
+    return rows
