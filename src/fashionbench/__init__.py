@@ -1,25 +1,41 @@
 """fashionbench: train, evaluate and compare image classifiers on Fashion-MNIST.
 
 The Python API (docs/api.md) is ``fashionbench.api``; its functions are importable
-from here too (``fashionbench.train``, ``fashionbench.load_run``, ...). They are
-imported on first use, so ``import fashionbench`` itself stays cheap: no torch until
-a function needs it."""
+from here too (``fashionbench.train``, ``fashionbench.report``, ...).
 
+It is imported eagerly, torch with it: several API functions share their name with
+the module that implements them (``report``, ``predict``, ``sweep``, ...), and a
+package attribute loaded on demand would be shadowed by the submodule as soon as
+anything imported it; imported here, after every submodule, the names are the API's."""
+
+from .api import (
+    LRFind,
+    Prediction,
+    Run,
+    audit,
+    best_recipe,
+    ensemble,
+    evaluate,
+    export,
+    leaderboard,
+    load_data,
+    load_run,
+    lr_find,
+    models,
+    one_vs_all,
+    predict,
+    predictions,
+    report,
+    reproduce,
+    resolve_config,
+    resume,
+    specialists,
+    speedrun,
+    sweep,
+    train,
+)
 from .version import __version__
 
-# What ``from fashionbench import ...`` offers: the API's public names.
-__all__ = ["__version__", "Run", "Prediction", "LRFind", "load_data", "load_run", "resolve_config", "train", "resume",
-           "one_vs_all", "evaluate", "predictions", "report", "ensemble", "specialists", "lr_find", "predict", "audit",
-           "export", "leaderboard", "reproduce", "speedrun", "sweep", "best_recipe", "models"]
-
-
-def __getattr__(name: str):
-    # PEP 562: the API module (and torch with it) loads when one of its names is first asked for.
-    if name in __all__:
-        from . import api
-        return getattr(api, name)
-    raise AttributeError(f"module 'fashionbench' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__ = ["__version__", "Run", "Prediction", "LRFind", "load_data", "load_run", "resolve_config", "train",
+           "resume", "one_vs_all", "evaluate", "predictions", "report", "ensemble", "specialists", "lr_find",
+           "predict", "audit", "export", "leaderboard", "reproduce", "speedrun", "sweep", "best_recipe", "models"]
