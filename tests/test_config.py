@@ -86,7 +86,9 @@ def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     before = yaml.safe_load((BEFORE_SWA_START / f"{model}.yaml").read_text())
     assert before.pop("one_vs_all") is False  # retired since: one-vs-all is a command
     assert resolved.pop("dropout") is True and resolved.pop("sync_bn") is True  # new keys, defaults as before
-    assert resolved.pop("eval") == {"test": True, "tta": False}  # new keys: a sweep's trials, flip TTA
+    # New keys: a sweep's trials, flip TTA, the reference protocol's selection and schedule.
+    assert resolved.pop("eval") == {"test": True, "tta": False, "select_on": "val"}
+    assert resolved["schedule"].pop("decay") == 0.0
     assert resolved == before
 
 

@@ -38,7 +38,7 @@ from . import distributed, runs
 from . import speedrun as speedruns
 from . import sweep as sweeps
 from .audit import audit_run
-from .config import Config, load_config, override, parse_override, read_yaml
+from .config import LEAKY, Config, load_config, override, parse_override, read_yaml
 from .data import FashionMNIST, load_fashion_mnist
 from .distributed import ONE_PROCESS, World
 from .ensemble import ensemble_runs
@@ -54,7 +54,7 @@ from .one_vs_all import check_one_vs_all_config, train_one_vs_all
 from .predict import class_probabilities, read_image, to_fashion_mnist
 from .report import Predictions, report_run
 from .report import predictions as split_predictions_of
-from .reproduce import BUDGETS, reproduce_plan
+from .reproduce import BUDGETS, PROTOCOLS, default_models, reproduce_plan
 from .reproduce import reproduce as reproduce_runs
 from .runs import check_out_dir, new_run_dir, read_summary, run_config
 from .specialists import check_specialists_dir, train_specialists
@@ -82,7 +82,8 @@ class Run:
     def __repr__(self) -> str:
         try:
             acc = self.summary.test_acc
-            what = f"{self.summary.model}, " + ("validation only" if acc is None else f"test acc {acc:.4f}")
+            what = f"{self.summary.model}, " + ("validation only" if acc is None else f"test acc {acc:.4f}"
+                                                + (f" ({LEAKY})" if self.summary.leaky else ""))
         except FashionbenchError:
             what = "not finished"
         return f"Run({str(self.path)!r}: {what})"
@@ -437,16 +438,20 @@ def leaderboard(paths: Iterable[PathLike], out: PathLike | None = None,
 
 
 def reproduce(models: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2), budget: str = "full", *,
-              out: PathLike = "results", device: str | None = None, data: FashionMNIST | None = None,
-              data_dir: PathLike | None = None) -> list[Path]:
+              protocol: str = "ours", out: PathLike = "results", device: str | None = None,
+              data: FashionMNIST | None = None, data_dir: PathLike | None = None) -> list[Path]:
     """Train each model with its recipe for each seed into ``out``/runs (finished runs
-    kept, interrupted ones resumed), then write ``out``/table.md and table.csv."""
-    from .models import reference_figures
-
+    kept, interrupted ones resumed), then write ``out``/table.md, table.csv and
+    table.html. ``protocol="reference"``: the reference project's own protocol
+    (recipes/reference/MODEL.yaml, selected on the test set, marked so everywhere),
+    and also ``out``/protocol.md, the best epoch on test beside the last."""
     if budget not in BUDGETS:
         raise UsageError(f"budget must be one of {', '.join(sorted(BUDGETS))}, not {budget!r}")
-    plan = reproduce_plan(list(models or reference_figures()), list(seeds), budget, check_out_dir(out), device)
-    return reproduce_runs(_data(data, data_dir), plan, budget, Path(out))
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    plan = reproduce_plan(list(models or default_models(protocol)), list(seeds), budget, check_out_dir(out),
+                          device, protocol)
+    return reproduce_runs(_data(data, data_dir), plan, budget, Path(out), protocol)
 
 
 def speedrun_config(*, epochs: int | None = None, budget: float | None = None,

@@ -63,7 +63,8 @@ def combined_summary(kind: str, model: str, weights: str, results: dict, run_dir
                      extra: dict | None = None, **fields) -> Summary:
     """The summary of a combination of finished runs: its scores (``results[weights]``),
     which runs it combines (beside the kind's own ``extra``), and their total size and
-    cost; ``fields`` sets the rest (variant, precision)."""
+    cost, and whether a member was selected on the test set; ``fields`` sets the rest
+    (variant, precision)."""
     scores = results[weights]
     return Summary(
         kind=kind, model=model, weights=weights, results=results, seed=seed,
@@ -76,4 +77,6 @@ def combined_summary(kind: str, model: str, weights: str, results: dict, run_dir
                      else sum(s.val_seconds for s in summaries)),
         seconds_per_epoch=sum(s.seconds_per_epoch for s in summaries),
         device="; ".join(sorted({s.device for s in summaries})), data_md5=data.md5,
+        # A member chosen on the test set leaks into the combination: it is marked too.
+        selected_on="test" if any(s.leaky for s in summaries) else "val",
         extra={"runs": [str(d) for d in run_dirs], **(extra or {})}, **fields)

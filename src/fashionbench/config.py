@@ -36,12 +36,15 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "cyclic"         # cyclic | onecycle | constant; all stepped per batch
+    name: str = "cyclic"         # cyclic | onecycle | constant | inverse_time; all stepped per batch
     mode: str = "triangular"     # cyclic: triangular | triangular2 | exp_range
     base_lr: float = 0.005       # cyclic: the low end of each cycle
     cycle_epochs: float = 2.0    # cyclic: one whole cycle (up and down), in epochs
     gamma: float = 1.0           # cyclic exp_range: amplitude decay per step
     pct_start: float = 0.25      # onecycle: share of steps spent rising
+    # inverse_time: the LR after t steps is optim.lr / (1 + decay * t), what Keras' legacy
+    # optimizers did with their ``decay`` argument (the reference protocol's schedule).
+    decay: float = 0.0
 
 
 @dataclass
@@ -79,6 +82,13 @@ class EvalConfig:
     # image, averaged; in every evaluation of the run and in the model it serves
     # (predict, export), so a figure and the model that earned it never part.
     tta: bool = False
+    # Which split picks the reported model. "val": the run's final model (SWA where on),
+    # never chosen by a test figure: every recipe but the reference protocol's. "test": the
+    # LEAKY mode of recipes/reference/ alone, which reruns the reference project's own
+    # protocol: the test split evaluated after every epoch and the best epoch's model
+    # reported, as a Keras ModelCheckpoint watching test accuracy does. Every output of
+    # such a run says "selected on test"; it measures the protocol, not the network.
+    select_on: str = "val"
 
 
 @dataclass
@@ -120,12 +130,16 @@ class Config:
         return 10 if self.data.positive_class is None else 2
 
 
+# The mark every output of an eval.select_on test run carries (summary, report, tables).
+LEAKY = "selected on test"
+
 CHOICES = {
     "optim.name": ("sgd", "adamw"),
-    "schedule.name": ("cyclic", "onecycle", "constant"),
+    "schedule.name": ("cyclic", "onecycle", "constant", "inverse_time"),
     "schedule.mode": ("triangular", "triangular2", "exp_range"),
     "precision": ("auto", "bf16", "fp32"),
     "head": ("softmax", "ova"),
+    "eval.select_on": ("val", "test"),
 }
 # key: (lowest, highest, lowest included)
 RANGES = {
@@ -135,6 +149,7 @@ RANGES = {
     "optim.weight_decay": (0, None, True),
     "schedule.base_lr": (0, None, False), "schedule.cycle_epochs": (0, None, False),
     "schedule.gamma": (0, 1, False), "schedule.pct_start": (0, 1, False),
+    "schedule.decay": (0, None, True),
     "swa.start": (0, None, False), "swa.lr": (0, None, False),
     "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
     "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
@@ -218,6 +233,11 @@ def validate(cfg: Config) -> Config:
     negative, positive = cfg.data.negative_class, cfg.data.positive_class
     if negative is not None and (positive is None or positive == negative):
         raise ConfigError("data.negative_class needs a different data.positive_class")
+    if cfg.eval.select_on == "test" and not cfg.eval.test:
+        raise ConfigError("eval.select_on test picks the model by its test accuracy; it needs eval.test true")
+    if cfg.eval.select_on == "test" and cfg.swa.enabled:
+        raise ConfigError("eval.select_on test reports the best epoch's model on the test set, not an average; "
+                          "set swa.enabled false")
     if cfg.schedule.name == "cyclic" and cfg.schedule.base_lr >= cfg.optim.lr:
         raise ConfigError(
             f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")
@@ -288,6 +308,13 @@ def recipes_dir() -> Path:
     """Recipes ship inside the wheel; in a source checkout they sit at the repo root."""
     packaged = Path(str(resources.files("fashionbench"))) / "recipes"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "recipes"
+
+
+def reference_recipe(model: str) -> Path | None:
+    """recipes/reference/MODEL.yaml, the reference project's own protocol for ``model``
+    (eval.select_on test), where there is one."""
+    path = recipes_dir() / "reference" / f"{model}.yaml"
+    return path if path.exists() else None
 
 
 def load_config(model: str | None = None, config_file: str | Path | None = None,

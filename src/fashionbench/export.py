@@ -60,6 +60,7 @@ def metadata(cfg: Config, summary: Summary, weights: str) -> dict[str, str]:
         "git_commit": summary.extra.get("git_commit") or runs.git_commit() or "unknown",
         "val_acc": json.dumps(summary.val_acc),
         "test_acc": json.dumps(summary.test_acc),
+        "selected_on": summary.selected_on,  # "test": the leaky reference protocol's best epoch
         "input": INPUT_CONTRACT,
         "output": "logits (N, C); probabilities (N, C): "
                   + ("softmax" if cfg.head == "softmax" else "one-vs-all sigmoids normalized to sum to 1"),

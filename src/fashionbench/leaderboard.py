@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import runs
-from .config import config_from_dict, load_config, read_yaml
+from .config import LEAKY, config_from_dict, load_config, read_yaml, reference_recipe
 from .errors import FashionbenchError
 from .models import reference_figures
 from .pages import html_page, html_table, md_table
@@ -35,6 +35,7 @@ class Row:
     devices: list[str]
     epochs: int
     test_size: int
+    leaky: bool = False          # selected on the test set (eval.select_on test): never ranked with the rest
 
     @property
     def reference(self) -> float | None:
@@ -88,8 +89,9 @@ NOT_RECIPE = ("seed", "device", "compile")
 
 
 def recipe_of(run_dir: Path) -> str:
-    """'recipe' when the run used recipes/MODEL.yaml as it is now, else 'custom <hash>'
-    (runs group by it, so that only seeds of one configuration are averaged)."""
+    """'recipe' when the run used recipes/MODEL.yaml as it is now, 'reference protocol'
+    for recipes/reference/MODEL.yaml, else 'custom <hash>' (runs group by it, so that
+    only seeds of one configuration are averaged)."""
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         return "-"
@@ -100,9 +102,11 @@ def recipe_of(run_dir: Path) -> str:
         raise FashionbenchError(why if why.startswith(str(path)) else f"{path}: {why}") from None
     for key in NOT_RECIPE:
         used.pop(key)
-    current = load_config(used["model"]).to_dict()
-    if all(used[k] == current[k] for k in used):
-        return "recipe"
+    reference = reference_recipe(used["model"])
+    for label, recipe in [("recipe", None)] + [("reference protocol", reference)] * (reference is not None):
+        current = load_config(used["model"], recipe).to_dict()
+        if all(used[k] == current[k] for k in used):
+            return label
     digest = hashlib.sha1(json.dumps(used, sort_keys=True).encode()).hexdigest()[:7]
     return f"custom {digest}"
 
@@ -132,9 +136,9 @@ def collect(run_dirs: list[Path]) -> list[Row]:
                                      "it belongs to)"))
             continue
         label = s.model + (f" ({s.variant})" if s.variant else "")
-        groups.setdefault((label, recipe), {}).setdefault(json.dumps(s.seed), []).append((run_dir, s))
+        groups.setdefault((label, recipe, s.leaky), {}).setdefault(json.dumps(s.seed), []).append((run_dir, s))
     rows = []
-    for (model, recipe), by_seed in groups.items():
+    for (model, recipe, leaky), by_seed in groups.items():
         summaries = []
         for runs_of_seed in by_seed.values():
             kept, *again = sorted(runs_of_seed, key=lambda r: r[0])
@@ -152,7 +156,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
             seconds_per_epoch=statistics.fmean(s.seconds_per_epoch for s in summaries),
             devices=sorted({s.device for s in summaries}),
             epochs=summaries[0].epochs,
-            test_size=min(s.test_size for s in summaries)))
+            test_size=min(s.test_size for s in summaries),
+            leaky=leaky))
     if not rows and len(skipped) == 1:  # one run, unreadable: its error, not a warning
         run_dir, why = skipped[0]
         raise FashionbenchError(why if why.startswith(str(run_dir)) else f"{run_dir}: {why}")
@@ -164,8 +169,9 @@ def collect(run_dirs: list[Path]) -> list[Row]:
 
 
 def rank(row: Row) -> tuple:
-    """Best test accuracy first; validation-only rows (a sweep's trials) after, by validation."""
-    return (not row.test_acc, -statistics.fmean(row.test_acc or row.val_acc or [0.0]))
+    """Best test accuracy first; validation-only rows (a sweep's trials) after, by
+    validation; rows selected on the test set last of all, ranked among themselves only."""
+    return (row.leaky, not row.test_acc, -statistics.fmean(row.test_acc or row.val_acc or [0.0]))
 
 
 def mean_std(values: list[float]) -> str:
@@ -183,7 +189,8 @@ HEADER = ["model", "recipe", "test acc % (mean ± std)", "last-epoch test acc %"
 
 def cells(row: Row) -> list[str]:
     ref = row.reference
-    return [row.model, row.recipe, mean_std(row.test_acc), mean_std(row.last_test_acc), mean_std(row.val_acc),
+    model = row.model + (f" [{LEAKY.upper()}]" if row.leaky else "")
+    return [model, row.recipe, mean_std(row.test_acc), mean_std(row.last_test_acc), mean_std(row.val_acc),
             ",".join(map(str, row.seeds)), str(row.epochs), f"{row.parameters:,}", f"{row.seconds_per_epoch:.1f}",
             "; ".join(row.devices), "" if ref is None else f"{ref:.2f}"]
 
@@ -196,6 +203,10 @@ def notes(rows: list[Row]) -> list[str]:
     out.append("Test accuracy of the reported model (SWA weights where SWA is on), mean ± sample "
                "std over seeds; the reference project's single runs, chosen on the test set, "
                "beside ours.")
+    if any(r.leaky for r in rows):
+        out.append(f"Rows marked [{LEAKY.upper()}] rerun the reference project's own protocol "
+                   "(eval.select_on test): the best epoch on the test split, so their test figure "
+                   "is optimistic. They are listed after the honest rows and not ranked with them.")
     if any(not r.test_acc for r in rows):
         out.append("Rows without a test figure are validation-only runs (a sweep's trials, "
                    "eval.test false): ranked after the others, by validation accuracy.")
@@ -217,7 +228,7 @@ def to_csv(rows: list[Row]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["model", "recipe", "test_acc_mean", "test_acc_std", "last_test_acc_mean", "val_acc_mean", "seeds",
                      "epochs", "parameters", "seconds_per_epoch", "device", "test_size",
-                     "reference"])
+                     "reference", "selected_on"])
     for r in rows:
         writer.writerow([r.model, r.recipe, f"{statistics.fmean(r.test_acc):.4f}" if r.test_acc else "",
                          f"{statistics.stdev(r.test_acc):.4f}" if len(r.test_acc) > 1 else "",
@@ -226,7 +237,7 @@ def to_csv(rows: list[Row]) -> str:
                          " ".join(map(str, r.seeds)), r.epochs, r.parameters,
                          f"{r.seconds_per_epoch:.2f}",
                          "; ".join(r.devices), r.test_size,
-                         "" if r.reference is None else r.reference])
+                         "" if r.reference is None else r.reference, "test" if r.leaky else "val"])
     return buf.getvalue()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config
+from .config import LEAKY, Config
 from .hardware import device_name, resolve_device, resolve_precision
 from .models import build_model, count_parameters
 from .schedule import SchedulePlan, steps_per_epoch
@@ -46,8 +46,13 @@ def training_plan(cfg: Config) -> list[str]:
     spe = steps_per_epoch(cfg, sizes["train"])
     device = resolve_device(cfg.device)
     s = cfg.schedule
-    schedule = (f"cyclic {s.mode}, {s.base_lr:g} to {cfg.optim.lr:g}, {s.cycle_epochs:g}-epoch cycles"
-                if s.name == "cyclic" else f"{s.name}, peak {cfg.optim.lr:g}")
+    if s.name == "cyclic":
+        schedule = f"cyclic {s.mode}, {s.base_lr:g} to {cfg.optim.lr:g}, {s.cycle_epochs:g}-epoch cycles"
+    elif s.name == "inverse_time":
+        last = cfg.optim.lr / (1 + s.decay * (cfg.epochs * spe - 1))
+        schedule = f"inverse_time, {cfg.optim.lr:g} / (1 + {s.decay:g} x step), {last:.3g} at the last step"
+    else:
+        schedule = f"{s.name}, peak {cfg.optim.lr:g}"
     lines = [
         f"model:      {cfg.model}, {count_parameters(build_model(cfg.model, cfg.num_classes)):,} parameters",
         f"data:       {sizes['train']:,} training / {sizes['val']:,} validation / {sizes['test']:,} test images",
@@ -56,6 +61,9 @@ def training_plan(cfg: Config) -> list[str]:
         f"SWA:        {swa_plan(cfg, spe)}",
         f"device:     {device_name(device)}, {resolve_precision(cfg.precision, device)}",
     ]
+    if cfg.eval.select_on == "test":
+        lines.append(f"selection:  {LEAKY.upper()}: the test split after every epoch, the best epoch's model "
+                     "reported (the reference protocol; not an honest estimate)")
     return lines
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from . import runs
+from .config import LEAKY
 from .data import CLASSES, FashionMNIST
 from .errors import FashionbenchError
 from .figures import plt, png
@@ -152,6 +153,9 @@ def curves_plot(history: list[dict], swa_start: int | None):
         ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", ms=3,
                 label="train (augmented, dropout on)")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", ms=3, label="validation")
+        if all(f"test_{key}" in row for row in history):  # eval.select_on test: the curve it selected on
+            ax.plot(epochs, [row[f"test_{key}"] for row in history], "o-", ms=3, color="tab:red",
+                    label=f"test ({LEAKY})")
         ax.set_ylabel(label)
         ax.legend()
     axes[2].plot(epochs, [row["lr"] for row in history], "o-", ms=3, color="tab:green")
@@ -266,7 +270,12 @@ def headline(subject: tuple[str, str], pred: Predictions, split: str, figures: d
     training = (f"{summary.train_seconds / 60:.1f} min ({summary.seconds_per_epoch:.1f} s/epoch, "
                 f"{summary.epochs} epochs)" if summary.kind == "run" else
                 f"{summary.train_seconds / 60:.1f} min in all")
+    leak = ({"selection": f"{LEAKY.upper()}: the best of {summary.epochs} epochs on the test split "
+                          f"(epoch {summary.extra.get('best_epoch', '?')}); its test figure is optimistic, "
+                          "not an estimate of accuracy on new images"}
+            if summary.leaky else {})
     return {subject[0]: subject[1],
+            **leak,
             "evaluated on": f"{'validation' if split == 'val' else split} split, {len(pred.labels):,} images",
             **figures,
             "macro F1": f"{class_scores(pred.labels, pred.predicted)['macro avg']['f1']:.4f}",
@@ -286,8 +295,8 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
                                 "its parent folder has the report")
     pred = predictions(run, split)
     figures = {}
-    for weights, label in (("swa", "SWA model"), ("last", "last-epoch model"),
-                           ("ova", "ten one-vs-all networks, calibrated")):
+    for weights, label in (("swa", "SWA model"), ("best_on_test", f"best epoch ({LEAKY})"),
+                           ("last", "last-epoch model"), ("ova", "ten one-vs-all networks, calibrated")):
         if (acc := summary.accuracy(weights, split)) is not None:
             figures[f"accuracy, {label}"] = f"{100 * acc:.2f}%"
     figures["reported model"] = f"{summary.weights} (this report's figures)"
@@ -298,5 +307,6 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
                else None)
     swa_start = run.cfg.swa.start_epoch if summary.extra.get("swa_snapshots") else None
     out = run_dir / ("report" if split == "test" else f"report-{split}")
-    return write_report(out, pred, f"{summary.model}: {run_dir.name}", head, history,
+    title = f"{summary.model}: {run_dir.name}" + (f" ({LEAKY.upper()})" if summary.leaky else "")
+    return write_report(out, pred, title, head, history,
                         swa_start, n_errors)

@@ -1,16 +1,25 @@
 """``fashionbench reproduce``: every model of the reference table, several seeds,
 one results table. Finished runs are kept, interrupted ones resumed, so a
-reproduction can be stopped and started again at will."""
+reproduction can be stopped and started again at will.
+
+``--protocol reference`` trains recipes/reference/MODEL.yaml instead: the reference
+project's own protocol (its saved code's settings, the model selected on the test
+set), to measure what its published figures were worth; it also writes
+protocol.md, the best epoch on test beside the last epoch, per model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config, config_from_dict, load_config, parse_override, read_yaml
+from . import runs
+from .config import LEAKY, Config, config_from_dict, load_config, parse_override, read_yaml, reference_recipe
 from .data import FashionMNIST
-from .errors import FashionbenchError
-from .leaderboard import collect, write_tables
+from .errors import FashionbenchError, UsageError
+from .leaderboard import collect, mean_std, write_tables
+from .models import reference_figures
+from .pages import md_table
 from .plan import training_plan
+from .runs import read_summary
 from .training import train_or_resume
 
 # Overrides per budget. "smoke" checks that every model trains, averages (two SWA
@@ -24,16 +33,39 @@ BUDGETS = {
 }
 
 
+# Which recipe each model trains with: its own (recipes/MODEL.yaml), or the reference
+# project's protocol (recipes/reference/MODEL.yaml, selected on test).
+PROTOCOLS = ("ours", "reference")
+
+
+def recipe_for(model: str, protocol: str) -> Path | None:
+    """The recipe file of ``model`` under ``protocol`` (None: the model's own recipe)."""
+    if protocol == "ours":
+        return None
+    recipe = reference_recipe(model)
+    if recipe is None:
+        raise UsageError(f"no reference-protocol recipe for {model} (recipes/reference/ has "
+                         f"{', '.join(sorted(default_models(protocol)))})")
+    return recipe
+
+
+def default_models(protocol: str) -> list[str]:
+    """The reference table's eight models; under the reference protocol, those with a
+    recipe for it."""
+    return [m for m in reference_figures() if protocol == "ours" or reference_recipe(m) is not None]
+
+
 def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
-                   device: str | None = None) -> list[tuple[Config, Path, str]]:
+                   device: str | None = None, protocol: str = "ours") -> list[tuple[Config, Path, str]]:
     """Every (config, run folder, state) of a reproduction; state is "train", "resume"
     or "complete". A folder trained with another configuration stops it here, before
     anything is trained."""
     overrides = BUDGETS[budget] + ([f"device={device}"] if device else [])
     plan = []
     for model in models:
+        recipe = recipe_for(model, protocol)
         for seed in seeds:
-            cfg = load_config(model, None, [parse_override(o) for o in overrides + [f"seed={seed}"]])
+            cfg = load_config(model, recipe, [parse_override(o) for o in overrides + [f"seed={seed}"]])
             run_dir = out / "runs" / f"{model}-s{seed}"
             state = ("complete" if (run_dir / "summary.json").exists() else
                      "resume" if (run_dir / "checkpoint.pt").exists() else "train")
@@ -69,9 +101,41 @@ def describe_plan(plan: list[tuple[Config, Path, str]]) -> str:
 
 
 def reproduce(data: FashionMNIST, plan: list[tuple[Config, Path, str]], budget: str,
-              out: Path) -> list[Path]:
+              out: Path, protocol: str = "ours") -> list[Path]:
     for i, (cfg, run_dir, _) in enumerate(plan, 1):
         train_or_resume(cfg, data, run_dir, f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}")
     seeds = ",".join(map(str, dict.fromkeys(cfg.seed for cfg, _, _ in plan)))
-    title = f"fashionbench reproduce --budget {budget} (seeds {seeds})"
-    return write_tables(collect([run_dir for _, run_dir, _ in plan]), out, title)
+    title = (f"fashionbench reproduce --budget {budget}" + (f" --protocol {protocol}" if protocol != "ours" else "")
+             + f" (seeds {seeds})")
+    run_dirs = [run_dir for _, run_dir, _ in plan]
+    paths = write_tables(collect(run_dirs), out, title)
+    if protocol == "reference":
+        paths.append(out / "protocol.md")
+        runs.write_text(paths[-1], f"# {title}\n\n{protocol_table(run_dirs)}\n")
+    return paths
+
+
+def protocol_table(run_dirs: list[Path]) -> str:
+    """Per model, over its seeds: the reference's published figure, the best epoch's test
+    accuracy (the protocol's selection on test), which epochs those were, the last
+    epoch's (what the reference's saved code read), and the gap between the two (the
+    optimism of selecting on test), in %, mean ± sample std."""
+    by_model: dict[str, list] = {}
+    for run_dir in run_dirs:
+        summary = read_summary(run_dir)
+        if not summary.leaky:
+            raise FashionbenchError(f"{run_dir}: not a run of the reference protocol (eval.select_on val)")
+        by_model.setdefault(summary.model, []).append(summary)
+    header = ["model", "reference published %", f"best epoch on test % ({LEAKY})", "best epochs",
+              "last epoch %", "best - last (points)", "seeds"]
+    rows = []
+    for model, summaries in by_model.items():
+        best = [100 * s.test_acc for s in summaries]
+        last = [100 * s.accuracy("last", "test") for s in summaries]
+        published = reference_figures().get(model)
+        rows.append([model, "-" if published is None else f"{published:.2f}", mean_std(best),
+                     ", ".join(str(s.extra["best_epoch"]) for s in summaries), mean_std(last),
+                     mean_std([b - a for b, a in zip(best, last)]), ",".join(str(s.seed) for s in summaries)])
+    first = next(iter(by_model.values()))[0]
+    return (md_table(header, rows) + f"\n\nBest epochs of {first.epochs}, each run's test split of "
+            f"{first.test_size:,} images evaluated after every epoch.")

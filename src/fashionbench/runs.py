@@ -220,10 +220,19 @@ class Summary:
     val_size: int = 0
     test_size: int = 10_000
     variant: str | None = None   # e.g. "one-vs-all head", "binary: Shirt against the rest"
+    # "val": the reported model was never chosen by a test figure. "test": the leaky
+    # reference protocol (eval.select_on test), the best epoch on the test set: its test
+    # accuracy is optimistic, and every table and report says so (``leaky``).
+    selected_on: str = "val"
     precision: str | None = None
     data_md5: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     schema: int = SUMMARY_SCHEMA
+
+    @property
+    def leaky(self) -> bool:
+        """Was the reported model chosen on the test set (its test accuracy optimistic)?"""
+        return self.selected_on == "test"
 
     @property
     def reported(self) -> dict:

@@ -1,11 +1,11 @@
 """The learning-rate and SWA plan of a run: which LR each step gets, when SWA takes
 its snapshots, and where the averaging window lies.
 
-Everything is stepped per batch. The schedule (cyclic, one-cycle or constant) runs
-from the first step; SWA (Izmailov et al., "Averaging Weights Leads to Wider Optima
-and Better Generalization", 2018) averages snapshots from the end of epoch
-``swa.start_epoch`` on: at every cycle's end under the cyclic schedule, where the
-LR is lowest, else at every epoch's end. With ``swa.lr`` set, the averaging phase
+Everything is stepped per batch. The schedule (cyclic, one-cycle, constant or
+Keras-style inverse-time decay) runs from the first step; SWA (Izmailov et al.,
+"Averaging Weights Leads to Wider Optima and Better Generalization", 2018) averages
+snapshots from the end of epoch ``swa.start_epoch`` on: at every cycle's end under
+the cyclic schedule, where the LR is lowest, else at every epoch's end. With ``swa.lr`` set, the averaging phase
 of the paper: after ``swa.start_epoch`` the LR leaves the schedule, glides to
 ``swa.lr`` over one epoch (torch's SWALR, cosine) and stays there, and snapshots
 are taken at every epoch's end. ``SchedulePlan`` works all of this out from the
@@ -90,6 +90,10 @@ def build_scheduler(cfg: Config, optimizer: Optimizer, plan: SchedulePlan) -> lr
     if s.name == "onecycle":
         return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, pct_start=s.pct_start,
                                        total_steps=plan.total_steps)
+    if s.name == "inverse_time":
+        # Keras' legacy ``decay``: lr / (1 + decay * iterations), iterations counted before the step.
+        decay = s.decay
+        return lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step))
     return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
