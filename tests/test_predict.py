@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionbench import inference, predict
+from fashionbench import inference
 from fashionbench.data import CLASSES
+from fashionbench.predict import class_probabilities, read_image, to_fashion_mnist
 
 from conftest import run_cli, run_main
 
@@ -49,8 +50,8 @@ def write_images(folder, images, enlarge: int = 1, invert: bool = False) -> list
 
 def probabilities_of(model, paths) -> tuple[np.ndarray, torch.Tensor]:
     """The converted images and their probabilities, batched as inference.predict batches."""
-    images = torch.from_numpy(np.stack([predict.read_image(p) for p in paths])[:, None])
-    probs = torch.cat([predict.class_probabilities(model, images[i:i + inference.EVAL_BATCH])
+    images = torch.from_numpy(np.stack([read_image(p) for p in paths])[:, None])
+    probs = torch.cat([class_probabilities(model, images[i:i + inference.EVAL_BATCH])
                        for i in range(0, len(images), inference.EVAL_BATCH)])
     return images[:, 0].numpy(), probs
 
@@ -76,17 +77,17 @@ def test_conversion_trims_resizes_centres_and_inverts():
     # the garment, its long side made 28 (so 14 wide, centred), inverted to light on black.
     image = Image.new("RGBA", (90, 50), (0, 0, 0, 0))
     image.paste((100, 100, 100, 255), (30, 5, 50, 45))
-    pixels = predict.to_fashion_mnist(image)
+    pixels = to_fashion_mnist(image)
     expected = np.zeros((28, 28), np.uint8)
     expected[:, 7:21] = 155
     assert np.array_equal(pixels, expected)
-    assert np.array_equal(predict.to_fashion_mnist(image, invert="no"), 255 - expected)
+    assert np.array_equal(to_fashion_mnist(image, invert="no"), 255 - expected)
 
 
 def test_16_bit_images_are_scaled_not_clipped(test_images):
     image = Image.fromarray(test_images[0].astype(np.uint16) * 257)
     assert image.mode == "I;16"
-    assert np.array_equal(predict.to_fashion_mnist(image), test_images[0])
+    assert np.array_equal(to_fashion_mnist(image), test_images[0])
 
 
 def test_cli_reports_an_unreadable_file_and_predicts_the_rest(tiny_run, test_images, tmp_path):

@@ -19,11 +19,25 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from fashionbench import sweep, training
+from fashionbench import training
 from fashionbench.config import load_config
 from fashionbench.errors import UsageError
 from fashionbench.models import MODELS
 from fashionbench.runs import read_summary
+from fashionbench.sweep import (
+    StudySpec,
+    default_space,
+    join_study,
+    load_space,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    parse_space,
+    recipe_values,
+    run_sweep,
+    safe_url,
+    with_driver,
+)
 
 from conftest import run_cli, run_main
 
@@ -55,10 +69,10 @@ def states(study) -> dict[str, int]:
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_recipes_default_space_is_valid_and_holds_the_recipe(model):
     cfg = load_config(model)
-    space = sweep.default_space(cfg)
+    space = default_space(cfg)
     space.check(model, "default space")  # every end of every range makes a valid config
     assert space.budget["epochs"] == cfg.epochs
-    values = sweep.recipe_values(cfg, space)
+    values = recipe_values(cfg, space)
     assert values is not None and set(values) == set(space.params)  # the recipe is trial 0
     assert values["optim.lr"] == cfg.optim.lr
     if "schedule.base_lr" in space.params:  # every draw of base_lr is below every draw of lr
@@ -66,8 +80,8 @@ def test_every_recipes_default_space_is_valid_and_holds_the_recipe(model):
 
 
 def test_a_space_file_round_trips_and_makes_trial_configs(tmp_path):
-    space = sweep.load_space(write_space(tmp_path, TINY))
-    assert sweep.parse_space(space.to_dict(), "again").to_dict() == space.to_dict() == {
+    space = load_space(write_space(tmp_path, TINY))
+    assert parse_space(space.to_dict(), "again").to_dict() == space.to_dict() == {
         "budget": TINY["budget"], "params": {"optim.lr": {"low": 1e-3, "high": 1e-2, "log": True},
                                              "augment.erase": {"low": 0.0, "high": 0.5}}}
     cfg = space.config("basic_cnn", {"optim.lr": 5e-3, "augment.erase": 0.25}, [{"eval": {"test": False}}])
@@ -90,19 +104,19 @@ def test_a_space_file_round_trips_and_makes_trial_configs(tmp_path):
 ])
 def test_a_bad_space_is_refused_with_what_is_wrong(space, fragment):
     with pytest.raises(UsageError, match=None) as e:
-        sweep.parse_space(space, "space.yaml").check("basic_cnn", "space.yaml")
+        parse_space(space, "space.yaml").check("basic_cnn", "space.yaml")
     assert fragment in str(e.value) and str(e.value).startswith("space.yaml")
 
 
 def test_a_postgresql_url_without_a_driver_gets_the_installed_one():
-    assert sweep.with_driver("postgresql://ann@db/fb") == "postgresql+psycopg://ann@db/fb"
-    assert sweep.with_driver("postgresql+psycopg2://ann@db/fb") == "postgresql+psycopg2://ann@db/fb"
-    assert sweep.with_driver("sqlite:////tmp/s.db") == "sqlite:////tmp/s.db"
+    assert with_driver("postgresql://ann@db/fb") == "postgresql+psycopg://ann@db/fb"
+    assert with_driver("postgresql+psycopg2://ann@db/fb") == "postgresql+psycopg2://ann@db/fb"
+    assert with_driver("sqlite:////tmp/s.db") == "sqlite:////tmp/s.db"
 
 
 def test_a_storage_url_is_printed_without_its_password():
-    assert sweep.safe_url("postgresql://ann:secret@db:5432/fb") == "postgresql://ann:***@db:5432/fb"
-    assert sweep.safe_url("sqlite:////tmp/study.db") == "sqlite:////tmp/study.db"
+    assert safe_url("postgresql://ann:secret@db:5432/fb") == "postgresql://ann:***@db:5432/fb"
+    assert safe_url("sqlite:////tmp/study.db") == "sqlite:////tmp/study.db"
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -165,7 +179,8 @@ def check_two_workers(data_dir: Path, tmp_path: Path, storage: str | None) -> tu
         assert all(set(splits) == {"val"} for splits in summary.results.values())
         assert summary.val_acc == pytest.approx(t.value)
         assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
-        assert yaml.safe_load((run_dir / "config.yaml").read_text())["eval"] == {"test": False, "tta": False}
+        evaluation = yaml.safe_load((run_dir / "config.yaml").read_text())["eval"]
+        assert evaluation == {"test": False, "tta": False, "select_on": "val"}
     return out, storage
 
 
@@ -192,7 +207,8 @@ def test_two_workers_share_one_sqlite_study_and_the_best_trial_trains(data_dir, 
     for name in ("best.yaml", "history.png", "importances.png", "importances.json", "trials.csv"):
         assert (out / "two" / name).stat().st_size > 0
     cfg = yaml.safe_load(recipe.read_text())
-    assert cfg["eval"] == {"test": True, "tta": False} and cfg["epochs"] == 1 and cfg["data"]["train_subset"] == 500
+    assert cfg["eval"] == {"test": True, "tta": False, "select_on": "val"}
+    assert cfg["epochs"] == 1 and cfg["data"]["train_subset"] == 500
     study = study_of("two", f"sqlite:///{out / 'two' / 'study.db'}")
     assert cfg["optim"]["lr"] == pytest.approx(study.best_trial.params["optim.lr"])
     assert set(json.loads((out / "two" / "importances.json").read_text())) == {"optim.lr", "augment.erase"}
@@ -268,7 +284,7 @@ def test_a_bad_region_is_pruned_and_no_trial_sees_the_test_split(data, tmp_path,
         evaluated.append(len(split.labels))
         return real_evaluate(model, split, *args, **kwargs)
     monkeypatch.setattr(training, "evaluate", recording)
-    space = sweep.parse_space({"budget": {**TINY["budget"], "epochs": 2, "data.train_subset": 2000,
+    space = parse_space({"budget": {**TINY["budget"], "epochs": 2, "data.train_subset": 2000,
                                           "schedule.base_lr": 1e-8, "swa.enabled": False},
                                "params": {"optim.lr": {"low": 1e-7, "high": 3e-3, "log": True}}}, "t")
     out = tmp_path / "sweeps"
@@ -276,11 +292,11 @@ def test_a_bad_region_is_pruned_and_no_trial_sees_the_test_split(data, tmp_path,
     (out / "bad").mkdir(parents=True)
     # The queue, in order: the recipe (3e-3, queued by the study itself), three more good
     # learning rates, then the bad one.
-    study = sweep.join_study("bad", sweep.open_storage(storage), sweep.StudySpec("basic_cnn", space, 0),
-                             sweep.make_sampler(5, 0), sweep.make_pruner("median", 2), {"optim.lr": 3e-3})
+    study = join_study("bad", open_storage(storage), StudySpec("basic_cnn", space, 0),
+                             make_sampler(5, 0), make_pruner("median", 2), {"optim.lr": 3e-3})
     for lr in (2.5e-3, 2e-3, 1.5e-3, 1e-7):
         study.enqueue_trial({"optim.lr": lr})
-    result = sweep.run_sweep("basic_cnn", data, 5, out, "bad", storage, space, "median", fixed=[{"device": "cpu"}])
+    result = run_sweep("basic_cnn", data, 5, out, "bad", storage, space, "median", fixed=[{"device": "cpu"}])
     study = study_of("bad", storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4 + [TrialState.PRUNED]
     pruned = study.trials[4]

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fashionbench import speedrun
 from fashionbench.inference import FlipTTA, evaluate, evaluate_run, for_evaluation, load_model, load_run
 from fashionbench.runs import load_torch
+from fashionbench.speedrun import Warmup, epochs_for
 from fashionbench.splits import MEAN, STD
 from fashionbench.training import Trainer, train_or_resume
 
@@ -177,8 +177,8 @@ def test_speedrun_trains_each_seed_and_times_it_apart_from_the_one_off_costs(dat
 
 
 def test_speedrun_epochs_for_a_budget_are_the_whole_epochs_that_fit():
-    warm = speedrun.Warmup(seconds=1.0, seconds_per_step=0.1, steps_per_epoch=10)  # 1 s an epoch
-    assert [speedrun.epochs_for(b, warm) for b in (0.3, 1.0, 4.99, 5.0, 120.0)] == [1, 1, 4, 5, 120]
+    warm = Warmup(seconds=1.0, seconds_per_step=0.1, steps_per_epoch=10)  # 1 s an epoch
+    assert [epochs_for(b, warm) for b in (0.3, 1.0, 4.99, 5.0, 120.0)] == [1, 1, 4, 5, 120]
 
 
 def test_speedrun_budget_trains_the_epochs_its_warm_up_says_fit(data_dir, tmp_path):

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import api, distributed, speedrun, sweep
+from . import api, distributed
 from .config import LEAKY
 from .data import DATA_DIR_ENV, MIRROR_ENV
 from .distributed import ONE_PROCESS, World
@@ -24,6 +24,8 @@ from .plan import run_plan
 from .predict import predict_cli
 from .reproduce import BUDGETS, PROTOCOLS, default_models, describe_plan, reproduce_plan
 from .runs import check_out_dir, new_run_dir, os_cause
+from .speedrun import describe as describe_speedrun
+from .sweep import safe_url, sweep_plan
 from .version import __version__
 
 # -- value checks (argparse's type=): a bad value is a usage error naming the option ----
@@ -468,7 +470,7 @@ def run_training(args: argparse.Namespace, kind: str, world: World = ONE_PROCESS
 
     try:
         if args.resume:
-            run = api.resume(args.resume, model=args.model, data_dir=args.data_dir, on_start=on_start)
+            run = api.resume(args.resume, model=args.model, kind=kind, data_dir=args.data_dir, on_start=on_start)
         else:
             train = api.train if kind == "train" else api.one_vs_all
             run = train(args.model, config_file=args.config, overrides=config_overrides(args), out=args.out,
@@ -592,7 +594,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         check_out_dir(args.out)
         name = api.study_name(args.study, args.model)
         space.check(args.model, args.space or "search space")
-        print(sweep.sweep_plan(args.model, space, args.trials, args.out, name, args.storage,
+        print(sweep_plan(args.model, space, args.trials, args.out, name, args.storage,
                                args.pruner, args.seed))
         print("dry run: nothing trained, nothing written")
         return
@@ -602,13 +604,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                            pruner=args.pruner, seed=args.seed, sampler_seed=args.sampler_seed,
                            device=args.device, heartbeat=args.heartbeat, data_dir=args.data_dir)
     except KeyboardInterrupt as e:
-        again = shlex.join(["fashionbench", *map(sweep.safe_url, args.argv)])  # no password shown
+        again = shlex.join(["fashionbench", *map(safe_url, args.argv)])  # no password shown
         raise stopped(e, again + "  (the interrupted trial is marked failed)") from None
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
     print(f"study {name}: {counts}")
     if result.best_number is not None:
         where = "" if args.out == "runs/sweeps" else f" --out {shlex.quote(str(args.out))}"
-        where += "" if args.storage is None else f" --storage {shlex.quote(sweep.safe_url(args.storage))}"
+        where += "" if args.storage is None else f" --storage {shlex.quote(safe_url(args.storage))}"
         print(f"best: trial {result.best_number}, val acc {result.best_value:.4f}  "
               f"(fashionbench sweep --best {name}{where})")
 
@@ -666,7 +668,7 @@ def cmd_speedrun(args: argparse.Namespace) -> None:
                               data_dir=args.data_dir, device=args.device)
     except KeyboardInterrupt as e:  # a timed run is not resumed: its time would be split
         raise stopped(e, f"{same_command(args)} (a new folder; the finished seeds are in {args.out})") from None
-    print(speedrun.describe(result))
+    print(describe_speedrun(result))
     print(f"results: {result['folder']}/speedrun.json")
 
 
