@@ -252,12 +252,14 @@ def one_vs_all(model: str | None = None, *, config_file: PathLike | None = None,
     return _fit("one-vs-all", cfg, run_dir, data, data_dir, on_start, ONE_PROCESS)
 
 
-def resume(run: Run | PathLike, *, model: str | None = None, data: FashionMNIST | None = None,
-           data_dir: PathLike | None = None, on_start: Callable[[Path], None] | None = None) -> Run:
+def resume(run: Run | PathLike, *, model: str | None = None, kind: str | None = None,
+           data: FashionMNIST | None = None, data_dir: PathLike | None = None,
+           on_start: Callable[[Path], None] | None = None) -> Run:
     """Continue an interrupted run (train or one-vs-all) from its last checkpoint, exactly
-    as configured; ``model``, if given, must be the run's."""
+    as configured; ``model``, if given, must be the run's, and ``kind`` ("train" or
+    "one-vs-all"), if given, its kind (a command resumes only its own runs)."""
     run_dir = as_path(run)
-    kind = "one-vs-all" if (run_dir / "class-0").is_dir() else "train"
+    kind = kind or ("one-vs-all" if (run_dir / "class-0").is_dir() else "train")
     world = World.from_env() if kind == "train" else ONE_PROCESS
     cfg, run_dir, _ = prepare_run(kind, model, resume=run_dir, world=world)
     return _fit(kind, cfg, run_dir, data, data_dir, on_start, world)
