@@ -79,8 +79,7 @@ COPY --chown=fashion:fashion notebooks /work/notebooks
 # volume (Docker and podman give it /data's owner, the user), or a folder holding the four
 # files mounted read-only. No VOLUME line: it would leave an anonymous volume behind every
 # `docker run --rm`-less run, and buildah run lays it over a -v mount at /data.
-ENV FASHIONBENCH_DATA_DIR=/data \
-    MPLBACKEND=agg
+ENV FASHIONBENCH_DATA_DIR=/data
 USER fashion
 # Runs go to /work/runs (`--out` defaults to runs/ under the working folder).
 WORKDIR /work

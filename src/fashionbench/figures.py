@@ -7,10 +7,15 @@ once, before pyplot is first imported, and no command ever opens a window.
 from __future__ import annotations
 
 import io
+import sys
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only, never a window
+# Files only, never a window: Agg. Except in a Jupyter kernel, whose inline backend puts
+# the figures a notebook draws (curves_plot, scores_plot) under their cells; switching
+# to Agg there would hide them. png() closes its figures, so none shows twice.
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = ["plt", "png"]
