@@ -102,8 +102,10 @@ def recipe_of(run_dir: Path) -> str:
         raise FashionbenchError(why if why.startswith(str(path)) else f"{path}: {why}") from None
     for key in NOT_RECIPE:
         used.pop(key)
-    reference = reference_recipe(used["model"])
-    for label, recipe in [("recipe", None)] + [("reference protocol", reference)] * (reference is not None):
+    recipes = {"recipe": None}  # label -> recipe file (None: the model's own)
+    if (reference := reference_recipe(used["model"])) is not None:
+        recipes["reference protocol"] = reference
+    for label, recipe in recipes.items():
         current = load_config(used["model"], recipe).to_dict()
         if all(used[k] == current[k] for k in used):
             return label
