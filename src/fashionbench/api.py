@@ -21,7 +21,6 @@ one-line message."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -105,10 +104,7 @@ class Run:
     def history(self) -> list[dict]:
         """One dict per finished epoch (metrics.jsonl): losses, accuracies, LR, SWA
         snapshots, seconds; [] for a kind without epochs (an ensemble)."""
-        path = self.path / "metrics.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return runs.read_history(self.path)
 
     @cached_property
     def model(self) -> nn.Module:

@@ -14,7 +14,6 @@ import base64
 import csv
 import html
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,9 +301,7 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
     figures["reported model"] = f"{summary.weights} (this report's figures)"
     head = headline(("model", summary.model), pred, split, figures, summary, {
         "device": f"{summary.device}, {summary.precision}", "seed": str(summary.seed)})
-    metrics = run_dir / "metrics.jsonl"  # a one-vs-all run's are in its members' folders
-    history = ([json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists()
-               else None)
+    history = runs.read_history(run_dir) or None  # a one-vs-all run's are in its members' folders
     swa_start = run.cfg.swa.start_epoch if summary.extra.get("swa_snapshots") else None
     out = run_dir / ("report" if split == "test" else f"report-{split}")
     title = f"{summary.model}: {run_dir.name}" + (f" ({LEAKY.upper()})" if summary.leaky else "")

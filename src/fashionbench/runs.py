@@ -320,6 +320,19 @@ def read_summary(run_dir: Path) -> Summary:
     return Summary.from_dict(data, path)
 
 
+def read_history(run_dir: Path) -> list[dict]:
+    """``run_dir``/metrics.jsonl, one dict per finished epoch (losses, accuracies, LR, SWA
+    snapshots, seconds); [] where there is none (an ensemble; a one-vs-all run keeps its
+    members' in their folders)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FashionbenchError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+
+
 def write_summary(run_dir: Path, summary: Summary) -> None:
     """``run_dir``/summary.json: the mark of a finished run, written last."""
     write_json(Path(run_dir) / "summary.json", summary.to_dict())
