@@ -12,10 +12,20 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+import torch
 
 from fashionbench.config import load_config, parse_override
 from fashionbench.data import load_fashion_mnist, resolve_data_dir
 from fashionbench.errors import FashionbenchError
+
+# Under pytest-xdist (`make test`: a worker per core) torch's default of one intra-op
+# thread per core, in every worker and in every fashionbench subprocess a test starts,
+# puts several OpenMP threads on each core; they spin waiting for one another, and a
+# subprocess that trains in 80 s alone took 600 s in the suite. One thread each, unless
+# OMP_NUM_THREADS says otherwise; subprocesses inherit it through the environment.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Fixtures that load the real dataset or train: a test using one is in the slow tier.
 REAL_DATA_FIXTURES = {"data", "data_dir", "tiny_run", "docs_run", "smoke", "ova_run"}
