@@ -53,3 +53,49 @@ def test_compute_of_each_kind_of_result(script, tmp_path):
     assert script.images(ova) == 10 * 40_000  # the members, not the combined folder again
     assert script.images(specialists) == 40_000 + 3 * 8_000
     assert len(script.networks(specialists)) == 4
+
+
+KERAS_SCRIPT = Path(__file__).parents[1] / "experiments" / "keras_defaults.py"
+
+
+@pytest.fixture
+def keras_defaults(monkeypatch):
+    from fashionbench.models import REGISTRY
+
+    spec = importlib.util.spec_from_file_location("keras_defaults_experiment", KERAS_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name in ("basic_cnn", "mini_vgg"):  # with_keras_init replaces them: restored after the test
+        monkeypatch.setitem(REGISTRY, name, REGISTRY[name])
+    return module
+
+
+def test_keras_initialisation_is_glorot_uniform_with_zero_biases(keras_defaults):
+    import math
+
+    import torch
+    from torch import nn
+
+    from fashionbench.models import build_model
+
+    keras_defaults.with_keras_init("mini_vgg")
+    torch.manual_seed(0)
+    model = build_model("mini_vgg")
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 build_model("mini_vgg").state_dict().values()))  # seeded
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 7
+    for layer in layers:
+        fan_out, fan_in = layer.weight.shape[0], layer.weight[0].numel()
+        receptive = layer.weight[0, 0].numel()
+        limit = math.sqrt(6 / (fan_in + fan_out * receptive))
+        w = layer.weight.detach()
+        assert w.abs().max() <= limit and w.abs().max() > 0.9 * limit  # uniform on [-limit, limit]
+        assert not layer.bias.any()
+    keras_defaults.with_keras_init("basic_cnn")
+    norms = [m for m in build_model("basic_cnn").modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    # The reference's BatchNormalization(momentum=0.1, gamma_initializer='uniform') on the
+    # convolutions; Keras' defaults on the dense layer's.
+    assert [(m.momentum, m.eps) for m in norms] == [(0.9, 1e-5)] * 4 + [(0.01, 1e-3)]
+    assert all(m.weight.abs().max() <= 0.05 for m in norms[:4]) and torch.equal(norms[4].weight, torch.ones(200))
