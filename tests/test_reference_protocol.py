@@ -208,7 +208,8 @@ def test_reproduce_the_reference_protocol(data, tmp_path):
     assert cells["best - last (points)"] == f"{statistics.fmean(gap):.2f} ± {statistics.stdev(gap):.2f}"
     # The same training read honestly: the test accuracy of the epoch with the best
     # validation accuracy (the first of equals), never above the best on test.
-    epochs = [[json.loads(line) for line in (tmp_path / "runs" / f"basic_cnn-s{seed}" / "metrics.jsonl").open()]
+    epochs = [[json.loads(line) for line in
+               (tmp_path / "runs" / f"basic_cnn-s{seed}" / "metrics.jsonl").read_text().splitlines()]
               for seed in (0, 1)]
     on_val = [100 * next(r["test_acc"] for r in rows if r["val_acc"] == max(x["val_acc"] for x in rows))
               for rows in epochs]
