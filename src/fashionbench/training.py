@@ -35,6 +35,7 @@ from .models import build_model, count_parameters
 from .runs import Summary
 from .schedule import SchedulePlan, steps_per_epoch
 from .splits import Split, binary_task, normalize, prepare_splits, to_float
+from .threads import CpuShare
 
 # A training loss above this multiple of the run's first one has diverged (a healthy
 # run's loss falls from its start; a spike of a few times recovers, twenty does not).
@@ -159,6 +160,8 @@ class Trainer:
             # get the masks the first share gets.
             torch.manual_seed(cfg.seed + 1_000_003 * world.rank)
         self.environment = runs.environment()  # at the start: the code that trains
+        # The CPU's cores shared with the machine's other training processes (threads.py).
+        self.cpu_share = CpuShare(enabled=self.device.type == "cpu")
         self.history: list[dict] = []
         self.epoch = 0
         self.train_seconds = 0.0     # training steps only
@@ -270,6 +273,7 @@ class Trainer:
             loss_sum += loss * local
             correct += (logits.argmax(1) == (y[self.shard] if world.distributed else y)).sum()
             if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
+                self.cpu_share.rebalance()
                 totals = loss_sum, correct
                 if world.distributed:  # the global batch's figures, and every process stops together
                     bad_step = distributed.all_max(bad_step.clone())
@@ -323,6 +327,10 @@ class Trainer:
 
     def fit(self) -> Summary:
         """Train from the current epoch to the end, then evaluate and write the results."""
+        with self.cpu_share:
+            return self._fit()
+
+    def _fit(self) -> Summary:
         epochs, world = self.cfg.epochs, self.world
         if world.is_main:
             runs.make_dir(self.run_dir)
@@ -404,6 +412,9 @@ class Trainer:
                    "swa_bn_seconds": bn_seconds,
                    "total_seconds": self.train_seconds + self.val_seconds + time.perf_counter() - start,
                    "world_size": self.world.size,
+                   # Every intra-op thread count this process trained with (threads.py):
+                   # one number unless it shared the machine's cores with other runs.
+                   "cpu_threads": sorted(self.cpu_share.threads_used) or None,
                    "backend": self.world.backend(self.device) if self.world.distributed else None,
                    "data_dir": str(self.data.root), **extra, **self.environment})
         runs.write_summary(self.run_dir, summary)
