@@ -123,3 +123,15 @@ def test_the_plan_gives_every_step_s_lr_without_a_model():
     lr = SchedulePlan(cfg, 10).learning_rates()
     assert len(lr) == 60 and lr[:21] == pytest.approx(lrs(cfg, 10, 21))  # the cycle to epoch 2's end
     assert lr[25] == pytest.approx((0.01 + 0.05) / 2) and lr[30:] == pytest.approx([0.05] * 30)
+
+
+def test_a_run_whose_swa_takes_one_snapshot_says_it_is_not_an_average(data, tmp_path, capsys):
+    # BasicCNN's recipe snapshots every epoch's end from epoch 1 of 1 (swa.lr set): one snapshot.
+    plan = SchedulePlan(cfg_with("epochs=1"), 100)
+    assert list(plan.snapshot_steps) == [100]
+    assert plan.lone_snapshot() == ("SWA takes a single snapshot in 1 epoch (at the end of epoch 1): the SWA "
+                                    "model is those weights with their BatchNorm statistics recomputed, "
+                                    "not an average")
+    assert SchedulePlan(cfg_with("epochs=3"), 100).lone_snapshot() is None  # epochs 2 and 3: an average
+    Trainer(small_config("epochs=1", "swa.lr=0.001"), data, tmp_path / "run")
+    assert capsys.readouterr().err == f"fashionbench: warning: {plan.lone_snapshot()}\n"

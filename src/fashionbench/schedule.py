@@ -53,6 +53,16 @@ class SchedulePlan:
         """Does SWA take a snapshot after global ``step``?"""
         return step in self.snapshot_steps
 
+    def lone_snapshot(self) -> str | None:
+        """Where SWA takes a single snapshot, one line saying what its model then is (an
+        average of one: the weights of that step with BatchNorm statistics recomputed)."""
+        if len(self.snapshot_steps) != 1:
+            return None
+        epoch = self.snapshot_steps[0] / self.steps_per_epoch
+        return (f"SWA takes a single snapshot in {self.cfg.epochs} epoch{'s' * (self.cfg.epochs != 1)} "
+                f"(at the end of epoch {epoch:g}): the SWA model is those weights with their BatchNorm "
+                "statistics recomputed, not an average")
+
     def skipped(self) -> str:
         """Why SWA, although enabled, takes no snapshot: one line for the warning."""
         cfg = self.cfg

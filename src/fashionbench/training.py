@@ -135,8 +135,10 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
         self.plan = SchedulePlan(cfg, self.steps_per_epoch)
         # A budget too short to average is the user's choice, not a mistake: say so, go on.
-        if cfg.swa.enabled and not self.plan.averaging and world.is_main:
-            print(f"fashionbench: warning: {self.plan.skipped()}", file=sys.stderr, flush=True)
+        if cfg.swa.enabled and world.is_main:
+            warning = self.plan.lone_snapshot() if self.plan.averaging else self.plan.skipped()
+            if warning:
+                print(f"fashionbench: warning: {warning}", file=sys.stderr, flush=True)
         model = build_model(cfg.model, cfg.num_classes)
         if not cfg.dropout:
             model = without_dropout(model)
