@@ -559,8 +559,9 @@ def wait_for_running(study, name: str, trials: int, heartbeat: int) -> bool:
     numbers = running()
     if not numbers:
         return False
-    # A killed worker's last beat is before now, so its trial is past the grace period by
-    # then: heartbeats are stored to the second (1 s more) and looked at every second (1 s).
+    # A killed worker's last beat was before now, so its trial is past the grace period by
+    # the deadline: heartbeats are stored to the second (1 s more), looked at every second
+    # (1 s more), and 1 s to spare. A trial still running then has beaten since we began.
     patience = grace_period(heartbeat) + 3
     print(f"study {name}: {counted(numbers)} still running, in another worker or in a killed one; "
           f"waiting up to {patience} s for each to finish or for its heartbeat to expire", flush=True)
