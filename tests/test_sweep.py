@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 import optuna
@@ -141,13 +141,28 @@ def test_print_space_shows_the_default_with_the_budget_options():
 
 # -- workers, pruning, the best trial (real data) ------------------------------------------------
 
-def start_worker(out: Path, space: Path, study: str, trials: int, *extra: str) -> subprocess.Popen:
+def start_worker(out: Path, space: Path, study: str, trials: int, *extra: str,
+                 stderr: int = subprocess.STDOUT) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "fashionbench", "sweep", "basic_cnn", "--trials", str(trials),
          "--space", str(space), "--study", study, "--out", str(out), "--pruner", "none",
          "--device", "cpu", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})  # two workers, two cores
+        stdout=subprocess.PIPE, stderr=stderr, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # two workers, two cores
+        # Python turns SIGINT into KeyboardInterrupt only if it starts with SIGINT at its
+        # default, which a test run in the background (SIGINT ignored) would not pass on.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def wait_for_line(worker: subprocess.Popen, start: str) -> str:
+    """Read the worker's output up to a line starting with ``start``: the event a test
+    waits for, instead of a fixed sleep. Its output so far; a test failure if it ends first."""
+    seen = []
+    for line in worker.stdout:
+        seen.append(line)
+        if line.startswith(start):
+            return "".join(seen)
+    pytest.fail(f"the worker ended (status {worker.wait()}) before a line {start!r}:\n{''.join(seen)}")
 
 
 def check_two_workers(data_dir: Path, tmp_path: Path, storage: str | None) -> tuple[Path, str]:
@@ -164,7 +179,7 @@ def check_two_workers(data_dir: Path, tmp_path: Path, storage: str | None) -> tu
     assert len(done) == 6 and states(study).get("RUNNING", 0) == 0, states(study)
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in study.trials)
     # A FAIL here is only a trial asked for at the instant another worker took the last.
-    assert all("had its 6 trials" in t.system_attrs.get("fail_reason", "") for t in study.trials
+    assert all("had its 6 trials" in t.user_attrs.get("failed", "") for t in study.trials
                if t.state == TrialState.FAIL)
     trained = [line for log in logs for line in log.splitlines() if ": training in " in line]
     assert sorted(trained) == sorted(f"trial {t.number}: training in {out / 'two' / f'trial-{t.number}'}"
@@ -308,23 +323,106 @@ def test_a_bad_region_is_pruned_and_no_trial_sees_the_test_split(data, tmp_path,
     assert evaluated and set(evaluated) == {1000}, evaluated  # validation (1,000 images) only
 
 
-def test_a_killed_worker_leaves_its_trial_failed_and_another_goes_on(data_dir, tmp_path):
-    # Trials of two epochs of 1,000 images, each longer than the second the kill waits.
-    out, space = tmp_path / "sweeps", write_space(
-        tmp_path, {**TINY, "budget": {**TINY["budget"], "epochs": 2, "data.train_subset": 1000}})
-    args = ["--data-dir", str(data_dir), "--heartbeat", "1"]
-    first = start_worker(out, space, "killed", 2, *args)
-    for line in first.stdout:  # kill it once it is training trial 0, mid-epoch
-        if line.startswith("basic_cnn:") and "epoch 1 of 2" in line:
-            break
-    time.sleep(1.0)
-    first.send_signal(signal.SIGKILL)
-    first.communicate(timeout=60)
-    time.sleep(2.5)  # past the grace period (twice the heartbeat): trial 0 is stale
-    second = start_worker(out, space, "killed", 2, *args)
-    log = second.communicate(timeout=600)[0]
-    assert second.returncode == 0, log
-    study = study_of("killed", f"sqlite:///{out / 'killed' / 'study.db'}")
-    assert [t.state for t in study.trials][:1] == [TrialState.FAIL], states(study)
-    assert states(study) == {"FAIL": 1, "COMPLETE": 2}, states(study)
-    assert "trial 0: training" not in log  # the failed trial is not taken up again
+def test_a_killed_workers_recipe_is_failed_queued_again_and_run_by_a_rerun_that_waits(data, tmp_path, capsys):
+    """kill -9 of the worker training the recipe (trial 0), then the same command again
+    at once: trial 0 still looks running, its heartbeat not yet expired. The rerun says
+    so and waits; once the heartbeat is older than its grace period, trial 0 is failed,
+    the recipe queued again (trial 1) and trained, and the study holds its one trial."""
+    out, space = tmp_path / "sweeps", write_space(tmp_path, TINY)
+    killed = start_worker(out, space, "killed", 1, "--data-dir", str(data.root), "--heartbeat", "1")
+    wait_for_line(killed, "trial 0: training in")  # its heartbeat is on record, the trial running
+    killed.kill()
+    killed.communicate(timeout=60)
+    storage = f"sqlite:///{out / 'killed' / 'study.db'}"
+    assert states(study_of("killed", storage)) == {"RUNNING": 1}
+    # Beating every 5 s, the rerun marks a trial failed once its heartbeat is 10 s old:
+    # trial 0's is under 2 s old when it starts.
+    result = run_sweep("basic_cnn", data, 1, out, "killed", None, load_space(space), "none",
+                       fixed=[{"device": "cpu"}], heartbeat=5)
+    log = capsys.readouterr().out
+    assert "study killed: 1 trial (trial 0) still running, in another worker or in a killed one; " \
+           "waiting up to 13 s for each to finish or for its heartbeat to expire" in log, log
+    assert "trial 0 failed: its heartbeat stopped (a killed worker); the recipe is queued again" in log, log
+    assert "trial 1 (the recipe): augment.erase=0, optim.lr=0.003" in log, log
+    study = study_of("killed", storage)
+    assert [(t.state, t.user_attrs.get("recipe")) for t in study.trials] == \
+        [(TrialState.FAIL, True), (TrialState.COMPLETE, True)], states(study)
+    assert study.trials[1].params == study.trials[0].params == {"optim.lr": pytest.approx(3e-3),
+                                                                 "augment.erase": 0.0}
+    assert result.counts == {"fail": 1, "complete": 1} and result.best_number == 1
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the live worker asks outside optimize
+def test_a_rerun_leaves_a_live_workers_trial_to_it_and_says_so(tmp_path, capsys):
+    """A trial whose heartbeat goes on beating belongs to a live worker: a worker with
+    nothing left to take waits one grace period, sees it beat, leaves it and says so."""
+    space = parse_space(TINY, "t")
+    out = tmp_path / "sweeps"
+    (out / "live").mkdir(parents=True)
+    storage = open_storage(f"sqlite:///{out / 'live' / 'study.db'}", heartbeat=1)
+    study = join_study("live", storage, StudySpec("basic_cnn", space, 0), make_sampler(1, 0),
+                       make_pruner("none", 1), {"optim.lr": 3e-3, "augment.erase": 0.0})
+    trial = study.ask()  # the recipe, taken by the "live worker": this test, beating below
+    stop = threading.Event()
+
+    def beat():
+        while not stop.is_set():
+            storage.record_heartbeat(trial._trial_id)
+            stop.wait(0.25)
+    beating = threading.Thread(target=beat)
+    beating.start()
+    try:
+        result = run_sweep("basic_cnn", None, 1, out, "live", None, space, "none", heartbeat=1)
+    finally:
+        stop.set()
+        beating.join()
+    log = capsys.readouterr().out
+    assert "study live: 1 trial (trial 0) still running, in another worker or in a killed one; " \
+           "waiting up to 5 s" in log, log
+    assert "study live: 1 trial (trial 0) still running with a live heartbeat, in live workers; " \
+           "the study has its 1 trial once they finish" in log, log
+    assert result.counts == {"running": 1}
+    assert states(study_of("live", f"sqlite:///{out / 'live' / 'study.db'}")) == {"RUNNING": 1}
+
+
+def test_joining_a_study_with_other_settings_names_each_difference(tmp_path):
+    space = parse_space(TINY, "t")
+    other = parse_space({"budget": {**TINY["budget"], "epochs": 2},
+                         "params": {**TINY["params"], "label_smoothing": {"low": 0.0, "high": 0.2}}}, "t")
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    join_study("s", storage, StudySpec("basic_cnn", space, 0), make_sampler(2, 0), make_pruner("none", 1), None)
+    with pytest.raises(UsageError) as e:
+        join_study("s", storage, StudySpec("basic_cnn", other, 1), make_sampler(2, 0), make_pruner("none", 1), None)
+    assert str(e.value) == (
+        "study s was made with other settings: budget.epochs is 1 in the study, 2 here; "
+        "params.label_smoothing is absent in the study, {low: 0.0, high: 0.2} here; seed is 0 in the study, "
+        "1 here; run the command that created it to join, or choose another --study")
+
+
+@pytest.mark.parametrize("url, fragment", [
+    ("notaurl", "--storage notaurl: not a database URL (DIALECT://... as in "),
+    ("nosuchdb://ann:secret@host/db", "--storage nosuchdb://ann:***@host/db: no database kind nosuchdb"),
+    ("postgresql://ann@host:port/db", "--storage postgresql://ann@host:port/db: not a database URL"),
+])
+def test_a_malformed_storage_url_is_one_line_and_writes_nothing(url, fragment, tmp_path):
+    result = run_main("sweep", "basic_cnn", "--trials", "1", "--storage", url, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
+    assert "secret" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("signum, status, what", [(signal.SIGTERM, 143, "terminated"),
+                                                  (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_during_a_sweep_is_our_one_line_and_its_status(data_dir, tmp_path, signum, status, what):
+    out, space = tmp_path / "sweeps", write_space(tmp_path, TINY)
+    worker = start_worker(out, space, "stopped", 1, "--data-dir", str(data_dir), stderr=subprocess.PIPE)
+    wait_for_line(worker, "trial 0: training in")
+    worker.send_signal(signum)
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == status, stderr
+    assert stderr.splitlines() == [
+        f"fashionbench: error: {what}; continue with: fashionbench sweep basic_cnn --trials 1 --space {space} "
+        f"--study stopped --out {out} --pruner none --device cpu --data-dir {data_dir}  "
+        "(the interrupted trial is marked failed; a new trial takes its place)"], stderr
+    assert states(study_of("stopped", f"sqlite:///{out / 'stopped' / 'study.db'}")) == {"FAIL": 1}

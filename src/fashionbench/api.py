@@ -518,6 +518,8 @@ def sweep(model: str, trials: int, *, space: PathLike | sweeps.Space | None = No
     ``best_recipe(study)`` then writes the best trial as a recipe."""
     chosen = sweep_space(model, space, epochs, train_subset)
     chosen.check(model, str(space) if isinstance(space, str | os.PathLike) else "search space")
+    if storage is not None:
+        sweeps.check_storage_url(storage)
     check_out_dir(out)
     name = study_name(study, model)
     fixed = [] if device is None else [{"device": device}]

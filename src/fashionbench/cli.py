@@ -605,7 +605,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                            device=args.device, heartbeat=args.heartbeat, data_dir=args.data_dir)
     except KeyboardInterrupt as e:
         again = shlex.join(["fashionbench", *map(safe_url, args.argv)])  # no password shown
-        raise stopped(e, again + "  (the interrupted trial is marked failed)") from None
+        raise stopped(e, again + "  (the interrupted trial is marked failed; a new trial takes its place)") from None
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
     print(f"study {name}: {counts}")
     if result.best_number is not None:

@@ -20,6 +20,7 @@ import io
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,13 +48,15 @@ MAX_FAILURES_IN_A_ROW = 5
 
 
 def import_optuna():
-    """Optuna, quiet: its INFO line per trial is replaced by ours, and the features
-    it marks experimental (heartbeats, matplotlib plots) are used knowingly."""
+    """Optuna, quiet: our own line reports each trial, its state and a failure's reason,
+    so Optuna's lines on the same trials are left out (its warning on a failed trial
+    carries a traceback, even one of Ctrl-C or SIGTERM, which have our one line); and the
+    features it marks experimental (heartbeats, matplotlib plots) are used knowingly."""
     try:
         import optuna
     except ImportError:
         raise FashionbenchError(f"fashionbench sweep needs Optuna: {INSTALL_HINT}") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 
@@ -213,17 +216,44 @@ def default_storage(out: str | Path, study: str) -> str:
     return f"sqlite:///{(study_dir(out, study) / STUDY_DB).resolve()}"
 
 
-def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBStorage:
+def check_storage_url(url: str) -> None:
+    """A mistyped --storage, said before anything is loaded or written (exit status 2):
+    a URL SQLAlchemy cannot parse, or a kind of database it does not know. A missing
+    driver or an unreachable server shows when the storage is opened."""
+    import_optuna()  # SQLAlchemy comes with it
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    try:
+        parsed = make_url(with_driver(url))
+    except (ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
+        raise UsageError(f"--storage {safe_url(url)}: not a database URL (DIALECT://... as in "
+                         f"postgresql://user@host/db or sqlite:////path/study.db): {one_line(e)}") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise UsageError(f"--storage {safe_url(url)}: no database kind {parsed.drivername}; use "
+                         "postgresql://user@host/db or sqlite:////path/study.db") from None
+
+
+def grace_period(heartbeat: int) -> int:
+    """Seconds without a heartbeat after which a running trial is taken for dead."""
+    return 2 * heartbeat
+
+
+def open_storage(url: str, heartbeat: int | None = None,
+                 on_stale: Callable | None = None) -> optuna.storages.RDBStorage:
     """Optuna's database storage at ``url``. With ``heartbeat`` (seconds), a running
     trial beats that often; one silent for twice as long (its worker killed) is marked
-    failed by the next worker that looks, and the others go on."""
+    failed by the next worker that looks, which then calls ``on_stale`` (once a trial,
+    however many workers look), and the others go on."""
     optuna = import_optuna()
+    check_storage_url(url)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # wait out other writers
-    url = with_driver(url)
-    beat = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
+    beat = {"heartbeat_interval": heartbeat, "grace_period": grace_period(heartbeat),
+            "heartbeat_stale_trial_callback": on_stale} if heartbeat else {}
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beat)
+            return optuna.storages.RDBStorage(with_driver(url), engine_kwargs=engine, **beat)
         except ModuleNotFoundError as e:
             raise FashionbenchError(f"--storage {safe_url(url)}: needs the database driver {e.name}: "
                                     f"{INSTALL_HINT}") from None
@@ -270,7 +300,7 @@ def join_study(name: str, storage, spec: StudySpec, sampler, pruner, recipe: dic
     if study is not None:  # this worker made it
         study.set_user_attr("spec", spec.attrs())
         if recipe is not None:
-            study.enqueue_trial(recipe, user_attrs={"recipe": True})
+            queue_recipe(study, recipe)
         return study
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     for _ in range(300):  # the creator writes its settings a moment after creating it
@@ -280,24 +310,62 @@ def join_study(name: str, storage, spec: StudySpec, sampler, pruner, recipe: dic
     else:
         raise FashionbenchError(f"study {name} exists but records no fashionbench settings; "
                                 "was it made by something else? choose another --study")
-    ours, theirs = json.loads(json.dumps(spec.attrs())), study.user_attrs["spec"]
-    differ = [k for k in ours if ours[k] != theirs.get(k)]
+    differ = spec_differences(study.user_attrs["spec"], json.loads(json.dumps(spec.attrs())))
     if differ:
-        raise UsageError(f"study {name} searches a different {' and '.join(differ)} "
-                         f"({json.dumps({k: theirs.get(k) for k in differ})[:300]}); run the command "
-                         "that created it to join, or choose another --study")
+        raise UsageError(f"study {name} was made with other settings: {'; '.join(differ)}; run the "
+                         "command that created it to join, or choose another --study")
     return study
 
 
+def spec_differences(theirs: dict, ours: dict) -> list[str]:
+    """'KEY is THEIRS in the study, OURS here' for each setting of two StudySpec.attrs
+    that differs, the space's budget and params key by key, named as a space file names
+    them (budget.epochs, params.optim.lr)."""
+    def settings(spec: dict) -> dict:
+        space = spec.get("space") or {}
+        return {"model": spec.get("model"),
+                **{f"budget.{k}": v for k, v in (space.get("budget") or {}).items()},
+                **{f"params.{k}": v for k, v in (space.get("params") or {}).items()},
+                "seed": spec.get("seed")}
+
+    def shown(values: dict, key: str) -> str:
+        if key not in values:
+            return "absent"
+        return yaml.safe_dump(values[key], default_flow_style=True, sort_keys=False,
+                              width=1000).strip().removesuffix("...").strip()
+    there, here = settings(theirs), settings(ours)
+    keys = [*here, *(k for k in there if k not in here)]
+    return [f"{k} is {shown(there, k)} in the study, {shown(here, k)} here" for k in keys
+            if k not in there or k not in here or there[k] != here[k]]
+
+
+def queue_recipe(study, recipe: dict) -> None:
+    study.enqueue_trial(recipe, user_attrs={"recipe": True})
+
+
 def requeue_recipe(study, recipe: dict | None) -> None:
-    """Queue the recipe again if its trial failed (a worker killed during it): the study's
-    bar to beat should not vanish with one worker."""
+    """Queue the recipe again if its trial failed (a worker interrupted during it, which
+    marks its trial failed at once): the study's bar to beat should not vanish with one
+    worker. A killed worker's trial is failed later, by ``stale_trial_failed``."""
     from optuna.trial import TrialState
     if recipe is None:
         return
     marked = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("recipe")]
     if marked and all(t.state == TrialState.FAIL for t in marked):
-        study.enqueue_trial(recipe, user_attrs={"recipe": True})
+        queue_recipe(study, recipe)
+
+
+def stale_trial_failed(recipe: dict | None) -> Callable:
+    """The storage's callback for a trial it marks failed because its heartbeat stopped
+    (its worker killed, its machine lost), run by the one worker that marks it: said,
+    and the recipe's trial queued again, as ``requeue_recipe`` does for an interrupted one."""
+    def failed(study, trial) -> None:
+        again = recipe is not None and trial.user_attrs.get("recipe")
+        if again:
+            queue_recipe(study, recipe)
+        print(f"trial {trial.number} failed: its heartbeat stopped (a killed worker)"
+              f"{'; the recipe is queued again' if again else ''}", flush=True)
+    return failed
 
 
 def live_trials(study, before: int | None = None) -> int:
@@ -382,17 +450,26 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
               heartbeat: int = 60) -> SweepResult:
     """One worker of study ``study_name``: trials until the study holds ``trials`` of
     them (counting every worker's), each an ordinary run folder OUT/STUDY/trial-K
-    trained with ``seed`` on the training split and judged on validation only."""
+    trained with ``seed`` on the training split and judged on validation only. With
+    nothing left to take while trials still run, it waits for them (``wait_for_running``):
+    it returns once they are all finished, or held by live workers."""
     optuna = import_optuna()
     space = space or default_space(load_config(model))
     space.check(model, "search space")
-    folder = runs.make_dir(study_dir(out, study_name))
-    storage = open_storage(storage_url or default_storage(out, study_name), heartbeat)
-    spec = StudySpec(model, space, seed)
+    url = storage_url or default_storage(out, study_name)
     at_budget = space.config(model, {})  # the recipe at the sweep's budget
     recipe = recipe_values(at_budget, space)
+    if storage_url is None:  # the default storage, an SQLite file, lives in the study's folder
+        runs.make_dir(study_dir(out, study_name))
+    # A --storage that is wrong or out of reach stops here, before the folder is made.
+    storage = open_storage(url, heartbeat, on_stale=stale_trial_failed(recipe))
+    folder = runs.make_dir(study_dir(out, study_name))
+    spec = StudySpec(model, space, seed)
     study = join_study(study_name, storage, spec, make_sampler(trials, sampler_seed),
                        make_pruner(pruner, at_budget.epochs), recipe)
+    # Failed first: a killed worker's trials, past their heartbeat (a killed recipe's is
+    # queued again as it is failed); then an interrupted recipe trial, failed already.
+    optuna.storages.fail_stale_trials(study)
     requeue_recipe(study, recipe)
     runs.write_text(folder / "space.yaml", space.to_yaml())
     # eval.test false: a trial evaluates validation only; nothing of the test set is seen.
@@ -400,6 +477,15 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
     failures: list[str] = []
 
     def objective(trial: optuna.Trial) -> float:
+        try:
+            return train_trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:  # the reason, for our line on the trial (Optuna's are left out)
+            trial.set_user_attr("failed", one_line(e))
+            raise
+
+    def train_trial(trial: optuna.Trial) -> float:
         if live_trials(study, before=trial.number) >= trials:
             raise SurplusTrial(f"the study had its {trials} trials when this one was asked for")
         values = {key: param.suggest(trial, key) for key, param in space.params.items()}
@@ -427,10 +513,11 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
     def after_trial(study, trial) -> None:
         state = trial.state.name.lower()
         if trial.state == optuna.trial.TrialState.FAIL:
-            failures.append(trial.system_attrs.get("fail_reason", "unknown"))
+            failures.append(trial.user_attrs.get("failed", "unknown"))
+            value = failures[-1]
         else:
             failures.clear()
-        value = f"val acc {trial.value:.4f}" if trial.value is not None else state
+            value = f"val acc {trial.value:.4f}" if trial.value is not None else state
         best = best_complete(study)
         tail = f"; best so far trial {best.number}, {best.value:.4f}" if best else ""
         print(f"trial {trial.number} {state}: {value}{tail}", flush=True)
@@ -441,17 +528,56 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
         elif len(failures) >= MAX_FAILURES_IN_A_ROW:
             study.stop()
 
-    optuna.storages.fail_stale_trials(study)
-    if more_to_do(study, trials):
-        print(f"study {study_name}: {live_trials(study)} of {trials} trials taken or queued; storage "
-              f"{safe_url(storage_url or default_storage(out, study_name))}", flush=True)
-        # Failed, and the worker goes on: a surplus trial, a config the space's corners
-        # allow but the config's cross-checks refuse, a configuration too large for the device.
-        study.optimize(objective, catch=(SurplusTrial, ConfigError, torch.cuda.OutOfMemoryError),
-                       callbacks=[after_trial], gc_after_trial=True)
-    if len(failures) >= MAX_FAILURES_IN_A_ROW:
-        raise FashionbenchError(f"{len(failures)} trials in a row failed; the last: {failures[-1]}")
-    return summarize(study, study_name)
+    while True:
+        if more_to_do(study, trials):
+            print(f"study {study_name}: {live_trials(study)} of {trials} trials taken or queued; "
+                  f"storage {safe_url(url)}", flush=True)
+            # Failed, and the worker goes on: a surplus trial, a config the space's corners
+            # allow but the config's cross-checks refuse, a configuration too large for the device.
+            study.optimize(objective, catch=(SurplusTrial, ConfigError, torch.cuda.OutOfMemoryError),
+                           callbacks=[after_trial], gc_after_trial=True)
+            if len(failures) >= MAX_FAILURES_IN_A_ROW:
+                raise FashionbenchError(f"{len(failures)} trials in a row failed; the last: {failures[-1]}")
+        elif not wait_for_running(study, study_name, trials, heartbeat):
+            return summarize(study, study_name)
+
+
+def counted(numbers: list[int]) -> str:
+    """'2 trials (trial 3, trial 5)'."""
+    return f"{len(numbers)} trial{'' if len(numbers) == 1 else 's'} ({', '.join(f'trial {n}' for n in numbers)})"
+
+
+def wait_for_running(study, name: str, trials: int, heartbeat: int) -> bool:
+    """With nothing left to take while trials still run: wait until they finish, or one's
+    heartbeat expires (its worker killed: it is failed, and its place is this worker's
+    to fill), or long enough that each has beaten since (a live worker holds it), rather
+    than end as if the study were complete. True when a place came free."""
+    optuna = import_optuna()
+
+    def running() -> list[int]:
+        return [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    numbers = running()
+    if not numbers:
+        return False
+    # A killed worker's last beat was before now, so its trial is past the grace period by
+    # the deadline: heartbeats are stored to the second (1 s more), looked at every second
+    # (1 s more), and 1 s to spare. A trial still running then has beaten since we began.
+    patience = grace_period(heartbeat) + 3
+    print(f"study {name}: {counted(numbers)} still running, in another worker or in a killed one; "
+          f"waiting up to {patience} s for each to finish or for its heartbeat to expire", flush=True)
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        optuna.storages.fail_stale_trials(study)
+        if more_to_do(study, trials):
+            return True
+        if not running():
+            return False
+    live = running()
+    if live:
+        print(f"study {name}: {counted(live)} still running with a live heartbeat, in live workers; "
+              f"the study has its {trials} trial{'' if trials == 1 else 's'} once they finish", flush=True)
+    return False
 
 
 def safe_url(url: str) -> str:
