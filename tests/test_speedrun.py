@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from conftest import run_main
 from fashionbench.errors import UsageError
 from fashionbench.speedrun import MAX_BUDGET_SECONDS, Warmup, epochs_for
+
+from conftest import run_main
 
 # A speedrun small enough for a test: 1,000 training images (3 steps of 256 an epoch).
 TINY = ["--train-subset", "1000", "--set", "data.val_size=200", "--set", "data.test_subset=200"]
