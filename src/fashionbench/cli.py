@@ -496,9 +496,16 @@ def run_training(args: argparse.Namespace, kind: str, world: World = ONE_PROCESS
             run = train(args.model, config_file=args.config, overrides=config_overrides(args), out=args.out,
                         name=args.name, data_dir=args.data_dir, on_start=on_start)
     except KeyboardInterrupt as e:
-        if not started:
+        if not started or not world.is_main:  # under torchrun, rank 0 says how to continue, once
             raise
         raise stopped(e, resume_command(args, started[0], world)) from None
+    except BaseException as e:  # no distributed.stop(): see why there
+        if world.distributed and distributed.peer_lost(e):  # the cause is another process's own message
+            resume = (f"; continue with: {resume_command(args, started[0], world)}"
+                      if started and world.is_main else "")
+            raise FashionbenchError(f"process {world.rank}: another process of this run stopped "
+                                    f"({str(e).splitlines()[0][:200]}){resume}") from None
+        raise
     if not world.is_main:
         return None
     print_results(run.summary)
@@ -506,14 +513,7 @@ def run_training(args: argparse.Namespace, kind: str, world: World = ONE_PROCESS
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    world = World.from_env()  # several processes under torchrun
-    try:
-        trained = run_training(args, "train", world)
-    except BaseException as e:  # no distributed.stop(): see why there
-        if world.distributed and distributed.peer_lost(e):  # the cause is another process's own message
-            raise FashionbenchError(f"process {world.rank}: another process of this run stopped "
-                                    f"({str(e).splitlines()[0][:200]})") from None
-        raise
+    trained = run_training(args, "train", World.from_env())  # several processes under torchrun
     if trained is None:
         return
     print(f"results: {trained.path}/summary.json  (model {trained.path}/model.pt, "
@@ -755,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(e, "status", 1)
     except KeyboardInterrupt as e:
         what, status = signal_stop(e)
-        print(f"fashionbench: {what}", file=sys.stderr)
+        if World.from_env().is_main:  # under torchrun every rank is signalled: rank 0 speaks
+            print(f"fashionbench: {what}", file=sys.stderr)
         return status
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
