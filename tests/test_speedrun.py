@@ -132,3 +132,15 @@ def test_speedrun_refuses_an_existing_folder_and_says_how_to_continue(tmp_path):
     result = run_main("speedrun", "--out", str(tmp_path), "--name", "taken", "--epochs", "1")
     assert "--resume it" in one_line_error(result, status=1)
     assert os.listdir(tmp_path / "taken") == []
+
+
+def test_the_api_checks_budget_and_target_as_the_cli_does(tmp_path):
+    import fashionbench as fb
+
+    with pytest.raises(UsageError, match="a week"):
+        fb.speedrun(budget=1e9, out=tmp_path, data_dir=tmp_path / "no-data")
+    with pytest.raises(UsageError, match="at most 100"):
+        fb.speedrun(target=200, out=tmp_path, data_dir=tmp_path / "no-data")
+    with pytest.raises(UsageError, match="a week"):
+        fb.speedrun_plan(budget=1e9, data_dir=tmp_path / "no-data")
+    assert list(tmp_path.iterdir()) == []  # nothing written, no data looked for
