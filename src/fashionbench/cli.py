@@ -24,7 +24,7 @@ from .plan import run_plan
 from .predict import predict_cli
 from .reproduce import BUDGETS, PROTOCOLS, default_models, describe_plan, reproduce_plan
 from .runs import check_out_dir, new_run_dir, os_cause
-from .speedrun import TIMED_STEPS, check_budget, check_target
+from .speedrun import MAX_BUDGET_SECONDS, TIMED_STEPS, check_budget, check_target
 from .speedrun import describe as describe_speedrun
 from .sweep import safe_url, sweep_plan
 from .version import __version__
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the test accuracy (%%, at most 100) the mean must reach (default: 94.0)")
     sr.add_argument("--seeds", type=at_least(1), default=5, metavar="N", help="seeds 0..N-1 (default: 5)")
     sr.add_argument("--budget", type=checked_by(check_budget), metavar="S",
-                    help="seconds of training, at most a week (604800): as many epochs as fit at the "
+                    help=f"seconds of training, at most a week ({MAX_BUDGET_SECONDS}): as many epochs as fit at the "
                          "step cost a warm-up measures; refused if not one epoch fits (default: the "
                          "recipe's epochs)")
     sr.add_argument("--epochs", type=at_least(1), help="epochs (default: the recipe's)")
@@ -684,16 +684,14 @@ def cmd_speedrun(args: argparse.Namespace) -> None:
     elif args.dry_run:
         options = dict(epochs=args.epochs, budget=args.budget, overrides=args.set, train_subset=args.train_subset,
                        device=args.device)
-        api.speedrun_config(**options)  # checked before any data is loaded for a budget's warm-up
+        cfg = api.speedrun_config(**options)  # checked before any data is loaded for a budget's warm-up
         out = new_run_dir(args.out, args.name, "speedrun")
+        epochs = str(cfg.epochs)
         if args.budget:
             plan = api.speedrun_plan(args.seeds, target=args.target, data_dir=args.data_dir, **options)
             cfg, warm = plan.cfg, plan.warmup
             epochs = (f"{cfg.epochs} (estimated for {args.budget:g} s: {warm.seconds_per_step * 1000:.0f} ms a "
                       f"step measured over {TIMED_STEPS} warm-up steps; the run measures again)")
-        else:
-            cfg = api.speedrun_config(**options)
-            epochs = str(cfg.epochs)
         print(f"speedrun: {cfg.model}, seeds 0..{args.seeds - 1}, epochs: {epochs}, target {args.target:g}%")
         print(run_plan(cfg, out / "seed-0", False))
         print("dry run: nothing trained, nothing written")
