@@ -202,8 +202,8 @@ def test_two_processes_take_one_process_steps(augmented, data, tmp_path):
     assert two[0] == pytest.approx(one[0], rel=1e-6)  # the first step, from one initialization
 
 
-def torchrun(*args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+def torchrun(*args: str, launcher: str = "torch.distributed.run") -> list[str]:
+    return [sys.executable, "-m", launcher, "--standalone", "--nproc-per-node", "2",
             "-m", "fashionbench", "train", *args]
 
 
@@ -269,9 +269,9 @@ def test_a_killed_rank_stops_the_run_and_resuming_ends_as_if_uninterrupted(ddp_r
 
 @pytest.mark.slow  # torchrun
 def test_an_error_on_one_rank_stops_every_rank_with_its_message(data_dir, tmp_path):
-    """SIGTERM to one process mid-epoch: it stops with its one line and how to resume
-    (under torchrun), the other leaves its collective at once rather than waiting at a
-    barrier for ever, and torchrun exits non-zero within seconds."""
+    """SIGTERM to one process mid-epoch: it stops, the other leaves its collective at once
+    rather than waiting at a barrier for ever, saying so and how to resume (under
+    torchrun) in one line, and torchrun exits non-zero within seconds."""
     args = ["basic_cnn", "--epochs", "3", "--train-subset", "3000", "--set", "data.val_size=500",
             "--set", "data.test_subset=500", "--out", str(tmp_path), "--name", "x", "--data-dir", str(data_dir)]
     agent = subprocess.Popen(torchrun(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -289,7 +289,43 @@ def test_an_error_on_one_rank_stops_every_rank_with_its_message(data_dir, tmp_pa
         agent.kill()
         pytest.fail("torchrun did not stop within 120 s of one process's SIGTERM")
     assert agent.returncode != 0
-    assert f"fashionbench: error: terminated; continue with: torchrun --nproc-per-node 2 -m fashionbench " \
-           f"train --resume {tmp_path / 'x'}" in err, err[-3000:]
+    # The signalled rank (rank 1) leaves quietly; rank 0 says why it stopped and, once, how to continue.
     assert "process 0: another process of this run stopped" in err, err[-3000:]
+    assert err.count("continue with:") == 1, err[-3000:]
+    assert f"; continue with: torchrun --nproc-per-node 2 -m fashionbench train --resume {tmp_path / 'x'}" in err
     assert "[rank0]: Traceback" not in err and "[rank1]: Traceback" not in err, err[-3000:]  # one line each
+
+
+@pytest.mark.slow  # torchrun
+@pytest.mark.parametrize("launcher, status", [("torch.distributed.run", None), ("fashionbench.torchrun", 143)])
+def test_sigterm_to_the_launcher_says_how_to_resume_once(launcher, status, data_dir, tmp_path):
+    """SIGTERM to the launcher (what scancel, docker stop or a supervisor sends) after
+    the first checkpoint: torchrun forwards it to every rank, and rank 0 alone prints the
+    command that continues the run, once. torch's own torchrun then raises its
+    SignalException (a traceback and status 1: its code, not fashionbench's);
+    ``python -m fashionbench.torchrun``, the same launcher, exits 143 without one."""
+    args = ["basic_cnn", "--epochs", "3", "--train-subset", "1000", "--set", "data.val_size=200",
+            "--set", "data.test_subset=200", "--device", "cpu", "--out", str(tmp_path), "--name", "x",
+            "--data-dir", str(data_dir)]
+    agent = subprocess.Popen(torchrun(*args, launcher=launcher), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    checkpoint = tmp_path / "x" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and agent.poll() is None and not checkpoint.exists():
+        time.sleep(0.02)  # polling for the event: the first epoch's checkpoint
+    assert checkpoint.exists(), agent.communicate()
+    agent.send_signal(signal.SIGTERM)
+    try:
+        _, err = agent.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        pytest.fail("torchrun did not stop within 120 s of SIGTERM")
+    resume = f"continue with: torchrun --nproc-per-node 2 -m fashionbench train --resume {tmp_path / 'x'}"
+    assert err.count("continue with:") == 1 and resume in err, err[-3000:]
+    assert "[rank1]" not in err and "process 1:" not in err, err[-3000:]  # rank 1 leaves quietly
+    assert not (tmp_path / "x" / "summary.json").exists()
+    if status is None:
+        assert agent.returncode != 0
+    else:
+        assert agent.returncode == status, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]

@@ -29,8 +29,10 @@ from .api import (
     reproduce,
     resolve_config,
     resume,
+    resume_speedrun,
     specialists,
     speedrun,
+    speedrun_plan,
     sweep,
     train,
 )
@@ -38,4 +40,5 @@ from .version import __version__
 
 __all__ = ["__version__", "Run", "Prediction", "LRFind", "load_data", "load_run", "resolve_config", "train",
            "resume", "one_vs_all", "evaluate", "predictions", "report", "ensemble", "specialists", "lr_find",
-           "predict", "audit", "export", "leaderboard", "reproduce", "speedrun", "sweep", "best_recipe", "models"]
+           "predict", "audit", "export", "leaderboard", "reproduce", "speedrun", "speedrun_plan",
+           "resume_speedrun", "sweep", "best_recipe", "models"]

@@ -24,6 +24,7 @@ from .plan import run_plan
 from .predict import predict_cli
 from .reproduce import BUDGETS, PROTOCOLS, default_models, describe_plan, reproduce_plan
 from .runs import check_out_dir, new_run_dir, os_cause
+from .speedrun import MAX_BUDGET_SECONDS, TIMED_STEPS, check_budget, check_target
 from .speedrun import describe as describe_speedrun
 from .sweep import safe_url, sweep_plan
 from .version import __version__
@@ -61,6 +62,19 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def checked_by(check):
+    """An argparse type: a number that ``check`` (raising UsageError) accepts."""
+    def parse(text: str) -> float:
+        try:
+            return check(float(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = "float"
+    return parse
 
 
 def device(text: str) -> str:
@@ -229,12 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "training step to the final model. Loading the data, a warm-up "
                                     "on a throwaway model and the validation passes between epochs "
                                     "are timed apart and reported, not hidden.")
-    sr.add_argument("--target", type=positive_float, default=94.0, metavar="PCT",
-                    help="the test accuracy (%%) the mean must reach (default: 94.0)")
+    sr.add_argument("--target", type=checked_by(check_target), default=94.0, metavar="PCT",
+                    help="the test accuracy (%%, at most 100) the mean must reach (default: 94.0)")
     sr.add_argument("--seeds", type=at_least(1), default=5, metavar="N", help="seeds 0..N-1 (default: 5)")
-    sr.add_argument("--budget", type=positive_float, metavar="S",
-                    help="seconds of training: as many epochs as fit at the warmed-up step cost "
-                         "(default: the recipe's epochs)")
+    sr.add_argument("--budget", type=checked_by(check_budget), metavar="S",
+                    help=f"seconds of training, at most a week ({MAX_BUDGET_SECONDS}): as many epochs as fit at the "
+                         "step cost a warm-up measures; refused if not one epoch fits (default: the "
+                         "recipe's epochs)")
     sr.add_argument("--epochs", type=at_least(1), help="epochs (default: the recipe's)")
     sr.add_argument("--train-subset", type=at_least(10), metavar="N",
                     help="train on N images: a quick check, not a speedrun figure")
@@ -242,7 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a key of the recipe (repeatable)")
     sr.add_argument("--name", help="folder name under --out (default: speedrun-YYYYmmdd-HHMMSS)")
     out_option("runs/speedrun", "where speedrun folders go")(sr)
-    sr.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    sr.add_argument("--resume", metavar="DIR",
+                    help="continue a stopped speedrun (OUT/NAME) as planned: finished seeds kept, the "
+                         "interrupted one resumed")
+    sr.add_argument("--dry-run", action="store_true",
+                    help="print the plan, write nothing (with --budget, the epochs are estimated from "
+                         "the warm-up's few steps: the data are loaded for it)")
     sr.set_defaults(func=cmd_speedrun)
 
     m = sub.add_parser("models", help="list the architectures: size, cost, paper",
@@ -476,9 +496,16 @@ def run_training(args: argparse.Namespace, kind: str, world: World = ONE_PROCESS
             run = train(args.model, config_file=args.config, overrides=config_overrides(args), out=args.out,
                         name=args.name, data_dir=args.data_dir, on_start=on_start)
     except KeyboardInterrupt as e:
-        if not started:
+        if not started or not world.is_main:  # under torchrun, rank 0 says how to continue, once
             raise
         raise stopped(e, resume_command(args, started[0], world)) from None
+    except BaseException as e:  # no distributed.stop(): see why there
+        if world.distributed and distributed.peer_lost(e):  # the cause is another process's own message
+            resume = (f"; continue with: {resume_command(args, started[0], world)}"
+                      if started and world.is_main else "")
+            raise FashionbenchError(f"process {world.rank}: another process of this run stopped "
+                                    f"({str(e).splitlines()[0][:200]}){resume}") from None
+        raise
     if not world.is_main:
         return None
     print_results(run.summary)
@@ -486,14 +513,7 @@ def run_training(args: argparse.Namespace, kind: str, world: World = ONE_PROCESS
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    world = World.from_env()  # several processes under torchrun
-    try:
-        trained = run_training(args, "train", world)
-    except BaseException as e:  # no distributed.stop(): see why there
-        if world.distributed and distributed.peer_lost(e):  # the cause is another process's own message
-            raise FashionbenchError(f"process {world.rank}: another process of this run stopped "
-                                    f"({str(e).splitlines()[0][:200]})") from None
-        raise
+    trained = run_training(args, "train", World.from_env())  # several processes under torchrun
     if trained is None:
         return
     print(f"results: {trained.path}/summary.json  (model {trained.path}/model.pt, "
@@ -653,21 +673,44 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_speedrun(args: argparse.Namespace) -> None:
-    if args.dry_run:
-        cfg = api.speedrun_config(epochs=args.epochs, budget=args.budget, overrides=args.set,
-                                  train_subset=args.train_subset, device=args.device)
-        out = new_run_dir(args.out, args.name, "speedrun", resumable=False)
-        epochs = f"as many as fit in {args.budget:g} s" if args.budget else str(cfg.epochs)
+    if args.resume:
+        planning = {"--seeds": args.seeds != 5, "--target": args.target != 94.0, "--budget": args.budget,
+                    "--epochs": args.epochs, "--train-subset": args.train_subset, "--set": args.set,
+                    "--name": args.name, "--out": args.out != "runs/speedrun", "--device": args.device,
+                    "--dry-run": args.dry_run}
+        given = [name for name, value in planning.items() if value]
+        if given:
+            raise UsageError(f"--resume continues a speedrun as planned; drop {', '.join(given)}")
+    elif args.dry_run:
+        options = dict(epochs=args.epochs, budget=args.budget, overrides=args.set, train_subset=args.train_subset,
+                       device=args.device)
+        cfg = api.speedrun_config(**options)  # checked before any data is loaded for a budget's warm-up
+        out = new_run_dir(args.out, args.name, "speedrun")
+        epochs = str(cfg.epochs)
+        if args.budget:
+            plan = api.speedrun_plan(args.seeds, target=args.target, data_dir=args.data_dir, **options)
+            cfg, warm = plan.cfg, plan.warmup
+            epochs = (f"{cfg.epochs} (estimated for {args.budget:g} s: {warm.seconds_per_step * 1000:.0f} ms a "
+                      f"step measured over {TIMED_STEPS} warm-up steps; the run measures again)")
         print(f"speedrun: {cfg.model}, seeds 0..{args.seeds - 1}, epochs: {epochs}, target {args.target:g}%")
         print(run_plan(cfg, out / "seed-0", False))
         print("dry run: nothing trained, nothing written")
         return
+    started: list[Path] = []
+
+    def on_start(folder: Path) -> None:
+        started.append(folder)
+        print(f"speedrun: {folder}", flush=True)
+
     try:
-        result = api.speedrun(args.seeds, epochs=args.epochs, budget=args.budget, target=args.target,
-                              overrides=args.set, train_subset=args.train_subset, out=args.out, name=args.name,
-                              data_dir=args.data_dir, device=args.device)
-    except KeyboardInterrupt as e:  # a timed run is not resumed: its time would be split
-        raise stopped(e, f"{same_command(args)} (a new folder; the finished seeds are in {args.out})") from None
+        if args.resume:
+            result = api.resume_speedrun(args.resume, data_dir=args.data_dir, on_start=on_start)
+        else:
+            result = api.speedrun(args.seeds, epochs=args.epochs, budget=args.budget, target=args.target,
+                                  overrides=args.set, train_subset=args.train_subset, out=args.out,
+                                  name=args.name, data_dir=args.data_dir, device=args.device, on_start=on_start)
+    except KeyboardInterrupt as e:  # before its plan is written nothing is: the same command starts over
+        raise stopped(e, resume_command(args, started[0]) if started else same_command(args)) from None
     print(describe_speedrun(result))
     print(f"results: {result['folder']}/speedrun.json")
 
@@ -710,7 +753,8 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(e, "status", 1)
     except KeyboardInterrupt as e:
         what, status = signal_stop(e)
-        print(f"fashionbench: {what}", file=sys.stderr)
+        if World.from_env().is_main:  # under torchrun every rank is signalled: rank 0 speaks
+            print(f"fashionbench: {what}", file=sys.stderr)
         return status
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
