@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fashionbench.config import dump_config
 from fashionbench.costs import CostTable
 from fashionbench.deadline import Deadline, DeadlineReached
 from fashionbench.hardware import device_name
@@ -28,6 +29,7 @@ from fashionbench.reproduce import reproduce_plan, train_plan
 from fashionbench.runs import read_history
 
 from conftest import run_main, small_config
+from test_cli import assert_one_line_error
 from test_equivalence import compare_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,3 +158,31 @@ def test_the_driver_packs_the_finished_records_and_the_costs_and_no_weights(data
     costs = json.loads((into / "results/gpu/costs.json").read_text())["devices"]
     assert list(costs) == [summary["device"]]
     assert not list(into.rglob("*.pt"))
+
+
+def test_a_finished_run_is_kept_whatever_device_or_compilation_trained_it(tmp_path):
+    """A GPU session with --compile finds the eager runs of earlier ones finished."""
+    cfg, run_dir, _ = reproduce_plan(["resnet18"], [0], "full", tmp_path, "cpu")[0]
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    (run_dir / "summary.json").write_text("{}")
+    [(_, _, state)] = reproduce_plan(["resnet18"], [0], "full", tmp_path, "cuda", compile=True)
+    assert state == "complete"
+
+
+@pytest.mark.parametrize("text", ["{", '{"devices": {"cpu": {"basic_cnn": {"epoch_second": 1}}}}',
+                                  '{"devices": {"cpu": {"basic_cnn": {"epoch_seconds": "1"}}}}'])
+def test_a_damaged_cost_table_is_one_line(text, tmp_path):
+    (tmp_path / "costs.json").write_text(text)
+    assert_one_line_error(run_main("reproduce", "--models", "basic_cnn", "--seeds", "0", "--out", str(tmp_path),
+                                   "--budget", "smoke", "--deadline", "100"),
+                          f"{tmp_path / 'costs.json'}: not a cost table", status=1)
+
+
+def test_a_run_whose_last_epoch_is_done_is_finished_not_stopped(data, tmp_path):
+    """After the last epoch only the finish is left (seconds): stopping there would lose
+    the whole run on a lent GPU, so it finishes, the hard stop its only limit."""
+    run_dir = tmp_path / "last"
+    train_plan(data, [(tiny(epochs=1), run_dir, "train")], Deadline(150, EpochClock(run_dir)),
+               CostTable(tmp_path / "costs.json"))
+    assert (run_dir / "summary.json").exists()

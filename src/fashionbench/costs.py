@@ -74,9 +74,22 @@ class Cost:
         return epochs_left * self.per_epoch + self.finish
 
 
+# What an entry says beside its Cost: when, and with which torch, it was measured.
+NOTES = ("torch", "updated")
+
+
 def as_cost(entry: dict) -> Cost:
-    """A table entry's Cost (entries also say when, and with which torch, they were measured)."""
-    return Cost(**{f.name: entry.get(f.name, f.default) for f in fields(Cost)})
+    """A table entry's Cost; a ValueError names what is wrong with it."""
+    unknown = set(entry) - {f.name for f in fields(Cost)} - set(NOTES)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    cost = Cost(**{f.name: entry.get(f.name, f.default) for f in fields(Cost)})
+    for f in fields(Cost):
+        value = getattr(cost, f.name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        if not (number if f.name.endswith("_count") else value is None or number):
+            raise ValueError(f"{f.name} is {value!r}, not a number of {f.name.rsplit('_', 1)[1]}")
+    return cost
 
 
 class CostTable:

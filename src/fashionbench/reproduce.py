@@ -15,6 +15,7 @@ protocol.md, the best epoch on test beside the last epoch, per model."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -93,23 +94,30 @@ def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
             run_dir = out / "runs" / f"{model}-s{seed}"
             state = ("complete" if (run_dir / "summary.json").exists() else
                      "resume" if (run_dir / "checkpoint.pt").exists() else "train")
-            # A folder is only ever continued by the configuration that started it.
+            # A folder is only ever continued by the configuration that started it; a
+            # finished one is kept whatever device or compilation trained it.
             if run_dir.exists():
                 if not (run_dir / "config.yaml").is_file():
                     raise FashionbenchError(f"{run_dir} exists but is not a run of this reproduction "
                                             "(no config.yaml); remove it or choose another --out")
-                if not same_config(run_dir / "config.yaml", cfg):
+                if not same_config(run_dir / "config.yaml", cfg, SETTINGS if state == "complete" else ()):
                     raise FashionbenchError(f"{run_dir} was trained with another configuration "
                                             "(budget or recipe changed); remove it or choose another --out")
             plan.append((cfg, run_dir, state))
     return plan
 
 
-def same_config(path: Path, cfg: Config) -> bool:
-    """Does the config file at ``path`` describe ``cfg``? Compared as configurations, not
-    as text: a run folder written before a config key was retired still matches."""
+# How a run is trained, not what it trains: a finished run counts whatever they were
+# (a GPU session with --compile keeps the eager runs of earlier ones).
+SETTINGS = ("device", "compile")
+
+
+def same_config(path: Path, cfg: Config, ignore: tuple[str, ...] = ()) -> bool:
+    """Does the config file at ``path`` describe ``cfg`` (but for the keys ``ignore``)?
+    Compared as configurations, not as text: a run folder written before a config key
+    was retired still matches."""
     try:
-        return config_from_dict(read_yaml(path)) == cfg
+        return dataclasses.replace(config_from_dict(read_yaml(path)), **{k: getattr(cfg, k) for k in ignore}) == cfg
     except FashionbenchError:  # unreadable, or no longer a valid configuration
         return False
 
@@ -168,7 +176,8 @@ def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, dea
     it (a run that cannot finish is lost on a lent GPU, but skipping what is unmeasured
     would never measure it, and an epoch is the cheapest exact measurement: the next
     session plans from it). After each epoch the table is updated, and the run stops
-    there, its checkpoint written, when the rest would end after the deadline."""
+    there, its checkpoint written, when its remaining epochs and finish would end
+    after the deadline."""
     if (run_dir / "summary.json").exists():
         train_or_resume(cfg, data, run_dir, label)  # read back, said so
         return
@@ -196,8 +205,11 @@ def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, dea
         now = deadline.clock()
         measured = costs.record(device, cfg, **{"first_epoch" if first else "epoch": now - mark})
         mark, first = now, False
-        rest, left = measured.to_end(cfg.epochs - row["epoch"]), deadline.left()
-        if rest * SAFETY > left:
+        epochs_left = cfg.epochs - row["epoch"]
+        rest, left = measured.to_end(epochs_left), deadline.left()
+        # After the last epoch only the finish is left, seconds: it goes on, the hard stop
+        # its only limit (stopped there, a run on a lent GPU would be lost all the same).
+        if epochs_left and rest * SAFETY > left:
             raise FallingBehind(f"{label}: stopped after epoch {row['epoch']} of {cfg.epochs}: the rest needs "
                                 f"about {rest:.0f} s, {max(left, 0):.0f} s left; its checkpoint is kept")
 
