@@ -27,6 +27,7 @@ from fashionbench.deadline import Deadline, DeadlineReached
 from fashionbench.hardware import device_name
 from fashionbench.reproduce import reproduce_plan, train_plan
 from fashionbench.runs import read_history
+from fashionbench.training import Trainer
 
 from conftest import run_main, small_config
 from test_cli import assert_one_line_error
@@ -118,11 +119,29 @@ def test_the_hard_stop_interrupts_at_the_deadline_and_is_disarmed_after():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
-def test_a_run_cut_by_the_hard_stop_before_its_first_epoch_leaves_no_folder(data, tmp_path, capsys):
-    train_plan(data, [(tiny(), tmp_path / "cut", "train")], Deadline(0.001), CostTable(tmp_path / "costs.json"))
+@pytest.mark.parametrize("cut_in, kept", [(1, None), (2, 1)])
+def test_a_run_cut_by_the_hard_stop_keeps_its_last_epoch_or_no_folder(cut_in, kept, data, tmp_path, capsys,
+                                                                      monkeypatch):
+    """The hard stop (DeadlineReached) arriving during epoch ``cut_in``: as SIGALRM
+    would raise it there, but at a known point."""
+    train_epoch = Trainer.train_epoch
+
+    def cut(self):
+        if self.epoch + 1 == cut_in:
+            raise DeadlineReached()
+        return train_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", cut)
+    run_dir = tmp_path / "cut"
+    train_plan(data, [(tiny(), run_dir, "train")], Deadline(1000, lambda: 0.0), CostTable(None))
     out = capsys.readouterr().out
-    assert "the deadline came before basic_cnn seed 0 finished an epoch" in out, out
-    assert not (tmp_path / "cut").exists()
+    assert "the deadline (1000 s) has passed: stopped" in out, out
+    if kept is None:
+        assert "basic_cnn seed 0: the deadline came before its first epoch ended; nothing of it is kept" in out, out
+        assert not run_dir.exists()
+    else:
+        assert f"the deadline came during epoch {cut_in}; the checkpoint of epoch {kept} is kept" in out, out
+        assert len(read_history(run_dir)) == kept and (run_dir / "checkpoint.pt").exists()
 
 
 # -- the GPU machine's driver ------------------------------------------------------------
@@ -186,3 +205,8 @@ def test_a_run_whose_last_epoch_is_done_is_finished_not_stopped(data, tmp_path):
     train_plan(data, [(tiny(epochs=1), run_dir, "train")], Deadline(150, EpochClock(run_dir)),
                CostTable(tmp_path / "costs.json"))
     assert (run_dir / "summary.json").exists()
+
+
+def test_a_cost_table_without_a_deadline_is_a_usage_error(tmp_path):
+    assert_one_line_error(run_main("reproduce", "--models", "basic_cnn", "--out", str(tmp_path), "--costs",
+                                   str(tmp_path / "costs.json")), "--costs plans a --deadline; give both")

@@ -650,6 +650,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         return reproduce_plan(args.models or default_models(args.protocol), args.seeds, args.budget,
                               check_out_dir(args.out), args.device, args.protocol, args.compile)
 
+    if args.costs and args.deadline is None:
+        raise UsageError("--costs plans a --deadline; give both")
     if args.dry_run:
         print(describe_plan(plan()))
         print("dry run: nothing trained, nothing written")

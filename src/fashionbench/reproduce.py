@@ -220,11 +220,12 @@ def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, dea
         return
     except DeadlineReached:
         if (run_dir / "checkpoint.pt").exists():
-            print(f"{label}: the deadline came during epoch {len(runs.read_history(run_dir)) + 1}; "
-                  "its last epoch's checkpoint is kept", flush=True)
+            done = len(runs.read_history(run_dir))
+            during = f"epoch {done + 1}" if done < cfg.epochs else "its final evaluation"
+            print(f"{label}: the deadline came during {during}; the checkpoint of epoch {done} is kept",
+                  flush=True)
         else:
-            print(f"{label}: the deadline came before {cfg.model} seed {cfg.seed} finished an epoch; "
-                  "nothing of it is kept", flush=True)
+            print(f"{label}: the deadline came before its first epoch ended; nothing of it is kept", flush=True)
             if not existed:  # only its config.yaml: no folder is better than a run that never ran
                 shutil.rmtree(run_dir, ignore_errors=True)
         raise
