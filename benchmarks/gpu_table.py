@@ -74,7 +74,7 @@ def reproduce(args: argparse.Namespace, results: Path, seconds: float) -> tuple[
     """``fashionbench reproduce --deadline seconds``, its output to stdout and
     OUT/reproduce.log; its exit status (None: killed past its deadline) and command."""
     command = ["reproduce", "--models", args.models, "--seeds", args.seeds, "--budget", args.budget,
-               "--device", args.device, "--out", str(results), "--deadline", f"{seconds:.0f}",
+               "--device", args.device, "--out", str(results), "--deadline", str(int(seconds)),
                *(["--compile"] if args.compile else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
            "FASHIONBENCH_DATA_DIR": str(args.data), "PYTHONUNBUFFERED": "1"}

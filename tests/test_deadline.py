@@ -210,3 +210,16 @@ def test_a_run_whose_last_epoch_is_done_is_finished_not_stopped(data, tmp_path):
 def test_a_cost_table_without_a_deadline_is_a_usage_error(tmp_path):
     assert_one_line_error(run_main("reproduce", "--models", "basic_cnn", "--out", str(tmp_path), "--costs",
                                    str(tmp_path / "costs.json")), "--costs plans a --deadline; give both")
+
+
+def test_unpack_refuses_an_archive_holding_weights(tmp_path):
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights")
+    with tarfile.open(tmp_path / "gpu_table.tar.gz", "w:gz") as tar:
+        tar.add(weights, "results/gpu/runs/resnet18-s0/model.pt")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_table.py"), "unpack",
+                           str(tmp_path / "gpu_table.tar.gz"), "--into", str(tmp_path / "checkout")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "not an archive of gpu_table.py run: it holds results/gpu/runs/resnet18-s0/model.pt" in done.stderr
+    assert not (tmp_path / "checkout").exists()
