@@ -38,7 +38,9 @@ from . import speedrun as speedruns
 from . import sweep as sweeps
 from .audit import audit_run
 from .config import LEAKY, Config, load_config, override, parse_override, read_yaml
+from .costs import CostTable
 from .data import FashionMNIST, load_fashion_mnist
+from .deadline import Deadline
 from .distributed import ONE_PROCESS, World
 from .ensemble import ensemble_runs
 from .errors import FashionbenchError, UsageError
@@ -437,19 +439,27 @@ def leaderboard(paths: Iterable[PathLike], out: PathLike | None = None,
 
 def reproduce(models: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2), budget: str = "full", *,
               protocol: str = "ours", out: PathLike = "results", device: str | None = None,
-              data: FashionMNIST | None = None, data_dir: PathLike | None = None) -> list[Path]:
+              data: FashionMNIST | None = None, data_dir: PathLike | None = None,
+              deadline: float | None = None, costs: PathLike | None = None, compile: bool = False) -> list[Path]:
     """Train each model with its recipe for each seed into ``out``/runs (finished runs
-    kept, interrupted ones resumed), then write ``out``/table.md, table.csv and
-    table.html. ``protocol="reference"``: the reference project's own protocol
-    (recipes/reference/MODEL.yaml, selected on the test set, marked so everywhere),
-    and also ``out``/protocol.md, the best epoch on test beside the last."""
+    kept, interrupted ones resumed; cheapest model first, seed by seed), then write
+    ``out``/table.md, table.csv and table.html. ``protocol="reference"``: the reference
+    project's own protocol (recipes/reference/MODEL.yaml, selected on the test set,
+    marked so everywhere), and also ``out``/protocol.md, the best epoch on test beside
+    the last. ``deadline``: seconds from now; only runs whose measured cost fits are
+    started, a run falling behind stops after an epoch (its checkpoint kept), and the
+    tables hold the finished runs (none finished: no tables, [] returned); the costs
+    are read from and measured into the JSON file ``costs`` (default ``out``/costs.json).
+    ``compile``: torch.compile each run's training step."""
+    limit = Deadline(deadline) if deadline is not None else None  # from the call: loading the data counts
     if budget not in BUDGETS:
         raise UsageError(f"budget must be one of {', '.join(sorted(BUDGETS))}, not {budget!r}")
     if protocol not in PROTOCOLS:
         raise UsageError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     plan = reproduce_plan(list(models or default_models(protocol)), list(seeds), budget, check_out_dir(out),
-                          device, protocol)
-    return reproduce_runs(_data(data, data_dir), plan, budget, Path(out), protocol)
+                          device, protocol, compile)
+    table = None if limit is None else CostTable(Path(costs) if costs is not None else Path(out) / "costs.json")
+    return reproduce_runs(_data(data, data_dir), plan, budget, Path(out), protocol, limit, table)
 
 
 def speedrun_config(*, epochs: int | None = None, budget: float | None = None,

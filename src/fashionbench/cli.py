@@ -22,7 +22,7 @@ from .models import MODELS, check_model
 from .one_vs_all import one_vs_all_plan
 from .plan import run_plan
 from .predict import predict_cli
-from .reproduce import BUDGETS, PROTOCOLS, default_models, describe_plan, reproduce_plan
+from .reproduce import BUDGETS, PROTOCOLS, default_models, describe_outcome, describe_plan, reproduce_plan
 from .runs import check_out_dir, new_run_dir, os_cause
 from .speedrun import MAX_BUDGET_SECONDS, TIMED_STEPS, check_budget, check_target
 from .speedrun import describe as describe_speedrun
@@ -230,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
                         f"settings, the best epoch on the test set, marked '{LEAKY}'), with "
                         "DIR/protocol.md; for basic_cnn and mini_vgg")
     out_option("results", "output folder")(r)
+    r.add_argument("--deadline", type=positive_float, metavar="SECONDS",
+                   help="end within SECONDS: start only runs whose measured cost fits, stop one that "
+                        "falls behind after an epoch (checkpoint kept), exit 0 saying what is finished, "
+                        "partial and not started, and how to continue")
+    r.add_argument("--costs", metavar="FILE",
+                   help="with --deadline: the measured costs (seconds per epoch per model and device) "
+                        "to plan from, updated after every epoch (default: DIR/costs.json)")
+    r.add_argument("--compile", action="store_true",
+                   help="torch.compile each run's training step (a setting, not part of the recipe)")
     r.add_argument("--dry-run", action="store_true",
                    help="list every run it would train, resume or keep, and check their configs; "
                         "write nothing")
@@ -657,19 +666,28 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
+    def plan():
+        return reproduce_plan(args.models or default_models(args.protocol), args.seeds, args.budget,
+                              check_out_dir(args.out), args.device, args.protocol, args.compile)
+
+    if args.costs and args.deadline is None:
+        raise UsageError("--costs plans a --deadline; give both")
     if args.dry_run:
-        models = args.models or default_models(args.protocol)
-        print(describe_plan(reproduce_plan(models, args.seeds, args.budget, check_out_dir(args.out),
-                                           args.device, args.protocol)))
+        print(describe_plan(plan()))
         print("dry run: nothing trained, nothing written")
         return
     try:
         paths = api.reproduce(args.models, args.seeds, args.budget, protocol=args.protocol, out=args.out,
-                              device=args.device, data_dir=args.data_dir)
+                              device=args.device, data_dir=args.data_dir, deadline=args.deadline,
+                              costs=args.costs, compile=args.compile)
     except KeyboardInterrupt as e:  # finished runs are kept and the interrupted one resumes
         raise stopped(e, same_command(args)) from None
-    print(paths[0].read_text())
-    print(f"results: {', '.join(map(str, paths))}")
+    if paths:  # none where a deadline let no run finish
+        print(paths[0].read_text())
+        print(f"results: {', '.join(map(str, paths))}")
+    if args.deadline is not None:  # what the folders hold now, and how to go on
+        outcome, done = describe_outcome(plan())
+        print(f"deadline: {outcome}" + ("" if done else f"; continue with: {same_command(args)}"))
 
 
 def cmd_speedrun(args: argparse.Namespace) -> None:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import torch
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
@@ -62,6 +61,10 @@ IDX_UBYTE = 0x08
 
 
 def default_data_dir() -> Path:
+    # Imported here, where it is needed: the lent GPU machines' Python has no platformdirs
+    # (the data travels there in a folder named by $FASHIONBENCH_DATA_DIR).
+    import platformdirs
+
     return Path(platformdirs.user_cache_dir("fashionbench")) / "fashion-mnist"
 
 

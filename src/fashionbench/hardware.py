@@ -18,6 +18,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def tune_for(device: torch.device) -> None:
+    """What makes training fast on ``device`` without changing what it computes. On CUDA,
+    cuDNN's benchmark mode: each convolution's algorithm chosen by timing the candidates
+    on its first call (a run's shapes are fixed: one batch size, 28x28 images), where the
+    default picks by heuristics. The choice can differ between runs, so repeats on a GPU
+    may differ in the last bits (fp32 runs already did: docs/benchmarks.md); on the CPU,
+    where runs repeat bit for bit, nothing changes."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def cpu_has_native_bf16() -> bool:
     """True where the CPU multiplies bf16 in hardware (AMX or AVX512-BF16).
 

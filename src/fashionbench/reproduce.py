@@ -1,6 +1,12 @@
 """``fashionbench reproduce``: every model of the reference table, several seeds,
 one results table. Finished runs are kept, interrupted ones resumed, so a
-reproduction can be stopped and started again at will.
+reproduction can be stopped and started again at will. Runs go cheapest model first,
+seed 0 of every model before any seed 1 (``PRIORITY``).
+
+``--deadline SECONDS`` fits the work into a time limit (a lent GPU's session): a run is
+started only where its measured cost (costs.py) says it ends in time, one that falls
+behind stops after an epoch with its checkpoint written, and the deadline's hard stop
+ends whatever still runs when it passes; finished runs make the table.
 
 ``--protocol reference`` trains recipes/reference/MODEL.yaml instead: the reference
 project's own protocol (its saved code's settings, the model selected on the test
@@ -9,12 +15,17 @@ protocol.md, the best epoch on test beside the last epoch, per model."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 from . import runs
 from .config import LEAKY, Config, config_from_dict, load_config, parse_override, read_yaml, reference_recipe
+from .costs import SAFETY, CostTable
 from .data import FashionMNIST
+from .deadline import Deadline, DeadlineReached
 from .errors import FashionbenchError, UsageError
+from .hardware import device_name, resolve_device
 from .leaderboard import collect, mean_std, write_tables
 from .models import reference_figures
 from .pages import md_table
@@ -31,6 +42,18 @@ BUDGETS = {
     "smoke": ["epochs=2", "batch_size=8", "data.train_subset=160", "data.val_size=100",
               "data.test_subset=100", "schedule.cycle_epochs=1", "swa.start=1"],
 }
+
+
+# The order runs train in, cheapest full recipe first (training time per seed on 2 CPU
+# cores, docs/benchmarks.md; the GPU's order is alike), each seed of every model before
+# the next seed: a reproduction stopped early has the most models' first seeds, and a
+# model's figure grows a seed at a time. Models not named here come last.
+PRIORITY = ("mini_vgg", "basic_cnn", "shufflenet_v2", "mobilenet_v2", "wide_resnet16_4", "resnet18",
+            "resnet34", "shake_shake34")
+
+
+def in_priority(models: list[str]) -> list[str]:
+    return sorted(models, key=lambda m: PRIORITY.index(m) if m in PRIORITY else len(PRIORITY))
 
 
 # Which recipe each model trains with: its own (recipes/MODEL.yaml), or the reference
@@ -56,36 +79,45 @@ def default_models(protocol: str) -> list[str]:
 
 
 def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
-                   device: str | None = None, protocol: str = "ours") -> list[tuple[Config, Path, str]]:
-    """Every (config, run folder, state) of a reproduction; state is "train", "resume"
-    or "complete". A folder trained with another configuration stops it here, before
-    anything is trained."""
-    overrides = BUDGETS[budget] + ([f"device={device}"] if device else [])
+                   device: str | None = None, protocol: str = "ours",
+                   compile: bool = False) -> list[tuple[Config, Path, str]]:
+    """Every (config, run folder, state) of a reproduction, in the order they train
+    (``PRIORITY``); state is "train", "resume" or "complete". A folder trained with
+    another configuration stops it here, before anything is trained."""
+    overrides = BUDGETS[budget] + ([f"device={device}"] if device else []) + (["compile=true"] if compile else [])
+    recipes = {model: recipe_for(model, protocol) for model in models}
     plan = []
-    for model in models:
-        recipe = recipe_for(model, protocol)
-        for seed in seeds:
+    for seed in seeds:
+        for model in in_priority(models):
+            recipe = recipes[model]
             cfg = load_config(model, recipe, [parse_override(o) for o in overrides + [f"seed={seed}"]])
             run_dir = out / "runs" / f"{model}-s{seed}"
             state = ("complete" if (run_dir / "summary.json").exists() else
                      "resume" if (run_dir / "checkpoint.pt").exists() else "train")
-            # A folder is only ever continued by the configuration that started it.
+            # A folder is only ever continued by the configuration that started it; a
+            # finished one is kept whatever device or compilation trained it.
             if run_dir.exists():
                 if not (run_dir / "config.yaml").is_file():
                     raise FashionbenchError(f"{run_dir} exists but is not a run of this reproduction "
                                             "(no config.yaml); remove it or choose another --out")
-                if not same_config(run_dir / "config.yaml", cfg):
+                if not same_config(run_dir / "config.yaml", cfg, SETTINGS if state == "complete" else ()):
                     raise FashionbenchError(f"{run_dir} was trained with another configuration "
                                             "(budget or recipe changed); remove it or choose another --out")
             plan.append((cfg, run_dir, state))
     return plan
 
 
-def same_config(path: Path, cfg: Config) -> bool:
-    """Does the config file at ``path`` describe ``cfg``? Compared as configurations, not
-    as text: a run folder written before a config key was retired still matches."""
+# How a run is trained, not what it trains: a finished run counts whatever they were
+# (a GPU session with --compile keeps the eager runs of earlier ones).
+SETTINGS = ("device", "compile")
+
+
+def same_config(path: Path, cfg: Config, ignore: tuple[str, ...] = ()) -> bool:
+    """Does the config file at ``path`` describe ``cfg`` (but for the keys ``ignore``)?
+    Compared as configurations, not as text: a run folder written before a config key
+    was retired still matches."""
     try:
-        return config_from_dict(read_yaml(path)) == cfg
+        return dataclasses.replace(config_from_dict(read_yaml(path)), **{k: getattr(cfg, k) for k in ignore}) == cfg
     except FashionbenchError:  # unreadable, or no longer a valid configuration
         return False
 
@@ -100,14 +132,119 @@ def describe_plan(plan: list[tuple[Config, Path, str]]) -> str:
     return "\n".join(lines)
 
 
+def describe_outcome(plan: list[tuple[Config, Path, str]]) -> tuple[str, bool]:
+    """What of the plan is finished, partial (with its epochs) or not started, as its
+    folders are now; and whether all is finished."""
+    finished = [run_dir for _, run_dir, _ in plan if (run_dir / "summary.json").exists()]
+    partial = [f"{cfg.model} seed {cfg.seed}: {len(runs.read_history(run_dir))} of {cfg.epochs} epochs"
+               for cfg, run_dir, _ in plan
+               if (run_dir / "checkpoint.pt").exists() and not (run_dir / "summary.json").exists()]
+    line = (f"{len(finished)} of {len(plan)} runs finished, {len(partial)} partial"
+            + (f" ({'; '.join(partial)})" if partial else "")
+            + f", {len(plan) - len(finished) - len(partial)} not started")
+    return line, len(finished) == len(plan)
+
+
+class FallingBehind(Exception):
+    """A run whose remaining epochs no longer fit before the deadline (raised after an
+    epoch's checkpoint is written)."""
+
+
+def train_plan(data: FashionMNIST, plan: list[tuple[Config, Path, str]], deadline: Deadline | None = None,
+               costs: CostTable | None = None) -> None:
+    """Train (or resume, or read back) the plan's runs in order. With a ``deadline``
+    (and the cost table ``costs``, measured as the runs go), each run only as far as
+    the time allows (``train_within``); its hard stop ends what still runs when it passes."""
+    labels = [f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}" for i, (cfg, _, _) in enumerate(plan, 1)]
+    if deadline is None:
+        for label, (cfg, run_dir, _) in zip(labels, plan):
+            train_or_resume(cfg, data, run_dir, label)
+        return
+    costs = costs or CostTable(None)
+    try:
+        with deadline.hard_stop():
+            for label, (cfg, run_dir, _) in zip(labels, plan):
+                train_within(cfg, data, run_dir, label, deadline, costs)
+    except DeadlineReached:
+        print(f"the deadline ({deadline.seconds:g} s) has passed: stopped", flush=True)
+
+
+def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, deadline: Deadline,
+                 costs: CostTable) -> None:
+    """One run as far as ``deadline`` allows. Its cost measured before on this device
+    decides whether it starts; one not measured yet starts, its first epoch measuring
+    it (a run that cannot finish is lost on a lent GPU, but skipping what is unmeasured
+    would never measure it, and an epoch is the cheapest exact measurement: the next
+    session plans from it). After each epoch the table is updated, and the run stops
+    there, its checkpoint written, when its remaining epochs and finish would end
+    after the deadline."""
+    if (run_dir / "summary.json").exists():
+        train_or_resume(cfg, data, run_dir, label)  # read back, said so
+        return
+    device = device_name(resolve_device(cfg.device))
+    epochs_left = cfg.epochs - (len(runs.read_history(run_dir)) if (run_dir / "checkpoint.pt").exists() else 0)
+    cost = costs.get(device, cfg)
+    need = None if cost is None else cost.to_start(epochs_left)
+    left = deadline.left()
+    if need is not None and need * SAFETY > left:
+        if epochs_left and cost.first_epoch_seconds * SAFETY > left:
+            print(f"{label}: not started: the {max(left, 0):.0f} s left are too short for one epoch of "
+                  f"{cfg.model} seed {cfg.seed} (about {cost.first_epoch_seconds:.0f} s on {device}, "
+                  "start-up included)", flush=True)
+        else:
+            print(f"{label}: not started: needs about {need:.0f} s on {device}, {max(left, 0):.0f} s left",
+                  flush=True)
+        return
+    if need is None:
+        print(f"{label}: its cost on {device} is not measured yet; its first epoch measures it", flush=True)
+    existed = run_dir.exists()
+    mark, first = deadline.clock(), True
+
+    def watch(row: dict) -> None:  # after each epoch's checkpoint
+        nonlocal mark, first
+        now = deadline.clock()
+        measured = costs.record(device, cfg, **{"first_epoch" if first else "epoch": now - mark})
+        mark, first = now, False
+        epochs_left = cfg.epochs - row["epoch"]
+        rest, left = measured.to_end(epochs_left), deadline.left()
+        # After the last epoch only the finish is left, seconds: it goes on, the hard stop
+        # its only limit (stopped there, a run on a lent GPU would be lost all the same).
+        if epochs_left and rest * SAFETY > left:
+            raise FallingBehind(f"{label}: stopped after epoch {row['epoch']} of {cfg.epochs}: the rest needs "
+                                f"about {rest:.0f} s, {max(left, 0):.0f} s left; its checkpoint is kept")
+
+    try:
+        train_or_resume(cfg, data, run_dir, label, on_epoch=watch)
+    except FallingBehind as e:
+        print(e, flush=True)
+        return
+    except DeadlineReached:
+        if (run_dir / "checkpoint.pt").exists():
+            done = len(runs.read_history(run_dir))
+            during = f"epoch {done + 1}" if done < cfg.epochs else "its final evaluation"
+            print(f"{label}: the deadline came during {during}; the checkpoint of epoch {done} is kept",
+                  flush=True)
+        else:
+            print(f"{label}: the deadline came before its first epoch ended; nothing of it is kept", flush=True)
+            if not existed:  # only its config.yaml: no folder is better than a run that never ran
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if not first:  # an epoch trained in this call: what finishing took
+        costs.record(device, cfg, finish=deadline.clock() - mark)
+
+
 def reproduce(data: FashionMNIST, plan: list[tuple[Config, Path, str]], budget: str,
-              out: Path, protocol: str = "ours") -> list[Path]:
-    for i, (cfg, run_dir, _) in enumerate(plan, 1):
-        train_or_resume(cfg, data, run_dir, f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}")
+              out: Path, protocol: str = "ours", deadline: Deadline | None = None,
+              costs: CostTable | None = None) -> list[Path]:
+    """Train the plan (``train_plan``), then write the tables of its finished runs
+    (none: no table, and [] returned)."""
+    train_plan(data, plan, deadline, costs)
+    run_dirs = [run_dir for _, run_dir, _ in plan if (run_dir / "summary.json").exists()]
+    if not run_dirs:
+        return []
     seeds = ",".join(map(str, dict.fromkeys(cfg.seed for cfg, _, _ in plan)))
     title = (f"fashionbench reproduce --budget {budget}" + (f" --protocol {protocol}" if protocol != "ours" else "")
              + f" (seeds {seeds})")
-    run_dirs = [run_dir for _, run_dir, _ in plan]
     paths = write_tables(collect(run_dirs), out, title)
     if protocol == "reference":
         paths.append(out / "protocol.md")

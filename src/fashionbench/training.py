@@ -29,7 +29,7 @@ from .config import Config, ConfigError, dump_config
 from .data import FashionMNIST
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError
-from .hardware import autocast, device_name, resolve_device, resolve_precision
+from .hardware import autocast, device_name, resolve_device, resolve_precision, tune_for
 from .inference import evaluate, for_evaluation, loss_fn, place_model
 from .models import build_model, count_parameters
 from .runs import Summary
@@ -130,6 +130,7 @@ class Trainer:
                               "processes; batch_size is the global batch: make it a multiple of them")
         self.device = world.device(resolve_device(cfg.device))
         self.precision = resolve_precision(cfg.precision, self.device)
+        tune_for(self.device)
         torch.manual_seed(cfg.seed)
         self.splits = prepare_splits(data, cfg, self.device)
         self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
