@@ -5,6 +5,7 @@ docs/reliability.md lists what these tests hold the code to."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 
@@ -47,6 +48,16 @@ def test_an_ensemble_folder_says_what_it_is_and_which_commands_take_it(ensemble_
     assert_one_line_error(result, str(ensemble_dir), "an ensemble", "no model of its own",
                           "fashionbench table", status=1)
     assert "no config.yaml" not in result.stderr
+
+
+def test_a_specialists_folder_says_what_it_is_too(ensemble_dir, tmp_path):
+    # Specialists have no config.yaml or model.pt either: only their summary's kind differs.
+    folder = tmp_path / "with-specialists"
+    folder.mkdir()
+    summary = json.loads((ensemble_dir / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**summary, "kind": "specialists"}))
+    assert_one_line_error(run_main("evaluate", str(folder)), "is a run with specialists",
+                          "no model of its own", "fashionbench table", status=1)
 
 
 def test_an_ensemble_given_to_the_api_says_what_it_is(ensemble_dir):
