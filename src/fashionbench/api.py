@@ -52,12 +52,12 @@ from .leaderboard import Row, collect, find_runs, write_tables
 from .lr_find import LRFinderResult, lr_find_figure, lr_range_test
 from .models import MODELS, build_model, count_parameters, forward_flops, model_info
 from .one_vs_all import check_one_vs_all_config, train_one_vs_all
-from .predict import class_probabilities, read_image, to_fashion_mnist
+from .predict import class_probabilities, image_pixels
 from .report import Predictions, report_run
 from .report import predictions as split_predictions_of
 from .reproduce import BUDGETS, PROTOCOLS, default_models, reproduce_plan
 from .reproduce import reproduce as reproduce_runs
-from .runs import check_out_dir, new_run_dir, read_summary, run_config
+from .runs import check_name, check_out_dir, new_run_dir, read_summary, run_config
 from .specialists import check_specialists_dir, train_specialists
 from .splits import class_names
 from .training import Trainer, train_or_resume
@@ -269,7 +269,7 @@ def evaluate(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | No
     set is for final reporting only)."""
     if split not in ("val", "test"):
         raise UsageError(f"split must be val or test, not {split!r}")
-    run_config(as_path(run))  # not a run folder: say so before loading any data
+    runs.finished_run(as_path(run))  # not a finished run: say so before loading any data
     return evaluate_run(as_path(run), _data(data, data_dir), split, device)
 
 
@@ -279,7 +279,7 @@ def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: 
     RUN/report (RUN/report-val for ``split="val"``); returns report.html's path."""
     if split not in ("val", "test"):
         raise UsageError(f"split must be val or test, not {split!r}")
-    run_config(as_path(run))
+    runs.finished_run(as_path(run))
     return report_run(as_path(run), _data(data, data_dir), split, device, errors)
 
 
@@ -289,7 +289,7 @@ def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST |
     and images: what a report is made of (``fashionbench.report``'s figures take it)."""
     if split not in ("train", "val", "test"):
         raise UsageError(f"split must be train, val or test, not {split!r}")
-    run_config(as_path(run))
+    runs.finished_run(as_path(run))
     return split_predictions_of(load_finished(as_path(run), _data(data, data_dir), device), split)
 
 
@@ -309,8 +309,7 @@ def ensemble(members: Iterable[Run | PathLike], method: str = "mean", *, tta: bo
     if not run_dirs:
         raise UsageError("name the runs to combine")
     for run_dir in run_dirs:  # say what is wrong before loading any data
-        run_config(run_dir)
-        read_summary(run_dir)
+        runs.finished_run(run_dir)
     folder = new_run_dir(out, name, "ensemble", resumable=False)
     if len(run_dirs) == 1:
         print(f"fashionbench: warning: an ensemble of one run ({run_dirs[0]}) is that run; "
@@ -326,8 +325,8 @@ def specialists(run: Run | PathLike, pairs: int = 3, *, epochs: int | None = Non
     validation, each taking over where validation says it helps; rerun with the same
     ``name`` to resume."""
     run_dir = as_path(run)
-    run_config(run_dir)
-    folder = check_out_dir(out) / (name or f"{run_dir.name}-specialists")
+    runs.finished_run(run_dir)
+    folder = check_out_dir(out) / (f"{run_dir.name}-specialists" if name is None else check_name(name))
     check_specialists_dir(folder)
     summary = train_specialists(run_dir, _data(data, data_dir), folder, pairs, epochs, device)
     return Run(folder, summary)
@@ -380,26 +379,22 @@ class Prediction:
 def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int = 3, tta: bool = False,
             invert: str = "auto", device: str | None = None) -> list[Prediction]:
     """Classify images with a run's model: file paths (any format Pillow reads), PIL
-    images, or arrays (28x28 uint8 as in Fashion-MNIST: light garment on black, or any
-    image, converted as a file is). Each is converted the way Fashion-MNIST was made
-    (``fashionbench predict --help``); ``tta`` averages with the mirrored image."""
+    images, or uint8 arrays of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (28x28 as
+    in Fashion-MNIST: light garment on black, taken as it is; any other converted as a
+    file is). ``images`` is a list (or any iterable: an (N, H, W) array is N images); a
+    single path or PIL image is one image. Each is converted the way Fashion-MNIST was
+    made (``fashionbench predict --help``); a blank one is predicted with a warning on
+    stderr. ``tta`` averages with the mirrored image."""
     loaded = run if isinstance(run, LoadedModel) else load_model(as_path(run), device)
     names = class_names(loaded.cfg)
     if not 1 <= top_k <= len(names):
         raise UsageError(f"top_k must be between 1 and {len(names)}, not {top_k}")
+    if isinstance(images, (str, os.PathLike, Image.Image)):  # one image, not its characters
+        images = [images]
     sources, pixels = [], []
     for i, image in enumerate(images):
-        if isinstance(image, (str, os.PathLike)):
-            sources.append(str(image))
-            pixels.append(read_image(Path(image), invert))
-            continue
-        array = np.asarray(image)
-        sources.append(f"image {i}")
-        if isinstance(image, np.ndarray | torch.Tensor) and array.shape == (28, 28) and array.dtype == np.uint8:
-            pixels.append(array)  # already a Fashion-MNIST image
-        else:
-            pixels.append(to_fashion_mnist(image if isinstance(image, Image.Image) else Image.fromarray(array),
-                                           invert))
+        sources.append(str(image) if isinstance(image, (str, os.PathLike)) else f"image {i}")
+        pixels.append(image_pixels(image, invert, sources[-1]))
     if not pixels:
         return []
     probs = class_probabilities(loaded, torch.from_numpy(np.stack(pixels)[:, None]), tta).numpy()
@@ -412,7 +407,7 @@ def audit(run: Run | PathLike, split: str = "train", *, top: int = 50, data: Fas
           data_dir: PathLike | None = None, device: str | None = None) -> tuple[Path, Path, int]:
     """Likely label errors: the images of ``split`` where the model most confidently
     disagrees with the dataset. Returns (grid PNG, CSV of all, how many disagree)."""
-    run_config(as_path(run))
+    runs.finished_run(as_path(run))
     return audit_run(as_path(run), _data(data, data_dir), split, top, device)
 
 

@@ -23,7 +23,7 @@ from .one_vs_all import one_vs_all_plan
 from .plan import run_plan
 from .predict import predict_cli
 from .reproduce import BUDGETS, PROTOCOLS, default_models, describe_outcome, describe_plan, reproduce_plan
-from .runs import check_out_dir, new_run_dir, os_cause
+from .runs import check_name, check_out_dir, new_run_dir, os_cause
 from .speedrun import MAX_BUDGET_SECONDS, TIMED_STEPS, check_budget, check_target
 from .speedrun import describe as describe_speedrun
 from .sweep import safe_url, sweep_plan
@@ -99,6 +99,14 @@ def comma_list(kind):
     return check
 
 
+def folder_name(text: str) -> str:
+    """--name: one folder directly under --out (runs.check_name)."""
+    try:
+        return check_name(text)
+    except UsageError as e:  # argparse names the option itself
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--name ")) from None
+
+
 def model_name(text: str) -> str:
     try:
         check_model(text)
@@ -160,7 +168,7 @@ def training_options(p: argparse.ArgumentParser) -> None:
                    help="train on a stratified subset of N images (for quick runs)")
     p.add_argument("--compile", action="store_const", const=True,
                    help="torch.compile the model (slower start, often faster steps)")
-    p.add_argument("--name", help="run folder name (default: MODEL-YYYYmmdd-HHMMSS)")
+    p.add_argument("--name", type=folder_name, help="run folder name (default: MODEL-YYYYmmdd-HHMMSS)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--dry-run", action="store_true",
                    help="resolve and validate the config, print the plan (parameters, steps, SWA "
@@ -264,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train on N images: a quick check, not a speedrun figure")
     sr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the recipe (repeatable)")
-    sr.add_argument("--name", help="folder name under --out (default: speedrun-YYYYmmdd-HHMMSS)")
+    sr.add_argument("--name", type=folder_name, help="folder name under --out (default: speedrun-YYYYmmdd-HHMMSS)")
     out_option("runs/speedrun", "where speedrun folders go")(sr)
     sr.add_argument("--resume", metavar="DIR",
                     help="continue a stopped speedrun (OUT/NAME) as planned: finished seeds kept, the "
@@ -319,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--tta", choices=("flip",), help="test-time augmentation: also predict on "
                                                       "mirrored images and average")
     out_option("runs", "where the folder goes")(en)
-    en.add_argument("--name", help="folder name (default: ensemble-YYYYmmdd-HHMMSS)")
+    en.add_argument("--name", type=folder_name, help="folder name (default: ensemble-YYYYmmdd-HHMMSS)")
     en.set_defaults(func=cmd_ensemble)
 
     sp = sub.add_parser("specialists", parents=[finished_run],
@@ -333,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pairs", type=between(1, 45), default=3, help="number of pairs (default: 3)")
     sp.add_argument("--epochs", type=at_least(1), help="specialists' epochs (default: the run's)")
     out_option("runs", "where the folder goes")(sp)
-    sp.add_argument("--name", help="folder name (default: RUN_DIR's name + '-specialists')")
+    sp.add_argument("--name", type=folder_name, help="folder name (default: RUN_DIR's name + '-specialists')")
     sp.set_defaults(func=cmd_specialists)
 
     sw = sub.add_parser("sweep", parents=[device_data],

@@ -290,17 +290,24 @@ def override(key: str, value: Any) -> dict:
 
 
 def read_yaml(path: str | Path) -> dict:
+    """A YAML file of config keys. A file that cannot be read as text is a
+    FashionbenchError (exit 1, as any unreadable file); text that is no mapping of keys
+    (invalid YAML, empty, a list) is a ConfigError, as a bad key in it is: a usage error
+    for a --config, and run_config's callers call it a damaged run folder. An empty file
+    is never taken as "all defaults", which would silently replace a recipe."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except OSError as e:
         raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
     except UnicodeDecodeError:
         raise FashionbenchError(f"{path}: not a text file (a YAML config expected)") from None
     except yaml.YAMLError as e:
-        raise FashionbenchError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        raise ConfigError(f"{path}: is empty (a YAML mapping of config keys expected)")
     if not isinstance(data, dict):
-        raise FashionbenchError(f"{path}: expected a mapping of config keys")
+        raise ConfigError(f"{path}: expected a mapping of config keys, not a {type(data).__name__}")
     return data
 
 

@@ -25,7 +25,7 @@ from . import runs
 from .config import Config
 from .errors import FashionbenchError
 from .inference import load_model, probabilities
-from .runs import Summary, read_summary, run_config
+from .runs import Summary, finished_run
 from .splits import class_names, normalize
 from .version import __version__
 
@@ -142,8 +142,7 @@ def check_writable(out: Path) -> None:
 
 def export_run(run_dir: Path, fmt: str, out: Path) -> dict[str, str]:
     """Write ``run_dir``'s model to ``out`` (atomically) and return its metadata."""
-    cfg = run_config(run_dir)
-    summary = read_summary(run_dir)  # a run without one is not finished
+    cfg, summary = finished_run(run_dir)
     check_writable(out)
     loaded = load_model(run_dir, device="cpu")
     meta = metadata(cfg, summary, loaded.weights)

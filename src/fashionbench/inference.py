@@ -117,9 +117,10 @@ class LoadedModel:
 
 
 def load_model(run_dir: Path, device: str | None = None) -> LoadedModel:
-    """``run_dir``'s model.pt on ``device`` (default: the run's own)."""
+    """``run_dir``'s model.pt on ``device`` (default: the run's own); a run that is not
+    finished, or whose summary.json is damaged, is refused (``runs.finished_run``)."""
     run_dir = Path(run_dir)
-    cfg = runs.run_config(run_dir)
+    cfg, _ = runs.finished_run(run_dir)
     if device:
         cfg = validate(dataclasses.replace(cfg, device=device))
     if not (run_dir / "model.pt").exists():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import runs
 from .config import LEAKY, config_from_dict, load_config, read_yaml, reference_recipe
-from .errors import FashionbenchError
+from .errors import FashionbenchError, UsageError
 from .models import reference_figures
 from .pages import html_page, html_table, md_table
 from .runs import Summary, read_summary
@@ -123,6 +123,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
     """One row per model and configuration (all but the seed) over the given finished
     runs, best mean accuracy first. Leaves out, with a warning each, a run it cannot
     read, a binary run (no ten-class result) and a second run of a seed in one row."""
+    if not run_dirs:
+        raise UsageError("no runs given: name run folders, or folders to search for them")
     groups: dict[tuple, dict] = {}  # (label, recipe) -> {seed: (run_dir, summary)}
     skipped: list[tuple[Path, str]] = []
     for run_dir in map(Path, run_dirs):

@@ -8,9 +8,12 @@ it"), then goes through the model exactly as the test set does in training.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +22,7 @@ from PIL import Image, ImageOps
 from .data import IMAGE_SIZE
 from .errors import FashionbenchError, UsageError
 from .inference import LoadedModel, load_model, predict, probabilities
-from .runs import run_config
+from .runs import finished_run
 from .splits import class_names
 
 BATCH = 256  # files read, converted and predicted at a time: memory stays flat
@@ -96,18 +99,74 @@ def to_fashion_mnist(image: Image.Image, invert: str = "auto") -> np.ndarray:
     return 255 - gray if negate else gray
 
 
+def warn_if_blank(pixels: np.ndarray, size: tuple[int, int], source: str) -> None:
+    """A warning on stderr where the model would see one shade throughout (a 1x1 image,
+    a blank one, or a speck lost in the resizing): it still gives a class, often with
+    confidence, but one that says nothing about the image."""
+    if pixels.min() == pixels.max():
+        report_warning(f"{source}: {size[0]}x{size[1]} pixels, blank as the model sees it (one shade "
+                       "throughout): its prediction is not meaningful")
+
+
 def read_image(path: Path, invert: str = "auto") -> np.ndarray:
-    """``path`` as a Fashion-MNIST image (see to_fashion_mnist); FashionbenchError naming
-    the file where it cannot be read."""
+    """``path`` as a Fashion-MNIST image (see to_fashion_mnist), with a warning if it is
+    blank; FashionbenchError naming the file where it cannot be read or is larger than
+    Pillow's bound against decompression bombs (Image.MAX_IMAGE_PIXELS, 89 million pixels
+    unless changed): Pillow only warns up to twice the bound, and a warning would go on
+    decoding gigabytes for an image the model sees at 28x28."""
     try:
-        with Image.open(path) as image:
-            return to_fashion_mnist(image, invert)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                pixels = to_fashion_mnist(image, invert)
+                warn_if_blank(pixels, image.size, str(path))
+                return pixels
     except FileNotFoundError:
         raise FashionbenchError(f"{path}: no such file or folder") from None
-    # Pillow reports an unknown format, a truncated or corrupt file, a decoder it lacks or
-    # an absurd size in all these ways.
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise FashionbenchError(f"{path}: more than {Image.MAX_IMAGE_PIXELS:,} pixels, refused (Pillow's "
+                                "bound against decompression bombs, PIL.Image.MAX_IMAGE_PIXELS)") from None
+    # Pillow reports an unknown format, a truncated or corrupt file or a decoder it lacks
+    # in all these ways.
+    except (OSError, ValueError, SyntaxError) as e:
         raise FashionbenchError(f"{path}: cannot read as an image ({e})") from None
+
+
+# Arrays as predict takes them: channels last, as Pillow and Fashion-MNIST's files have them.
+ARRAY_SHAPES = "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+
+
+def array_pixels(image: Any, invert: str, source: str) -> np.ndarray:
+    """An array (NumPy, torch, nested lists) as a Fashion-MNIST image: a uint8 28x28 one
+    as it is, any other converted as a file is; UsageError naming the accepted shapes."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+    array = np.asarray(image)
+    shape = array.shape
+    if array.ndim == 3 and shape[2] == 1:
+        array = array[:, :, 0]
+    if (array.dtype != np.uint8 or array.ndim not in (2, 3) or 0 in shape
+            or array.ndim == 3 and shape[2] not in (3, 4)):
+        hint = ("; channels first? pass array.transpose(1, 2, 0)"
+                if array.ndim == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4) else
+                "; one image alone? pass it in a list, [image]" if array.ndim == 1 else "")
+        raise UsageError(f"{source}: an array of shape {shape} and dtype {array.dtype}; predict takes "
+                         f"uint8 arrays of shape {ARRAY_SHAPES} (0 to 255){hint}")
+    pixels = array if array.shape == (IMAGE_SIZE, IMAGE_SIZE) else to_fashion_mnist(Image.fromarray(array), invert)
+    warn_if_blank(pixels, (shape[1], shape[0]), source)
+    return pixels
+
+
+def image_pixels(image: Any, invert: str, source: str) -> np.ndarray:
+    """One image given to predict, as a Fashion-MNIST image: a file path, a PIL image or an
+    array (``array_pixels``); ``source`` names it in warnings and errors."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(Path(image), invert)
+    if isinstance(image, Image.Image):
+        pixels = to_fashion_mnist(image, invert)
+        warn_if_blank(pixels, image.size, source)
+        return pixels
+    return array_pixels(image, invert, source)
 
 
 def image_extensions() -> set[str]:
@@ -156,12 +215,16 @@ def report_error(message: str) -> None:
     print(f"fashionbench: error: {message}", file=sys.stderr, flush=True)
 
 
+def report_warning(message: str) -> None:
+    print(f"fashionbench: warning: {message}", file=sys.stderr, flush=True)
+
+
 def predict_cli(args) -> int:
     """Print the top-k classes of every image; 1 if any file could not be read, else 0.
     An output's index is its Fashion-MNIST class, or for a binary run 0 (the other side)
     or 1 (the positive class)."""
     run_dir = Path(args.run_dir)
-    cfg = run_config(run_dir)
+    cfg, _ = finished_run(run_dir)  # refused as every command refuses it, before any image is read
     names = class_names(cfg)
     if not 1 <= args.top_k <= len(names):
         raise UsageError(f"--top-k must be between 1 and {len(names)}, not {args.top_k}")

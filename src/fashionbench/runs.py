@@ -28,7 +28,7 @@ import sklearn
 import torch
 
 from .config import Config, ConfigError, config_from_dict, read_yaml
-from .errors import FashionbenchError
+from .errors import FashionbenchError, UsageError
 
 # Causes worth naming in words of their own; others keep the system's message.
 CAUSES = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
@@ -136,9 +136,19 @@ def check_out_dir(out: str | Path, option: str = "--out") -> Path:
     return out
 
 
+def check_name(name: str) -> str:
+    """``name`` names one folder directly under --out: a path (absolute, or with a
+    separator) would put the folder elsewhere, and '', '.' or '..' name no new folder."""
+    separators = "/" + (os.altsep or "") + os.sep
+    if name in ("", ".", "..") or any(c in name for c in separators + "\0"):
+        raise UsageError(f"--name {name!r}: expected a folder name (no path, not empty, not . or ..); "
+                         "--out says where the folder goes")
+    return name
+
+
 def new_run_dir(out: str | Path, name: str | None, model: str, resumable: bool = True) -> Path:
     """A fresh run folder ``out/name``; an existing one is never written into."""
-    name = name or f"{model}-{datetime.now():%Y%m%d-%H%M%S}"
+    name = f"{model}-{datetime.now():%Y%m%d-%H%M%S}" if name is None else check_name(name)
     run_dir = check_out_dir(out) / name
     if run_dir.exists():
         hint = "choose another --name or --resume it" if resumable else "choose another --name"
@@ -176,11 +186,40 @@ def run_config(run_dir: Path) -> Config:
     """The configuration a run folder was trained with (its config.yaml)."""
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
-        raise FashionbenchError(f"{run_dir}: not a run folder (no config.yaml)")
+        raise not_a_run(run_dir)
     try:
         return config_from_dict(read_yaml(path))
     except ConfigError as e:  # a damaged file, not a mistake on the command line
-        raise FashionbenchError(f"{path}: {e}") from None
+        raise FashionbenchError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
+
+
+# Combinations of runs with no model of their own (no config.yaml, no model.pt): their
+# summary.json and report are all they have. (A one-vs-all run has a model.pt.)
+COMBINATIONS = {"ensemble": "an ensemble", "specialists": "a run with specialists"}
+
+
+def not_a_run(run_dir: Path) -> FashionbenchError:
+    """Why ``run_dir``, without a config.yaml, is not a trained run: an ensemble (or
+    specialists) is named as such, with the one command that takes it; anything else is
+    not a run folder."""
+    try:
+        kind = read_summary(run_dir).kind
+    except FashionbenchError:
+        kind = None
+    if kind not in COMBINATIONS:
+        return FashionbenchError(f"{run_dir}: not a run folder (no config.yaml)")
+    return FashionbenchError(
+        f"{run_dir} is {COMBINATIONS[kind]}, not a trained run: it has no model of its own. "
+        f"fashionbench table lists it (its report: {Path(run_dir) / 'report'}); evaluate, report, "
+        "predict, audit, export, ensemble and specialists take trained runs, such as the ones it "
+        "combines (runs, in its summary.json)")
+
+
+def finished_run(run_dir: Path) -> tuple[Config, Summary]:
+    """A finished run's config and summary, both read strictly: the check of every
+    command that uses a run's model, made before any work (a run whose summary.json is
+    damaged is refused by all alike)."""
+    return run_config(run_dir), read_summary(run_dir)
 
 
 # -- summary.json ------------------------------------------------------------------------
