@@ -320,7 +320,9 @@ def test_sigterm_to_the_launcher_says_how_to_resume_once(launcher, status, data_
     except subprocess.TimeoutExpired:
         agent.kill()
         pytest.fail("torchrun did not stop within 120 s of SIGTERM")
-    resume = f"continue with: torchrun --nproc-per-node 2 -m fashionbench train --resume {tmp_path / 'x'}"
+    # The line names the launcher that was used: torch's, or ours again.
+    again = "torchrun" if status is None else "python -m fashionbench.torchrun"
+    resume = f"continue with: {again} --nproc-per-node 2 -m fashionbench train --resume {tmp_path / 'x'}"
     assert err.count("continue with:") == 1 and resume in err, err[-3000:]
     assert "[rank1]" not in err and "process 1:" not in err, err[-3000:]  # rank 1 leaves quietly
     assert not (tmp_path / "x" / "summary.json").exists()

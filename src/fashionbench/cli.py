@@ -27,6 +27,7 @@ from .runs import check_name, check_out_dir, new_run_dir, os_cause
 from .speedrun import MAX_BUDGET_SECONDS, TIMED_STEPS, check_budget, check_target
 from .speedrun import describe as describe_speedrun
 from .sweep import safe_url, sweep_plan
+from .torchrun import LAUNCHER_VARIABLE
 from .version import __version__
 
 # -- value checks (argparse's type=): a bad value is a usage error naming the option ----
@@ -473,7 +474,7 @@ def resume_command(args: argparse.Namespace, run_dir: Path, world: World = ONE_P
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
     how = (f"--nproc-per-node {local}" if local == world.size else
            f"--nnodes {world.size // local} --nproc-per-node {local} (and the same rendezvous)")
-    return f"torchrun {how} -m {command}"
+    return f"{os.environ.get(LAUNCHER_VARIABLE, 'torchrun')} {how} -m {command}"
 
 
 def print_results(summary) -> None:

@@ -12,13 +12,20 @@ fails, torchrun's summary of it) is torchrun's as ever."""
 
 from __future__ import annotations
 
+import os
 import sys
+
+# The launcher's own command, which the ranks inherit: the line that says how to continue
+# a stopped run names this launcher again rather than torch's torchrun.
+LAUNCHER_VARIABLE = "FASHIONBENCH_LAUNCHER"
+LAUNCHER = "python -m fashionbench.torchrun"
 
 
 def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.run import main as torchrun
 
+    os.environ[LAUNCHER_VARIABLE] = LAUNCHER
     try:
         torchrun(argv)  # None: sys.argv[1:], as torchrun reads them
     except SignalException as e:  # torchrun has stopped the ranks; they said what to do
