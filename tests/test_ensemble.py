@@ -2,8 +2,10 @@
 ensemble of one run is that run, balanced sampling, calibration, and each kind
 end to end on small slices."""
 
+import importlib
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -193,6 +195,42 @@ def test_one_vs_all_says_each_stage_as_it_starts_without_a_terminal(ova_run):
               "writing the report in ", " ova model: "]
     at = [next(i for i, line in enumerate(tail) if line.startswith(stage)) for stage in stages]
     assert at == sorted(at), tail
+
+
+def test_one_vs_all_combines_its_networks_predicting_each_split_once(ova_run, data, tmp_path, monkeypatch):
+    """The combination after the ten members: each network predicts val and test once
+    (its validation margins are calibrated and combined as they are, not predicted
+    again), on one copy of the splits, and gives the run's results."""
+    from fashionbench.models.one_vs_all import OneVsAllNetwork
+    from fashionbench.runs import run_config
+
+    # the modules (fashionbench.one_vs_all is also the API's function of that name)
+    inference, one_vs_all = (importlib.import_module(f"fashionbench.{m}") for m in ("inference", "one_vs_all"))
+    run, _ = ova_run
+    copy = tmp_path / "ova"  # the finished members, as if stopped before their combination
+    for c in range(10):
+        shutil.copytree(run / f"class-{c}", copy / f"class-{c}")
+    shutil.copy(run / "config.yaml", copy / "config.yaml")
+    predicted, split_copies = [], []
+
+    def counted(name, record):
+        original = getattr(inference, name)
+
+        def wrapper(*args, **kwargs):
+            record(*args)
+            return original(*args, **kwargs)
+        for where in (inference, one_vs_all):
+            monkeypatch.setattr(where, name, wrapper, raising=False)
+
+    # network-images: a call on the ten networks as one model counts ten times
+    counted("predict", lambda model, images, *_: predicted.append(
+        len(images) * (len(model.members) if isinstance(model, OneVsAllNetwork) else 1)))
+    counted("prepare_splits", lambda *_: split_copies.append(1))
+    summary = one_vs_all.train_one_vs_all(run_config(run), data, copy)
+    expected = json.loads((run / "summary.json").read_text())
+    assert summary.results == expected["results"] and summary.extra["calibration"] == expected["calibration"]
+    assert sum(predicted) == 10 * (expected["val_size"] + expected["test_size"]), predicted
+    assert len(split_copies) == 1
 
 
 def test_a_weighted_flip_ensemble_says_each_stage_as_it_starts(tiny_run, data_dir, tmp_path):
