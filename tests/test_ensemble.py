@@ -2,8 +2,10 @@
 ensemble of one run is that run, balanced sampling, calibration, and each kind
 end to end on small slices."""
 
+import importlib
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +175,77 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(ova_run, dat
     assert "[5/10] Coat against the rest: training" in resumed.stdout
     again = json.loads((killed / "summary.json").read_text())
     assert again["results"] == summary["results"] and again["calibration"] == summary["calibration"]
+
+
+def test_one_vs_all_says_each_stage_as_it_starts_without_a_terminal(ova_run):
+    """With its output to a pipe, no stage of a one-vs-all run is silent: each member
+    says what it does after its epoch lines (the final evaluation) before doing it,
+    then the calibration and the report say so too; plain lines, no carriage returns."""
+    _, stdout = ova_run
+    assert "\r" not in stdout
+    lines = stdout.splitlines()
+    starts = [next(i for i, line in enumerate(lines) if line.startswith(f"[{c + 1}/10] ")) for c in range(10)]
+    for c, (start, end) in enumerate(zip(starts, starts[1:] + [len(lines)])):
+        member = lines[start:end]
+        last_epoch = max(i for i, line in enumerate(member) if line.startswith("epoch "))
+        assert any(line.startswith("final evaluation: last, swa models on val, test")
+                   for line in member[last_epoch + 1:]), (c, member)
+    tail = lines[starts[-1]:]
+    stages = ["final evaluation: ", "one-vs-all: each network's predictions on val and test",
+              "writing the report in ", " ova model: "]
+    at = [next(i for i, line in enumerate(tail) if line.startswith(stage)) for stage in stages]
+    assert at == sorted(at), tail
+
+
+def test_one_vs_all_combines_its_networks_predicting_each_split_once(ova_run, data, tmp_path, monkeypatch):
+    """The combination after the ten members: each network predicts val and test once
+    (its validation margins are calibrated and combined as they are, not predicted
+    again), on one copy of the splits, and gives the run's results."""
+    from fashionbench.models.one_vs_all import OneVsAllNetwork
+    from fashionbench.runs import run_config
+
+    # the modules (fashionbench.one_vs_all is also the API's function of that name)
+    inference, one_vs_all = (importlib.import_module(f"fashionbench.{m}") for m in ("inference", "one_vs_all"))
+    run, _ = ova_run
+    copy = tmp_path / "ova"  # the finished members, as if stopped before their combination
+    for c in range(10):
+        shutil.copytree(run / f"class-{c}", copy / f"class-{c}")
+    shutil.copy(run / "config.yaml", copy / "config.yaml")
+    predicted, split_copies = [], []
+
+    def counted(name, record):
+        original = getattr(inference, name)
+
+        def wrapper(*args, **kwargs):
+            record(*args)
+            return original(*args, **kwargs)
+        for where in (inference, one_vs_all):
+            monkeypatch.setattr(where, name, wrapper, raising=False)
+
+    # network-images: a call on the ten networks as one model counts ten times
+    counted("predict", lambda model, images, *_: predicted.append(
+        len(images) * (len(model.members) if isinstance(model, OneVsAllNetwork) else 1)))
+    counted("prepare_splits", lambda *_: split_copies.append(1))
+    summary = one_vs_all.train_one_vs_all(run_config(run), data, copy)
+    expected = json.loads((run / "summary.json").read_text())
+    assert summary.results == expected["results"] and summary.extra["calibration"] == expected["calibration"]
+    assert sum(predicted) == 10 * (expected["val_size"] + expected["test_size"]), predicted
+    assert len(split_copies) == 1
+
+
+def test_a_weighted_flip_ensemble_says_each_stage_as_it_starts(tiny_run, data_dir, tmp_path):
+    """``ensemble --method weighted --tta flip`` with its output to a pipe: a line as each
+    member's predictions start, then the weight fitting and the report, no carriage returns."""
+    result = run_cli("ensemble", str(tiny_run), "--method", "weighted", "--tta", "flip",
+                     "--out", str(tmp_path), "--name", "e", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    stages = [f"ensemble: member 1/1 ({tiny_run}): predictions on val and test, and on their mirror images",
+              "ensemble: fitting the members' weights on val", "writing the report in ",
+              "ensemble weighted +flip: "]
+    at = [next((i for i, line in enumerate(lines) if line.startswith(stage)), None) for stage in stages]
+    assert None not in at and at == sorted(at), result.stdout
 
 
 def test_a_finished_one_vs_all_run_is_a_run_like_any_other(ova_run, data, tmp_path, capsys):

@@ -20,7 +20,8 @@ from . import runs
 from .combine import combine, combined_summary, fit_weights, split_scores
 from .data import FashionMNIST
 from .errors import FashionbenchError
-from .inference import load_run
+from .inference import FinishedRun, load_run
+from .progress import Progress
 from .report import headline, split_predictions, write_report
 
 
@@ -36,18 +37,21 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
                 raise FashionbenchError(f"{run_dir} used other {split} images than {run_dirs[0]} "
                                         "(data.val_size, data.split_seed or data.test_subset differ)")
 
-    def member_probs(split: str) -> np.ndarray:
-        out = []
-        for m in members:
-            p = m.probs(split)
-            if tta:
-                p = (p + m.probs(split, flip=True)) / 2
-            out.append(p.numpy())
-        return np.stack(out)
+    def member_probs(m: FinishedRun) -> dict[str, np.ndarray]:
+        def probs(split: str) -> torch.Tensor:
+            return (m.probs(split) + m.probs(split, flip=True)) / 2 if tta else m.probs(split)
+        return {split: probs(split).numpy() for split in ("val", "test")}
 
-    probs = {split: member_probs(split) for split in ("val", "test")}
+    # A member's predictions take as long as evaluating it (twice with flip TTA): each says so.
     labels = {split: first[split].labels.cpu().numpy() for split in ("val", "test")}
-    weights = fit_weights(probs["val"], labels["val"]) if method == "weighted" else None
+    n = len(members)
+    with Progress(n + (method == "weighted"), "ensemble", announce="steps") as progress:
+        per_member = [progress.step(f"member {k}/{n} ({d}): predictions on val and test"
+                                    + (", and on their mirror images (flip TTA)" if tta else ""), member_probs, m)
+                      for k, (d, m) in enumerate(zip(run_dirs, members), 1)]
+        probs = {split: np.stack([p[split] for p in per_member]) for split in labels}
+        weights = (progress.step("fitting the members' weights on val", fit_weights, probs["val"], labels["val"])
+                   if method == "weighted" else None)
     combined = {split: combine(probs[split], method, weights) for split in probs}
     results = split_scores(combined, labels)
     models = [s.model for s in summaries]

@@ -18,7 +18,8 @@ import torch
 from torch.optim import lr_scheduler
 
 from .figures import plt, png
-from .training import Progress, Trainer
+from .progress import Progress
+from .training import Trainer
 
 SMOOTHING = 0.98
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum

@@ -27,11 +27,12 @@ from . import runs
 from .combine import combined_summary, split_scores
 from .config import Config, ConfigError, dump_config
 from .data import CLASSES, FashionMNIST
-from .inference import FinishedRun, load_run, place_model
+from .inference import LoadedModel, load_model, place_model, predict
 from .models.one_vs_all import OneVsAllNetwork
 from .plan import training_plan
+from .progress import Progress
 from .report import headline, split_predictions, write_report
-from .splits import ten_class_labels
+from .splits import prepare_splits
 from .training import train_or_resume
 
 
@@ -77,21 +78,29 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> runs.Sum
                                         f"[{c + 1}/10] {CLASSES[c]} against the rest")
                         for c, d in enumerate(members)]
 
-    loaded = [load_run(d, data) for d in members]
-    splits = loaded[0].splits
-    labels = {split: ten_class_labels(data, split, splits[split].index) for split in ("val", "test")}
-    calibration = []
-    for c, member in enumerate(loaded):
-        logits = member.predict("val").numpy()
-        calibration.append(platt_scale(logits[:, 1] - logits[:, 0], labels["val"] == c))
+    # Each network predicts each split once, on one copy of the splits (ten-class labels):
+    # its validation margins are calibrated, and the calibrated margins are the run's
+    # predictions, as its model.pt gives them.
+    loaded = [load_model(d) for d in members]
+    device, precision = loaded[0].device, loaded[0].precision
+    splits = prepare_splits(data, cfg, device)
+    labels = {split: splits[split].labels.cpu().numpy() for split in ("val", "test")}
+
+    def member_logits(member: LoadedModel) -> dict[str, torch.Tensor]:
+        return {split: predict(member.model, splits[split].images, precision, cfg.channels_last) for split in labels}
+
+    with Progress(len(loaded), "one-vs-all: each network's predictions on val and test, calibrated on val",
+                  announce="stage") as progress:
+        logits = [progress.step(CLASSES[c], member_logits, m) for c, m in enumerate(loaded)]
+    margins = {split: OneVsAllNetwork.margins([z[split] for z in logits]) for split in labels}
+    calibration = [platt_scale(margins["val"][:, c].numpy(), labels["val"] == c) for c in range(len(CLASSES))]
     # The run's model: the ten networks and their calibration as one 10-class network.
     a, b = (torch.tensor(v) for v in zip(*calibration))
-    combined = place_model(OneVsAllNetwork([m.model for m in loaded], a, b), splits["val"].images.device,
-                           cfg.channels_last).eval()
+    combined = OneVsAllNetwork([m.model for m in loaded], a, b)
+    probs = {split: combined.log_probs(margins[split]).softmax(1).numpy().astype(np.float64) for split in labels}
+    combined = place_model(combined, device, cfg.channels_last).eval()
     runs.save_torch(run_dir / "model.pt", {"model": cfg.model, "kind": "one-vs-all", "weights": "ova",
                                            "num_classes": len(CLASSES), "state_dict": combined.state_dict()})
-    run = FinishedRun(cfg, combined, "ova", splits, loaded[0].precision)
-    probs = {split: run.probs(split).numpy().astype(np.float64) for split in labels}
     results = split_scores(probs, labels)
     first = member_summaries[0]
     summary = combined_summary(

@@ -27,6 +27,7 @@ from .errors import FashionbenchError
 from .figures import plt, png
 from .inference import FinishedRun, load_run
 from .pages import html_page, html_table, md_table
+from .progress import Progress, stage
 from .runs import Summary
 from .splits import Split
 
@@ -204,15 +205,17 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
     counts = confusion(pred.labels, pred.predicted)
     scores = class_scores(pred.labels, pred.predicted)
     errors = confident_errors(pred)
-    figures = {
-        "confusion.png": ("Confusion matrix", confusion_figure(counts)),
-        "scores.png": ("Per-class precision, recall and F1", scores_figure(scores)),
+    drawings = {
+        "confusion.png": ("Confusion matrix", lambda: confusion_figure(counts)),
+        "scores.png": ("Per-class precision, recall and F1", lambda: scores_figure(scores)),
         "errors.png": (f"The {min(n_errors, len(errors))} most confident errors",
-                       image_grid(pred, errors[:n_errors],
-                                  f"Most confident errors (of {len(errors)})")),
+                       lambda: image_grid(pred, errors[:n_errors], f"Most confident errors (of {len(errors)})")),
     }
     if history:
-        figures["curves.png"] = ("Training curves", curves_figure(history, swa_start))
+        drawings["curves.png"] = ("Training curves", lambda: curves_figure(history, swa_start))
+    # Drawing the figures takes seconds: the stage says so as it starts.
+    with Progress(len(drawings), f"writing the report in {out}", announce="stage") as progress:
+        figures = {name: (caption, progress.step(name, draw)) for name, (caption, draw) in drawings.items()}
     for name, (_, image) in figures.items():
         runs.write_bytes(out / name, image)
     runs.write_text(out / "confusion.csv", _csv(
@@ -256,8 +259,11 @@ def split_predictions(split: Split, probs: np.ndarray, labels: np.ndarray | None
 
 
 def predictions(run: FinishedRun, split: str) -> Predictions:
-    """A finished run's predictions on one of its splits."""
-    return split_predictions(run.splits[split], run.probs(split).numpy())
+    """A finished run's predictions on one of its splits (said as they start: on a whole
+    split, they take as long as evaluating it)."""
+    probs = stage(f"{run.cfg.model}: predictions on the {split} split ({len(run.splits[split].labels):,} images)",
+                  run.probs, split)
+    return split_predictions(run.splits[split], probs.numpy())
 
 
 def headline(subject: tuple[str, str], pred: Predictions, split: str, figures: dict[str, str],

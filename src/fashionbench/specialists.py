@@ -23,7 +23,8 @@ from .combine import combined_summary, split_scores
 from .config import Config, validate
 from .data import CLASSES, FashionMNIST
 from .errors import FashionbenchError
-from .inference import load_run, predict
+from .inference import FinishedRun, load_run, predict
+from .progress import stage
 from .report import confusion, headline, split_predictions, write_report
 from .training import train_or_resume
 
@@ -81,13 +82,19 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
     if general.cfg.data.positive_class is not None or general_summary.kind != "run":
         raise FashionbenchError(f"{generalist} is not a ten-class run")
     labels = {split: general.splits[split].labels.cpu().numpy() for split in ("val", "test")}
-    probs = {split: general.probs(split).numpy() for split in labels}
+    probs = stage(f"specialists: the generalist's predictions on val and test ({generalist})",
+                  lambda: {split: general.probs(split).numpy() for split in labels})
     chosen = confused_pairs(confusion(labels["val"], probs["val"].argmax(1)), pairs)
     setup = {"generalist": str(generalist), "pairs": chosen, "epochs": epochs}
     setup_file = Path(out) / "setup.json"
     if setup_file.exists() and json.loads(setup_file.read_text()) != json.loads(json.dumps(setup)):
         raise FashionbenchError(f"{out} holds specialists of another setup; choose another --name")
     runs.write_json(setup_file, setup)
+
+    def first_class_probs(spec: FinishedRun) -> dict[str, np.ndarray]:
+        """A specialist's probability of its pair's first class, on the generalist's images."""
+        return {split: predict(spec.model, general.splits[split].images, spec.precision,
+                               spec.cfg.channels_last).softmax(1)[:, 1].numpy() for split in labels}
 
     combined = dict(probs)
     specialists, summaries = [], [general_summary]
@@ -100,8 +107,7 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
         spec_summary = train_or_resume(cfg, data, run_dir, label)
         spec = load_run(run_dir, data, device)
         summaries.append(spec_summary)
-        p_first = {split: predict(spec.model, general.splits[split].images, spec.precision,
-                                  spec.cfg.channels_last).softmax(1)[:, 1].numpy() for split in labels}
+        p_first = stage(f"{label}: the specialist's predictions on val and test", first_class_probs, spec)
         threshold = choose_threshold(combined["val"], labels["val"], (i, j), p_first["val"])
         for split in labels:
             combined[split] = apply(combined[split], (i, j), p_first[split], threshold)

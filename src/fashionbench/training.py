@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import swa_utils
-from tqdm.auto import tqdm
 
 from . import distributed, runs
 from .augment import augment
@@ -32,6 +31,7 @@ from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision, tune_for
 from .inference import evaluate, for_evaluation, loss_fn, place_model
 from .models import build_model, count_parameters
+from .progress import Progress
 from .runs import Summary
 from .schedule import SchedulePlan, steps_per_epoch
 from .splits import Split, binary_task, normalize, prepare_splits, to_float
@@ -78,26 +78,6 @@ def bn_batches(split: Split, batch_size: int, channels_last: bool):
     """Un-augmented training batches in a fixed order, for recomputing BatchNorm statistics."""
     for i in range(0, len(split.labels), batch_size):
         yield normalize(to_float(split.images[i:i + batch_size]), channels_last)
-
-
-class Progress:
-    """A live bar on a terminal; one plain line per epoch either way (``quiet``: neither,
-    for the processes of a data-parallel run other than rank 0)."""
-
-    def __init__(self, total: int, desc: str, quiet: bool = False):
-        self.quiet = quiet
-        self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
-                        disable=quiet or not sys.stderr.isatty())
-
-    def update(self, n: int, **stats) -> None:
-        self.bar.update(n)
-        if stats:
-            self.bar.set_postfix(stats, refresh=False)
-
-    def close(self, line: str) -> None:
-        self.bar.close()
-        if not self.quiet:
-            print(line, flush=True)
 
 
 def without_dropout(model: nn.Module) -> nn.Module:
@@ -380,19 +360,29 @@ class Trainer:
         cfg, splits = self.cfg, self.splits
         start = time.perf_counter()
         final_splits = ("val", "test") if cfg.eval.test else ("val",)  # eval.test false: a sweep's trial
-        results = {"last": {split: self.evaluate(self.model, split) for split in final_splits}}
-        final, weights, bn_seconds = self.model, "last", 0.0
-        if self.swa_model:
-            bn_seconds = self.recompute_swa_bn()  # part of making the final model (a speedrun times it)
-            results["swa"] = {split: self.evaluate(self.swa_model.module, split) for split in final_splits}
-            final, weights = self.swa_model.module, "swa"
-        extra = {}
-        if cfg.eval.select_on == "test":  # the leaky reference protocol: the best epoch on the test set
-            final = copy.deepcopy(self.model)
-            final.load_state_dict(self.best_on_test["state"])
-            results["best_on_test"] = {split: self.evaluate(final, split) for split in final_splits}
-            weights = "best_on_test"
-            extra = {"best_epoch": self.best_on_test["epoch"]}
+        models = ["last"] + ["swa"] * bool(self.swa_model) + ["best_on_test"] * (cfg.eval.select_on == "test")
+        # On whole splits this takes as long as several epochs of a small run: it says so.
+        with Progress(len(models) * len(final_splits) + bool(self.swa_model),
+                      f"final evaluation: {', '.join(models)} models on {', '.join(final_splits)}",
+                      announce="stage") as progress:
+            def evaluate(name: str, model: nn.Module) -> dict:
+                return {split: progress.step(f"{name} on {split}", self.evaluate, model, split)
+                        for split in final_splits}
+
+            results = {"last": evaluate("last", self.model)}
+            final, weights, bn_seconds = self.model, "last", 0.0
+            if self.swa_model:
+                # part of making the final model (a speedrun times it)
+                bn_seconds = progress.step("SWA BatchNorm statistics", self.recompute_swa_bn)
+                results["swa"] = evaluate("swa", self.swa_model.module)
+                final, weights = self.swa_model.module, "swa"
+            extra = {}
+            if cfg.eval.select_on == "test":  # the leaky reference protocol: the best epoch on the test set
+                final = copy.deepcopy(self.model)
+                final.load_state_dict(self.best_on_test["state"])
+                results["best_on_test"] = evaluate("best_on_test", final)
+                weights = "best_on_test"
+                extra = {"best_epoch": self.best_on_test["epoch"]}
         for split, result in results[weights].items():
             if not math.isfinite(result["loss"]):  # e.g. BatchNorm statistics that overflowed
                 raise self.diverged(f"in the final evaluation ({weights} model, {split} loss {result['loss']})")

@@ -26,10 +26,19 @@ class OneVsAllNetwork(nn.Module):
         self.register_buffer("a", torch.ones(len(members)) if a is None else torch.as_tensor(a).float())
         self.register_buffer("b", torch.zeros(len(members)) if b is None else torch.as_tensor(b).float())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def margins(logits: list[torch.Tensor]) -> torch.Tensor:
+        """(N, classes): each member's logit margin for its class, from its (N, 2) logits."""
+        logits = [z.float() for z in logits]
+        return torch.stack([z[:, 1] - z[:, 0] for z in logits], 1)
+
+    def log_probs(self, margins: torch.Tensor) -> torch.Tensor:
+        """The normalized log probabilities of the members' ``margins`` (what ``forward``
+        returns; one-vs-all calls it on the margins it already has)."""
         # In float32 and log space: a sigmoid far in its tail is 0 in bf16 or float32,
         # and ten zeros cannot be normalized.
-        logits = [member(x).float() for member in self.members]
-        margins = torch.stack([z[:, 1] - z[:, 0] for z in logits], 1)
         log_p = nn.functional.logsigmoid(self.a * margins + self.b)
         return log_p - log_p.logsumexp(1, keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_probs(self.margins([member(x) for member in self.members]))
