@@ -118,7 +118,6 @@ SPEEDRUN = ["speedrun", "--dry-run"]
     (["specialists", "r", "--epochs", BILLION], "argument --epochs: must be between 1 and 100000"),
     (["report", "r", "--errors", BILLION], "argument --errors: must be between 1 and 10000"),
     (["audit", "r", "--top", BILLION], "argument --top: must be between 1 and 10000"),
-    (["predict", "r", "x.png", "--top-k", "11"], "argument --top-k: must be between 1 and 10"),
 ])
 def test_every_number_on_the_command_line_is_bounded(args, fragment):
     """Refused as the command line is read (or, for --set, as the config is): nothing runs."""
@@ -190,3 +189,13 @@ def test_seed_bound_is_what_the_generators_take():
     np.random.RandomState(high)
     torch.manual_seed(high + 1_000_003 * 1024)  # a process's own stream under torchrun
     assert resolve(f"seed={high}", f"data.split_seed={high}").seed == high
+
+
+def test_a_one_cycle_rise_of_one_step_is_refused_before_training():
+    """pct_start x steps = 1: torch's OneCycleLR would divide by zero at the first step."""
+    from fashionbench.schedule import SchedulePlan
+
+    cfg = resolve("schedule.name=onecycle", "schedule.pct_start=0.25", "epochs=1")
+    with pytest.raises(ConfigError, match="schedule.pct_start 0.25 of 4 steps is one step of rise"):
+        SchedulePlan(cfg, 4)
+    assert SchedulePlan(cfg, 8).total_steps == 8

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import api, distributed
 from .config import LEAKY, RANGES, in_range, span
-from .data import CLASSES, DATA_DIR_ENV, MIRROR_ENV
+from .data import DATA_DIR_ENV, MIRROR_ENV
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
 from .export import export_cli
@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "it (not in its subfolders). Unreadable files are reported and "
                                     "skipped, and the exit status is then 1.")
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
-    pr.add_argument("--top-k", type=between(1, len(CLASSES)), default=3, metavar="K",
+    pr.add_argument("--top-k", type=between(1, None), default=3, metavar="K",  # at most the run's classes: predict.py
                     help="classes to show per image (default: 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
     pr.add_argument("--tta", choices=("flip",),
