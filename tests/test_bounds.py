@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import resource
 import subprocess
 import sys
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +201,11 @@ def test_a_one_cycle_rise_of_one_step_is_refused_before_training():
     with pytest.raises(ConfigError, match="schedule.pct_start 0.25 of 4 steps is one step of rise"):
         SchedulePlan(cfg, 4)
     assert SchedulePlan(cfg, 8).total_steps == 8
+
+
+def test_configuration_md_lists_every_range():
+    from fashionbench.config import span
+
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    listed = dict(re.findall(r"^\| `([a-z_.]+)` \| `([\[(][^`]+\])` \|$", doc, flags=re.M))
+    assert listed == {key: span(*bounds) for key, bounds in RANGES.items()}
