@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from fashionbench.config import MAX_EPOCHS
 from fashionbench.errors import UsageError
 from fashionbench.speedrun import MAX_BUDGET_SECONDS, Warmup, epochs_for
 
@@ -35,6 +36,8 @@ def test_a_budget_shorter_than_one_epoch_is_refused_by_epochs_for():
     assert [epochs_for(b, warm) for b in (1.0, 4.99, 5.0, 120.0)] == [1, 4, 5, 120]
     with pytest.raises(UsageError, match=r"an epoch takes about 1\.0 s .*--budget 1 or more"):
         epochs_for(0.3, warm)
+    # A week of 1-s epochs is more than the epochs' bound: the bound is trained.
+    assert epochs_for(604800, warm) == MAX_EPOCHS
 
 
 @pytest.mark.parametrize("option, value, says", [

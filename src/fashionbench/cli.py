@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from . import api, distributed
-from .config import LEAKY
+from .config import LEAKY, RANGES, in_range, span
 from .data import DATA_DIR_ENV, MIRROR_ENV
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
@@ -32,37 +32,59 @@ from .version import __version__
 
 # -- value checks (argparse's type=): a bad value is a usage error naming the option ----
 
-def at_least(low: int):
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def bounded(value: int, low: int, high: int | None) -> int:
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def between(low: int, high: int | None):
     def check(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
+        return bounded(whole_number(text), low, high)
     check.__name__ = "int"  # argparse names the type in some messages
     return check
 
 
-def between(low: int, high: int):
-    def check(text: str) -> int:
-        value = at_least(low)(text)
-        if value > high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+def number_in(low: float, high: float, low_included: bool = True):
+    """A number in the range, which NaN and infinities never are."""
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not in_range(value, low, high, low_included):
+            raise argparse.ArgumentTypeError(f"must be a number in {span(low, high, low_included)}, got {text}")
         return value
-    check.__name__ = "int"
+    check.__name__ = "float"
     return check
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+def config_int(key: str):
+    """An option that sets config ``key``, bounded as the config bounds it (RANGES)."""
+    low, high, _ = RANGES[key]
+    return between(low, high)
+
+
+def config_float(key: str):
+    return number_in(*RANGES[key])
+
+
+# Bounds of numbers that are options of one command, not config keys: far past any use.
+MAX_TRIALS = 10_000          # sweep --trials: each trial is a whole training run
+MAX_SPEEDRUN_SEEDS = 1_000   # speedrun --seeds N
+MAX_DEADLINE = 7 * 24 * 3600  # reproduce --deadline: seconds, a week
+MAX_HEARTBEAT = 24 * 3600    # sweep --heartbeat: seconds, a day
+MAX_SHOWN = 10_000           # images in report --errors and audit --top grids
+MAX_LR_STEPS = 100_000       # lr-find --steps
 
 
 def checked_by(check):
@@ -84,18 +106,20 @@ def device(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
 
 
-def comma_list(kind):
+def comma_list(kind, low: int | None = None, high: int | None = None):
     """Lists given to an option are comma-separated, one argument: --seeds 0,1,2
-    (lists of paths are positional arguments instead)."""
+    (lists of paths are positional arguments instead); numbers between ``low`` and
+    ``high`` where given."""
     def check(text: str) -> list:
         items = [item.strip() for item in text.split(",") if item.strip()]
         if not items:
             raise argparse.ArgumentTypeError("is empty")
         try:
-            return [kind(item) for item in items]
+            values = [kind(item) for item in items]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, "
                                              f"got {text!r}") from None
+        return values if low is None else [bounded(value, low, high) for value in values]
     check.__name__ = "list"
     return check
 
@@ -158,14 +182,14 @@ def recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="recipe YAML to use instead of the model's own")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set swa.start=0.5 (repeatable)")
-    p.add_argument("--batch-size", type=at_least(1))
-    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=config_int("batch_size"))
+    p.add_argument("--seed", type=config_int("seed"))
 
 
 def training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=at_least(1))
-    p.add_argument("--lr", type=positive_float, help="peak learning rate (optim.lr)")
-    p.add_argument("--train-subset", type=at_least(10), metavar="N",
+    p.add_argument("--epochs", type=config_int("epochs"))
+    p.add_argument("--lr", type=config_float("optim.lr"), help="peak learning rate (optim.lr)")
+    p.add_argument("--train-subset", type=config_int("data.train_subset"), metavar="N",
                    help="train on a stratified subset of N images (for quick runs)")
     p.add_argument("--compile", action="store_const", const=True,
                    help="torch.compile the model (slower start, often faster steps)")
@@ -228,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--models", type=comma_list(model_name), metavar="A,B,...",
                    help="models to train (default: all eight of the reference table; under "
                         "--protocol reference, those it has a recipe for)")
-    r.add_argument("--seeds", type=comma_list(int), default=[0, 1, 2], metavar="S,S,...",
+    r.add_argument("--seeds", type=comma_list(int, *RANGES["seed"][:2]), default=[0, 1, 2], metavar="S,S,...",
                    help="seeds (default: 0,1,2)")
     r.add_argument("--budget", choices=sorted(BUDGETS), default="full",
                    help="full: each recipe as written (default); smoke: 40 steps of 8 images "
@@ -239,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"settings, the best epoch on the test set, marked '{LEAKY}'), with "
                         "DIR/protocol.md; for basic_cnn and mini_vgg")
     out_option("results", "output folder")(r)
-    r.add_argument("--deadline", type=positive_float, metavar="SECONDS",
+    r.add_argument("--deadline", type=number_in(0, MAX_DEADLINE, False), metavar="SECONDS",
                    help="end within SECONDS: start only runs whose measured cost fits, stop one that "
                         "falls behind after an epoch (checkpoint kept), exit 0 saying what is finished, "
                         "partial and not started, and how to continue")
@@ -263,13 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "are timed apart and reported, not hidden.")
     sr.add_argument("--target", type=checked_by(check_target), default=94.0, metavar="PCT",
                     help="the test accuracy (%%, at most 100) the mean must reach (default: 94.0)")
-    sr.add_argument("--seeds", type=at_least(1), default=5, metavar="N", help="seeds 0..N-1 (default: 5)")
+    sr.add_argument("--seeds", type=between(1, MAX_SPEEDRUN_SEEDS), default=5, metavar="N",
+                    help="seeds 0..N-1 (default: 5)")
     sr.add_argument("--budget", type=checked_by(check_budget), metavar="S",
                     help=f"seconds of training, at most a week ({MAX_BUDGET_SECONDS}): as many epochs as fit at the "
                          "step cost a warm-up measures; refused if not one epoch fits (default: the "
                          "recipe's epochs)")
-    sr.add_argument("--epochs", type=at_least(1), help="epochs (default: the recipe's)")
-    sr.add_argument("--train-subset", type=at_least(10), metavar="N",
+    sr.add_argument("--epochs", type=config_int("epochs"), help="epochs (default: the recipe's)")
+    sr.add_argument("--train-subset", type=config_int("data.train_subset"), metavar="N",
                     help="train on N images: a quick check, not a speedrun figure")
     sr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the recipe (repeatable)")
@@ -297,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "confident errors, training curves, report.html and report.md.")
     rp.add_argument("--split", choices=("test", "val"), default="test",
                     help="test (default: the final report) or val")
-    rp.add_argument("--errors", type=at_least(1), default=25, metavar="N",
+    rp.add_argument("--errors", type=between(1, MAX_SHOWN), default=25, metavar="N",
                     help="misclassified images in the grid (default: 25)")
     rp.set_defaults(func=cmd_report)
 
@@ -311,9 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and .csv and prints a suggested maximum LR. Never uses the "
                                     "test set.")
     lf.add_argument("model", type=model_name, metavar="MODEL", help=f"architecture: {models}")
-    lf.add_argument("--start", type=positive_float, default=1e-6, help="first LR (default: 1e-6)")
-    lf.add_argument("--end", type=positive_float, default=1.0, help="last LR (default: 1)")
-    lf.add_argument("--steps", type=at_least(20), default=200, help="batches in the sweep (default: 200)")
+    lf.add_argument("--start", type=config_float("optim.lr"), default=1e-6, help="first LR (default: 1e-6)")
+    lf.add_argument("--end", type=config_float("optim.lr"), default=1.0, help="last LR (default: 1)")
+    lf.add_argument("--steps", type=between(20, MAX_LR_STEPS), default=200, help="batches in the sweep (default: 200)")
     lf.set_defaults(func=cmd_lr_find)
 
     en = sub.add_parser("ensemble", parents=[device_data],
@@ -340,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "OUT/NAME/ with the specialists, summary.json and report/; "
                                     "rerun with the same --name to resume.")
     sp.add_argument("--pairs", type=between(1, 45), default=3, help="number of pairs (default: 3)")
-    sp.add_argument("--epochs", type=at_least(1), help="specialists' epochs (default: the run's)")
+    sp.add_argument("--epochs", type=config_int("epochs"), help="specialists' epochs (default: the run's)")
     out_option("runs", "where the folder goes")(sp)
     sp.add_argument("--name", type=folder_name, help="folder name (default: RUN_DIR's name + '-specialists')")
     sp.set_defaults(func=cmd_specialists)
@@ -364,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "values every trial shares (epochs: 8, data.train_subset: null). "
                                "--print-space shows MODEL's default.")
     sw.add_argument("model", nargs="?", type=model_name, metavar="MODEL", help=f"architecture: {models}")
-    sw.add_argument("--trials", type=at_least(1), metavar="N",
+    sw.add_argument("--trials", type=between(1, MAX_TRIALS), metavar="N",
                     help="the study's trials in all, every worker's counted (failed ones do not "
                          "count); a worker stops once the study has them")
     sw.add_argument("--space", metavar="FILE", help="search space YAML (default: around MODEL's recipe)")
@@ -372,17 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Optuna storage, e.g. postgresql://user:pass@host/db (default: "
                          "sqlite:///OUT/STUDY/study.db)")
     sw.add_argument("--study", metavar="NAME", help="study name (default: MODEL)")
-    sw.add_argument("--epochs", type=at_least(1), help="every trial's epochs (default: the space's "
+    sw.add_argument("--epochs", type=config_int("epochs"), help="every trial's epochs (default: the space's "
                                                        "budget, else the recipe's)")
-    sw.add_argument("--train-subset", type=at_least(10), metavar="N",
+    sw.add_argument("--train-subset", type=config_int("data.train_subset"), metavar="N",
                     help="train every trial on a stratified subset of N images")
     sw.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
                     help="median (default): stop a trial below the median of earlier ones at the "
                          "same epoch; hyperband; none")
-    sw.add_argument("--seed", type=int, default=0, help="every trial's training seed (default: 0)")
-    sw.add_argument("--sampler-seed", type=int, metavar="S",
+    sw.add_argument("--seed", type=config_int("seed"), default=0, help="every trial's training seed (default: 0)")
+    sw.add_argument("--sampler-seed", type=config_int("seed"), metavar="S",
                     help="seed TPE's proposals (one worker is then repeatable; default: random)")
-    sw.add_argument("--heartbeat", type=at_least(1), default=60, metavar="SECONDS",
+    sw.add_argument("--heartbeat", type=between(1, MAX_HEARTBEAT), default=60, metavar="SECONDS",
                     help="a running trial's heartbeat; one silent for twice this (a killed "
                          "worker) is marked failed (default: 60)")
     sw.add_argument("--best", metavar="STUDY",
@@ -414,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(all of them).")
     au.add_argument("--split", choices=("train", "val", "test"), default="train",
                     help="train (default: the run's training images), val or test")
-    au.add_argument("--top", type=at_least(1), default=50, metavar="N",
+    au.add_argument("--top", type=between(1, MAX_SHOWN), default=50, metavar="N",
                     help="images in the grid (default: 50)")
     au.set_defaults(func=cmd_audit)
 
@@ -428,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "it (not in its subfolders). Unreadable files are reported and "
                                     "skipped, and the exit status is then 1.")
     pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
-    pr.add_argument("--top-k", type=at_least(1), default=3, metavar="K",
+    pr.add_argument("--top-k", type=between(1, None), default=3, metavar="K",  # at most the run's classes: predict.py
                     help="classes to show per image (default: 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
     pr.add_argument("--tta", choices=("flip",),

@@ -141,22 +141,45 @@ CHOICES = {
     "head": ("softmax", "ova"),
     "eval.select_on": ("val", "test"),
 }
-# key: (lowest, highest, lowest included)
+# Upper bounds a user can read, on every number a run is given: far past any run that
+# makes sense, and low enough that what is derived from them (steps, snapshot epochs,
+# seeds of generators, the optimizer's float32 arithmetic) cannot overflow.
+MAX_EPOCHS = 100_000
+TRAIN_IMAGES = 60_000      # Fashion-MNIST's training file: no batch or subset is larger
+MAX_SEED = 2**32 - 1       # numpy's RandomState (the validation split, Optuna's sampler) takes no more
+MAX_LR = 10_000            # a loss diverges within steps far below this; 1e300 overflows the optimizer
+# key: (lowest, highest, lowest included); the highest is included. Every number of a
+# Config has a range here (tests/test_bounds.py checks), so NaN and infinities, which
+# no range holds, are refused wherever a number comes from.
 RANGES = {
-    "epochs": (1, None, True), "batch_size": (1, None, True),
+    "epochs": (1, MAX_EPOCHS, True), "batch_size": (1, TRAIN_IMAGES, True),
+    "seed": (0, MAX_SEED, True),
     "label_smoothing": (0, 1, True),
-    "optim.lr": (0, None, False), "optim.momentum": (0, 1, True),
-    "optim.weight_decay": (0, None, True),
-    "schedule.base_lr": (0, None, False), "schedule.cycle_epochs": (0, None, False),
-    "schedule.gamma": (0, 1, False), "schedule.pct_start": (0, 1, False),
-    "schedule.decay": (0, None, True),
-    "swa.start": (0, None, False), "swa.lr": (0, None, False),
+    "optim.lr": (0, MAX_LR, False), "optim.momentum": (0, 1, True),
+    "optim.weight_decay": (0, 1, True),
+    "schedule.base_lr": (0, MAX_LR, False), "schedule.cycle_epochs": (0, MAX_EPOCHS, False),
+    # onecycle: torch's OneCycleLR divides by zero at pct_start 1 (no steps left to fall)
+    "schedule.gamma": (0, 1, False), "schedule.pct_start": (0, 0.99, False),
+    "schedule.decay": (0, 1, True),
+    "swa.start": (0, MAX_EPOCHS, False), "swa.lr": (0, MAX_LR, False),
     "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
     "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
-    "data.val_size": (1, 59_990, True), "data.train_subset": (10, None, True),
+    "data.val_size": (1, 59_990, True), "data.split_seed": (0, MAX_SEED, True),
+    "data.train_subset": (10, TRAIN_IMAGES, True),
     "data.test_subset": (10, 10_000, True), "data.positive_class": (0, 9, True),
     "data.negative_class": (0, 9, True),
 }
+
+
+def span(low: float, high: float, low_included: bool = True) -> str:
+    """'[1, 100000]', or '(0, 10000]' where the lowest value is not allowed."""
+    return f"{'[' if low_included else '('}{low}, {high}]"
+
+
+def in_range(value: float, low: float, high: float, low_included: bool = True) -> bool:
+    """Is ``value`` within the range? Written so that NaN, which every comparison
+    answers False, is not."""
+    return (low <= value if low_included else low < value) and value <= high
 
 
 def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
@@ -217,14 +240,12 @@ def validate(cfg: Config) -> Config:
         if _lookup(cfg, key) not in options:
             raise ConfigError(
                 f"{key} must be one of {', '.join(options)}, got {_lookup(cfg, key)!r}")
-    for key, (low, high, closed) in RANGES.items():
+    for key, (low, high, low_included) in RANGES.items():
         value = _lookup(cfg, key)
-        if value is None:
-            continue
-        too_low = value < low if closed else value <= low
-        if too_low or (high is not None and value > high):
-            span = f"{'[' if closed else '('}{low}, {high if high is not None else 'inf'}]"
-            raise ConfigError(f"{key} must be in {span}, got {value}")
+        if value is not None and not in_range(value, low, high, low_included):
+            raise ConfigError(f"{key} must be in {span(low, high, low_included)}, got {value}")
+    if cfg.optim.name == "adamw" and cfg.optim.momentum >= 1:
+        raise ConfigError(f"optim.momentum is AdamW's beta1 and must be below 1, got {cfg.optim.momentum}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"device must be one of auto, cpu, cuda, cuda:N, got {cfg.device!r}")
     if cfg.head == "ova" and cfg.data.positive_class is not None:

@@ -16,13 +16,17 @@ from .schedule import SchedulePlan, steps_per_epoch
 from .splits import planned_split_sizes
 
 
-def epoch_list(epochs: list[float]) -> str:
-    """'20, 21, ..., 30' for a long even run of epochs, else every one of them."""
-    text = [f"{e:g}" if e == int(e) else f"{e:.2f}" for e in epochs]
-    steps = {round(b - a, 6) for a, b in zip(epochs, epochs[1:])}
-    if len(epochs) > 4 and len(steps) == 1:
-        return f"{text[0]}, {text[1]}, ..., {text[-1]}"
-    return ", ".join(text)
+def epoch_list(steps: range, spe: int) -> str:
+    """The epochs that evenly spaced global ``steps`` end: '20, 21, ..., 30' for a long
+    run of them, else every one. Read from the range's ends, never listed whole: a
+    plan's cost does not grow with the run's length."""
+    def epoch(step: int) -> str:
+        e = step / spe
+        return f"{e:g}" if e == int(e) else f"{e:.2f}"
+
+    if len(steps) > 4:
+        return f"{epoch(steps[0])}, {epoch(steps[1])}, ..., {epoch(steps[-1])}"
+    return ", ".join(epoch(s) for s in steps)
 
 
 def swa_plan(cfg: Config, spe: int) -> str:
@@ -32,9 +36,8 @@ def swa_plan(cfg: Config, spe: int) -> str:
     steps = plan.snapshot_steps
     if not steps:
         return f"none ({plan.skipped()})"
-    epochs = [s / spe for s in steps]
-    when = (f"end of epoch {epoch_list(epochs)} (1 snapshot)" if len(epochs) == 1 else
-            f"ends of epochs {epoch_list(epochs)} ({len(epochs)} snapshots)")
+    when = (f"end of epoch {epoch_list(steps, spe)} (1 snapshot)" if len(steps) == 1 else
+            f"ends of epochs {epoch_list(steps, spe)} ({len(steps)} snapshots)")
     if cfg.swa.lr:
         when += f"; LR held at {cfg.swa.lr:g} (swa.lr) after epoch {cfg.swa.start_epoch}"
     return when

@@ -36,6 +36,11 @@ class SchedulePlan:
     def __init__(self, cfg: Config, steps_per_epoch: int):
         self.cfg, self.steps_per_epoch = cfg, steps_per_epoch
         self.total_steps = cfg.epochs * steps_per_epoch
+        s = cfg.schedule
+        if s.name == "onecycle" and s.pct_start * self.total_steps == 1:
+            # torch's OneCycleLR then rises over zero steps, and divides by zero at the first
+            raise ConfigError(f"schedule.pct_start {s.pct_start:g} of {self.total_steps} steps is one step of "
+                              "rise, which torch's OneCycleLR cannot schedule; change schedule.pct_start")
         # A whole cyclic-LR cycle in batches; whole-epoch cycles end exactly at epoch ends.
         self.cycle_steps = max(2, round(cfg.schedule.cycle_epochs * steps_per_epoch))
         swa = cfg.swa

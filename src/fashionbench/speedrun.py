@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import runs
-from .config import Config, config_from_dict
+from .config import MAX_EPOCHS, Config, config_from_dict
 from .data import FashionMNIST
 from .errors import FashionbenchError, UsageError
 from .training import Trainer, train_or_resume
@@ -95,7 +95,9 @@ def epochs_for(budget: float, warmup: Warmup) -> int:
         raise UsageError(f"--budget {budget:g} s is less than one epoch: an epoch takes about {epoch:.1f} s "
                          f"here ({warmup.steps_per_epoch} steps at {warmup.seconds_per_step * 1000:.0f} ms, "
                          f"measured); give --budget {math.ceil(epoch)} or more")
-    return int(budget / epoch)
+    # A week of a tiny subset's epochs can pass the epochs' bound (config.MAX_EPOCHS): the
+    # budget is then more than that many epochs need, and the run trains the bound.
+    return min(int(budget / epoch), MAX_EPOCHS)
 
 
 @dataclass

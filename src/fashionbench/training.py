@@ -244,7 +244,16 @@ class Trainer:
             idx = order[i * bs:(i + 1) * bs]
             y = train.labels[idx]
             step = self.epoch * steps + i + 1
-            loss, logits = self.train_step(train.images[idx], y)
+            try:
+                loss, logits = self.train_step(train.images[idx], y)
+            except RuntimeError as e:
+                # An update too large for the weights' float type: torch refuses to convert
+                # it (a learning rate past config.MAX_LR, e.g. from a config built in Python).
+                if "overflow" not in str(e):
+                    raise
+                progress.bar.close()
+                raise self.diverged(f"at epoch {self.epoch + 1}, step {i + 1} of {steps} "
+                                    f"(the optimizer's update overflowed)") from None
             if self.loss_start is None:
                 self.loss_start = loss
             diverged = (bad_step == 0) & ~(loss <= DIVERGED * self.loss_start)  # NaN compares False
@@ -315,6 +324,7 @@ class Trainer:
 
     def _fit(self) -> Summary:
         epochs, world = self.cfg.epochs, self.world
+        created = world.is_main and not self.run_dir.exists()
         if world.is_main:
             runs.make_dir(self.run_dir)
             runs.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
@@ -326,7 +336,12 @@ class Trainer:
                   f"{len(self.splits['train'].labels):,} training / {len(self.splits['val'].labels):,} "
                   f"validation images; {at}", flush=True)
         while self.epoch < self.cfg.epochs:
-            row = self.train_epoch()
+            try:
+                row = self.train_epoch()
+            except Diverged:
+                if created and self.epoch == 0:
+                    discard_new_run(self.run_dir)
+                raise
             self.epoch += 1
             self.train_seconds += row["seconds"]
             self.val_seconds += row["val_seconds"]
@@ -412,6 +427,18 @@ class Trainer:
                    "data_dir": str(self.data.root), **extra, **self.environment})
         runs.write_summary(self.run_dir, summary)
         return summary
+
+
+def discard_new_run(run_dir: Path) -> None:
+    """Remove the folder of a run that diverged before its first checkpoint: it holds its
+    config.yaml alone, and resuming it would only diverge again; without it the same
+    command, with a lower learning rate, can run. A folder holding anything else is kept."""
+    try:
+        if [path.name for path in run_dir.iterdir()] == ["config.yaml"]:
+            (run_dir / "config.yaml").unlink()
+            run_dir.rmdir()
+    except OSError:
+        pass  # gone, or not ours to remove: the divergence is what the user must hear of
 
 
 def train_or_resume(cfg: Config, data: FashionMNIST, run_dir: Path, label: str | None = None,
