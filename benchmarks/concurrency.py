@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--counts", default="1,2,4", help="trainings at once; 1 is the run alone (default: 1,2,4)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default: 3)")
     parser.add_argument("--epochs", type=int, default=3, help="the middle one is measured (default: 3)")
-    parser.add_argument("--train-subset", type=int, default=5120, help="images an epoch (default: 5120)")
+    parser.add_argument("--train-subset", type=int, default=1280, help="images an epoch (default: 1280)")
     parser.add_argument("--val-size", type=int, default=500)
     parser.add_argument("--data-dir")
     parser.add_argument("--tiny", action="store_true", help="a quick check of the script: its figures mean nothing")
