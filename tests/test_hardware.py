@@ -29,3 +29,26 @@ def test_cuda_request_without_cuda_is_a_clear_error():
     with pytest.raises(FashionbenchError, match="CUDA is not available"):
         hardware.resolve_device("cuda")
     assert hardware.resolve_device("auto").type == "cpu"
+
+
+def test_the_machine_record_names_the_cpu_its_cores_and_its_bf16(monkeypatch):
+    cpuinfo = ("processor : 0\nmodel name : AMD EPYC 9R14\nflags : fpu avx512f avx512_bf16\n"
+               "processor : 1\nmodel name : AMD EPYC 9R14\nflags : fpu avx512f avx512_bf16\n")
+    monkeypatch.setattr(Path, "read_text", lambda self: cpuinfo)
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert hardware.machine() == {"cpu": "AMD EPYC 9R14", "cpu_cores": 2, "cpu_bf16": "avx512_bf16",
+                                  "gpu": None, "gpu_driver": None, "cuda": None}
+    monkeypatch.setattr(Path, "read_text", lambda self: cpuinfo.replace("avx512_bf16", "amx_bf16 avx512_bf16"))
+    assert hardware.cpu_bf16() == "amx"
+    monkeypatch.setattr(Path, "read_text", lambda self: cpuinfo.replace(" avx512_bf16", ""))
+    assert hardware.cpu_bf16() is None and hardware.device_name(torch.device("cpu")).startswith("cpu (AMD EPYC 9R14, ")
+
+
+def test_the_command_line_is_recorded_as_typed(monkeypatch):
+    from fashionbench.runs import command_line
+
+    monkeypatch.setattr("sys.argv", ["/x/lib/fashionbench/__main__.py", "train", "basic_cnn", "--name", "a b"])
+    assert command_line() == "fashionbench train basic_cnn --name 'a b'"
+    monkeypatch.setattr("sys.argv", ["/x/.venv/bin/fashionbench", "speedrun"])
+    assert command_line() == "fashionbench speedrun"

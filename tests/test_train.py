@@ -71,6 +71,9 @@ def test_one_epoch_on_10k_learns(data, tmp_path):
     summary_file = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary_file["data_md5"]["train-images-idx3-ubyte.gz"] == "8d4fb7e6c68d591d4c3dfef9ec88bf0d"
     assert {"python", "torch", "seed", "device", "train_seconds", "val_seconds", "git_commit"} <= set(summary_file)
+    # The machine and the command behind the figures (hardware.machine, runs.command_line).
+    assert {"cpu", "cpu_cores", "cpu_bf16", "gpu", "command", "cpu_threads"} <= set(summary_file)
+    assert summary_file["cpu_cores"] >= 1 and summary_file["cpu_threads"]
     assert summary_file["schema"] == 2 and summary_file["kind"] == "run"
     assert train_or_resume(cfg, data, tmp_path / "run") == summary  # finished: read back, not retrained
 

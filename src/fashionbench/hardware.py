@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 from pathlib import Path
 
 import torch
@@ -29,16 +31,62 @@ def tune_for(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def cpu_info() -> tuple[str | None, set[str]]:
+    """The CPU's model name and its feature flags, from /proc/cpuinfo (None and none
+    where there is no such file: not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None, set()
+    model, flags = None, set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
+def cpu_bf16() -> str | None:
+    """How the CPU multiplies bf16 in hardware: "amx" (AMX tiles), "avx512_bf16", or None."""
+    flags = cpu_info()[1]
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None
+
+
 def cpu_has_native_bf16() -> bool:
     """True where the CPU multiplies bf16 in hardware (AMX or AVX512-BF16).
 
     Elsewhere oneDNN emulates bf16 and autocast makes training slower, not faster.
     """
+    return cpu_bf16() is not None
+
+
+def gpu_driver() -> str | None:
+    """The NVIDIA driver's version, as nvidia-smi says it (None without one)."""
     try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:  # not Linux: stay with fp32
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+        result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.splitlines()[0].strip() if result.returncode == 0 and result.stdout.strip() else None
+
+
+def machine() -> dict:
+    """What a figure was measured on, for the record beside it: the CPU (model, the cores
+    this process may use, bf16 in hardware) and, where CUDA is available, the GPU, its
+    driver and CUDA's version. The platform string alone is the same on an AMD EPYC and
+    an Intel Xeon."""
+    model, _ = cpu_info()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count()
+    record = {"cpu": model, "cpu_cores": cores, "cpu_bf16": cpu_bf16(), "gpu": None, "gpu_driver": None,
+              "cuda": None}
+    if torch.cuda.is_available():
+        record |= {"gpu": torch.cuda.get_device_name(), "gpu_driver": gpu_driver(), "cuda": torch.version.cuda}
+    return record
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -61,10 +109,5 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     n = torch.get_num_threads()
     threads = f"{n} thread{'s' * (n != 1)}"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"cpu ({line.split(':', 1)[1].strip()}, {threads})"
-    except OSError:
-        pass
-    return f"cpu ({threads})"
+    model = cpu_info()[0]
+    return f"cpu ({model}, {threads})" if model else f"cpu ({threads})"

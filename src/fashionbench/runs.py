@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ import torch
 
 from .config import Config, ConfigError, config_from_dict, read_yaml
 from .errors import FashionbenchError, UsageError
+from .hardware import machine
 
 # Causes worth naming in words of their own; others keep the system's message.
 CAUSES = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
@@ -171,7 +173,17 @@ def git_commit() -> str | None:
         return None
 
 
+def command_line() -> str:
+    """The command this process runs, as typed (``python -m fashionbench`` as
+    ``fashionbench``), for the record of what produced a figure."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if program in ("__main__.py", "fashionbench"):
+        program = "fashionbench"
+    return shlex.join([program, *sys.argv[1:]])
+
+
 def environment() -> dict[str, Any]:
+    """The code, the machine and the command behind a result: what its record keeps."""
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -179,6 +191,8 @@ def environment() -> dict[str, Any]:
         "scikit-learn": sklearn.__version__,
         "platform": platform.platform(),
         "git_commit": git_commit(),
+        **machine(),
+        "command": command_line(),
     }
 
 
