@@ -40,7 +40,8 @@ def documented_commands() -> list[tuple[str, str]]:
                 in_bash = not in_bash and line.strip() in ("```bash", "```sh", "```console")
                 continue
             if in_bash and line.strip().startswith("fashionbench "):
-                found.append((f"{doc.relative_to(ROOT)}:{number}", line.strip()))
+                # A command sent to the background (workers side by side) runs here in the foreground.
+                found.append((f"{doc.relative_to(ROOT)}:{number}", line.strip().removesuffix("&").strip()))
     return found
 
 

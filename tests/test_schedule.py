@@ -133,5 +133,8 @@ def test_a_run_whose_swa_takes_one_snapshot_says_it_is_not_an_average(data, tmp_
                                     "model is those weights with their BatchNorm statistics recomputed, "
                                     "not an average")
     assert SchedulePlan(cfg_with("epochs=3"), 100).lone_snapshot() is None  # epochs 2 and 3: an average
-    Trainer(small_config("epochs=1", "swa.lr=0.001"), data, tmp_path / "run")
+    trainer = Trainer(small_config("epochs=1", "swa.lr=0.001", "data.train_subset=300", "data.val_size=100",
+                                   "data.test_subset=100"), data, tmp_path / "run")
+    assert capsys.readouterr().err == ""  # not up front: a run that fails before never makes an SWA model
+    trainer.fit()
     assert capsys.readouterr().err == f"fashionbench: warning: {plan.lone_snapshot()}\n"

@@ -116,10 +116,8 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
         self.plan = SchedulePlan(cfg, self.steps_per_epoch)
         # A budget too short to average is the user's choice, not a mistake: say so, go on.
-        if cfg.swa.enabled and world.is_main:
-            warning = self.plan.lone_snapshot() if self.plan.averaging else self.plan.skipped()
-            if warning:
-                print(f"fashionbench: warning: {warning}", file=sys.stderr, flush=True)
+        if cfg.swa.enabled and not self.plan.averaging and world.is_main:
+            print(f"fashionbench: warning: {self.plan.skipped()}", file=sys.stderr, flush=True)
         model = build_model(cfg.model, cfg.num_classes)
         if not cfg.dropout:
             model = without_dropout(model)
@@ -374,6 +372,10 @@ class Trainer:
     def finish(self) -> Summary:
         cfg, splits = self.cfg, self.splits
         start = time.perf_counter()
+        # Said where the SWA model is made, not up front: a run that fails before never makes one.
+        lone_snapshot = self.plan.lone_snapshot() if self.swa_model else None
+        if lone_snapshot and self.world.is_main:
+            print(f"fashionbench: warning: {lone_snapshot}", file=sys.stderr, flush=True)
         final_splits = ("val", "test") if cfg.eval.test else ("val",)  # eval.test false: a sweep's trial
         models = ["last"] + ["swa"] * bool(self.swa_model) + ["best_on_test"] * (cfg.eval.select_on == "test")
         # On whole splits this takes as long as several epochs of a small run: it says so.
