@@ -55,6 +55,34 @@ def test_the_docs_document_commands():
         "models", "data", "audit", "specialists", "one-vs-all", "sweep"}
 
 
+def anchor(title: str) -> str:
+    """A Markdown heading's anchor, as GitHub makes it."""
+    return "-".join("".join(c for c in title.lower() if c.isalnum() or c in " -").split())
+
+
+def test_usage_md_contents_lists_every_section_and_every_command_has_one():
+    """usage.md's Contents links every ## section (or its ### parts), and every command
+    has a section, where its synopsis and options are."""
+    from fashionbench.cli import build_parser
+
+    text = (ROOT / "docs" / "usage.md").read_text()
+    start = text.index("Contents:")
+    linked = {part.split("(#", 1)[1].split(")", 1)[0]
+              for part in text[start:text.index("\n\n", start)].split("·")}
+    sections: dict[str, list[str]] = {}  # ## title -> its ### titles
+    for line in text.splitlines():
+        if line.startswith("## "):
+            sections[line[3:].strip()] = []
+        elif line.startswith("### ") and sections:
+            sections[list(sections)[-1]].append(line[4:].strip())
+    unlisted = [title for title, parts in sections.items()
+                if anchor(title) not in linked and not {anchor(p) for p in parts} & linked]
+    assert unlisted == []
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    titles = " ".join(sections).lower()
+    assert [c for c in commands if c not in titles] == []
+
+
 def test_readme_starts_with_the_two_commands():
     first_block = ROOT.joinpath("README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
