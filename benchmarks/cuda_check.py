@@ -83,7 +83,7 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "fashionbench", "train", *short, "--out", str(runs),
                              "--name", "killed", *data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = runs / "killed" / "metrics.jsonl"
-    # The kill follows an event, not a delay: metrics.jsonl, written last of the first
+    # The kill follows an event, not a delay: metrics.jsonl, written just after the first
     # epoch's checkpoint, means the run is in epoch 2, which lasts far longer than a poll
     # (a fixed delay into epoch 2 lands past its end on a fast enough device).
     while proc.poll() is None and not (metrics.exists() and metrics.read_text().count("\n") >= 1):

@@ -164,11 +164,11 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, help="train on N images: a quick check, not a figure")
     parser.add_argument("--data-dir")
     parser.add_argument("--tiny", action="store_true",
-                        help="a quick check of the script (every pipeline for 2 epochs of 500 images): "
+                        help="a quick check of the script (every pipeline for 2 epochs of 1,000 images): "
                              "its figures mean nothing")
     args = parser.parse_args()
     if args.tiny:
-        args.train_subset, args.max_epochs = 500, 2
+        args.train_subset, args.max_epochs = 1000, 2
 
     data = load_fashion_mnist(args.data_dir)
     overrides = [f"data.train_subset={args.train_subset}"] if args.train_subset else []

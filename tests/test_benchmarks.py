@@ -107,7 +107,7 @@ def test_the_distributed_benchmark_runs_one_and_two_processes_and_writes_its_tab
 def test_the_time_to_accuracy_benchmark_runs_its_three_pipelines_and_writes_its_curves_and_plot(data_dir, tmp_path):
     result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path))
     record = json.loads((tmp_path / "speedrun_benchmark.json").read_text())
-    assert record["tiny"] is True and record["train_subset"] == 500
+    assert record["tiny"] is True and record["train_subset"] == 1000
     curves = record["curves"]
     assert list(curves) == list(record["pipelines"]) == ["speedrun", "basic_cnn recipe", "conventional"]
     for curve in curves.values():
