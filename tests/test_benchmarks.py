@@ -65,7 +65,7 @@ PRINTED = {
          rf"|equal precision, bf16) \| {NUMBER}x \|", 3),
         (rf"basic_cnn: {NUMBER} MFLOPs per training image \(3 x forward\); 128x128 matrix product on \d+ "
          rf"threads: fp32 \d+ GFLOP/s, bf16 \d+ GFLOP/s", 1),
-        (rf"\| (conventional|ours) [^|]+ \| \d+ \| \d+% \|", 4),
+        (r"\| (conventional|ours) [^|]+ \| \d+ \| \d+% \|", 4),
     ]),
     "where_time_goes": (True, [
         (rf"speedrun_net: batch 256, (fp32|bf16), \d+ threads, 3 steps timed: {NUMBER} ms a step, "
