@@ -10,6 +10,7 @@ own GPU (--device cuda).
 
     python benchmarks/distributed.py --ranks 1,2 --out results/distributed [--data-dir DIR]
     python benchmarks/distributed.py --ranks 1,2,4,8 --device cuda --epochs 3 --train-subset 0
+    python benchmarks/distributed.py --tiny --out /tmp/distributed   # checks the script, figures mean nothing
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def command(ranks: int, args: argparse.Namespace, run_dir: Path) -> list[str]:
              "--device", args.device, "--set", "data.test_subset=2000", "--set", "swa.start=2"]
     if args.train_subset:
         train += ["--train-subset", str(args.train_subset)]
+    if args.tiny:  # the validation pass after each epoch, 5,000 images, would be most of it
+        train += ["--set", "data.val_size=500"]
     if args.data_dir:
         train += ["--data-dir", args.data_dir]
     if ranks == 1:
@@ -44,8 +47,11 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=20000, help="0: all 55,000 (default: 20000)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir")
+    parser.add_argument("--tiny", action="store_true", help="a quick check of the script: its figures mean nothing")
     parser.add_argument("--out", default="results/distributed")
     args = parser.parse_args()
+    if args.tiny:
+        args.ranks, args.repeats, args.epochs, args.train_subset = "1,2", 1, 2, 512
     ranks = [int(r) for r in args.ranks.split(",")]
     cores = len(os.sched_getaffinity(0))
     out = Path(args.out)

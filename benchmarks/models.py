@@ -7,6 +7,7 @@ measurement lasting about ``--seconds``; figures are medians over rounds. An
 epoch is 55,000 images of training (validation not included).
 
     python benchmarks/models.py [--models a,b] [--seconds 20] [--rounds 2]
+    python benchmarks/models.py --tiny   # checks the script, figures mean nothing
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="length of one measurement")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--data-dir")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a quick check of the script (BasicCNN, one short round): its figures mean nothing")
     args = parser.parse_args()
+    if args.tiny:
+        args.models, args.seconds, args.rounds = "basic_cnn", 0.2, 1
 
     data = load_fashion_mnist(args.data_dir)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -4,10 +4,12 @@ channels-last, 3 warm-up steps then 12 timed ones, one measurement each (the fig
 of docs/experiments/speedrun.md).
 
     python benchmarks/speedrun_widths.py
+    python benchmarks/speedrun_widths.py --tiny   # checks the script, figures mean nothing
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -40,13 +42,18 @@ def images_per_second(model: torch.nn.Module, precision: str, batch: int = 256, 
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true",
+                        help="a quick check of the script (batches of 16, 2 timed steps): its figures mean nothing")
+    args = parser.parse_args()
+    measure = {"batch": 16, "steps": 2} if args.tiny else {}
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     candidates = {"basic_cnn": build_model("basic_cnn")} | {
         ", ".join(map(str, w)): speedrun_net(widths=w) for w in WIDTHS}
     for name, model in candidates.items():
         mflops = forward_flops(model)[0] / 1e6
-        speed = {p: images_per_second(model, p) for p in ("bf16", "fp32")}
+        speed = {p: images_per_second(model, p, **measure) for p in ("bf16", "fp32")}
         print(f"{name:20s} {mflops:6.1f} MFLOPs  bf16 {speed['bf16']:7.0f} img/s  fp32 {speed['fp32']:7.0f} img/s  "
               f"one epoch of 55,000 in bf16: {55_000 / speed['bf16']:5.1f} s", flush=True)
 

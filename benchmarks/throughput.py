@@ -17,6 +17,7 @@ one) times images per second, against what the same threads reach on a large mat
 product in the same precision (``--peak-size``), the attainable peak of these cores.
 
     python benchmarks/throughput.py [--model basic_cnn] [--steps 150] [--rounds 3]
+    python benchmarks/throughput.py --tiny   # checks the script, figures mean nothing
 """
 
 from __future__ import annotations
@@ -133,7 +134,11 @@ def main() -> None:
                         help="also time our engine under torch.compile (compilation not counted)")
     parser.add_argument("--peak-size", type=int, default=2048, help="matrix size of the peak measurement")
     parser.add_argument("--data-dir")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a quick check of the script (a few steps, one round): its figures mean nothing")
     args = parser.parse_args()
+    if args.tiny:
+        args.steps, args.rounds, args.peak_size = 3, 1, 128
 
     cfg = load_config(args.model)
     data = load_fashion_mnist(args.data_dir)

@@ -9,6 +9,7 @@ splits a step exactly; on a GPU each phase is synchronized first (which slows th
 the split, not the total, is the figure there).
 
     python benchmarks/where_time_goes.py [--recipe speedrun_net] [--steps 60] [--data-dir DIR]
+    python benchmarks/where_time_goes.py --tiny   # checks the script, figures mean nothing
 """
 
 from __future__ import annotations
@@ -37,9 +38,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed steps (after 5 untimed)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a quick check of the script (3 steps, a 500-image validation pass): "
+                             "its figures mean nothing")
     args = parser.parse_args()
+    if args.tiny:
+        args.steps = 3
     data = load_fashion_mnist(args.data_dir)
-    cfg = load_config(args.recipe, None, [parse_override(f"device={args.device}")])
+    overrides = [f"device={args.device}"] + (["data.val_size=500"] if args.tiny else [])
+    cfg = load_config(args.recipe, None, [parse_override(o) for o in overrides])
     with tempfile.TemporaryDirectory() as tmp:
         t = Trainer(cfg, data, Path(tmp) / "run")
     sync = torch.cuda.synchronize if t.device.type == "cuda" else (lambda: None)

@@ -8,6 +8,8 @@ import io
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -89,6 +91,28 @@ def small_config(*overrides: str, **kw):
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fashionbench", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def wait_until(event: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    """Poll for ``event`` (a file appearing, a checkpoint of epoch N): what a test waits
+    for before it acts on a running process, never a fixed sleep, whose right length
+    depends on the machine. A test failure if ``process`` ends first or ``timeout``
+    seconds pass; a poll every 10 ms, so the test acts within about that of the event."""
+    deadline = time.monotonic() + timeout
+    while not event():
+        if process.poll() is not None:
+            _, err = process.communicate()
+            pytest.fail(f"the process ended (status {process.returncode}) before {what}: {(err or '')[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def epochs_saved(run_dir: Path) -> int:
+    """Epochs in the run's metrics.jsonl: written (atomically) after the epoch's checkpoint,
+    so N rows means the checkpoint of epoch N is whole."""
+    metrics = run_dir / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.exists() else 0
 
 
 def run_main(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,10 @@ from fashionbench import distributed
 from fashionbench.config import ConfigError, load_config
 from fashionbench.data import load_fashion_mnist
 from fashionbench.distributed import SyncBatchNorm, World, convert_sync_batchnorm
+from fashionbench.runs import load_torch
 from fashionbench.training import Trainer
 
-from conftest import small_config
+from conftest import epochs_saved, small_config, wait_until
 
 STEPS, BATCH = 3, 16
 
@@ -243,23 +243,29 @@ def without_timing(run_dir: Path):
     return rows, json.loads((run_dir / "summary.json").read_text())["results"]
 
 
+def kill_in_epoch_2(agent: subprocess.Popen, run_dir: Path, signum: int) -> None:
+    """``signum`` to one of torchrun's two processes inside epoch 2. The event: epoch 1's
+    checkpoint whole (metrics.jsonl, which rank 0 writes after it, once every process
+    has given its RNG state to it), so both processes are past it, in epoch 2, which
+    writes nothing until its own checkpoint, seconds later; the test checks that the
+    checkpoint left is epoch 1's."""
+    wait_until(lambda: epochs_saved(run_dir) >= 1, agent, "the checkpoint of epoch 1")
+    workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[-1]), signum)
+
+
 @pytest.mark.slow  # torchrun, twice
 def test_a_killed_rank_stops_the_run_and_resuming_ends_as_if_uninterrupted(ddp_run, data_dir, tmp_path):
     args = [*DDP_RUN, "--out", str(tmp_path), "--data-dir", str(data_dir)]
     agent = subprocess.Popen(torchrun(*args, "--name", "killed"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "killed" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and agent.poll() is None and not (
-            metrics.exists() and metrics.read_text().count("\n") >= 1):
-        time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
-    workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
-    assert len(workers) == 2, workers
-    os.kill(int(workers[-1]), signal.SIGKILL)  # one rank, not rank 0 necessarily
+    killed = tmp_path / "killed"
+    kill_in_epoch_2(agent, killed, signal.SIGKILL)  # one rank, not rank 0 necessarily
     _, err = agent.communicate(timeout=300)
     assert agent.returncode != 0 and ("Signal 9" in err or "SIGKILL" in err), err[-3000:]  # named, not a hang
-    assert not (tmp_path / "killed" / "summary.json").exists()
+    assert load_torch(killed / "checkpoint.pt")["epoch"] == 1  # killed inside epoch 2
+    assert not (killed / "summary.json").exists()
     resumed = subprocess.run(torchrun("--resume", str(tmp_path / "killed"), "--data-dir", str(data_dir)),
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -275,14 +281,7 @@ def test_an_error_on_one_rank_stops_every_rank_with_its_message(data_dir, tmp_pa
     args = ["basic_cnn", "--epochs", "3", "--train-subset", "3000", "--set", "data.val_size=500",
             "--set", "data.test_subset=500", "--out", str(tmp_path), "--name", "x", "--data-dir", str(data_dir)]
     agent = subprocess.Popen(torchrun(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "x" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and agent.poll() is None and not metrics.exists():
-        time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
-    workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
-    assert len(workers) == 2, workers
-    os.kill(int(workers[-1]), signal.SIGTERM)
+    kill_in_epoch_2(agent, tmp_path / "x", signal.SIGTERM)
     try:
         _, err = agent.communicate(timeout=120)  # a barrier-bound process would wait 30 minutes
     except subprocess.TimeoutExpired:
@@ -294,6 +293,7 @@ def test_an_error_on_one_rank_stops_every_rank_with_its_message(data_dir, tmp_pa
     assert err.count("continue with:") == 1, err[-3000:]
     assert f"; continue with: torchrun --nproc-per-node 2 -m fashionbench train --resume {tmp_path / 'x'}" in err
     assert "[rank0]: Traceback" not in err and "[rank1]: Traceback" not in err, err[-3000:]  # one line each
+    assert load_torch(tmp_path / "x" / "checkpoint.pt")["epoch"] == 1  # stopped inside epoch 2
 
 
 @pytest.mark.slow  # torchrun
@@ -309,11 +309,7 @@ def test_sigterm_to_the_launcher_says_how_to_resume_once(launcher, status, data_
             "--data-dir", str(data_dir)]
     agent = subprocess.Popen(torchrun(*args, launcher=launcher), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-    checkpoint = tmp_path / "x" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and agent.poll() is None and not checkpoint.exists():
-        time.sleep(0.02)  # polling for the event: the first epoch's checkpoint
-    assert checkpoint.exists(), agent.communicate()
+    wait_until((tmp_path / "x" / "checkpoint.pt").exists, agent, "the first epoch's checkpoint")
     agent.send_signal(signal.SIGTERM)
     try:
         _, err = agent.communicate(timeout=120)

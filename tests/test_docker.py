@@ -191,11 +191,12 @@ def jupyter(image: str, tmp_path: Path, env: dict):
                                   start_new_session=True)
         try:
             deadline = time.monotonic() + 120
-            while "is running at" not in log.read_text():
+            # Jupyter Server logs "... is running at:", its URLs, then this line: the URLs
+            # are all in the log once it is.
+            while "Use Control-C to stop this server" not in log.read_text():
                 assert server.poll() is None, f"Jupyter exited {server.returncode}:\n{log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, f"Jupyter did not start:\n{log.read_text()[-3000:]}"
                 time.sleep(0.5)
-            time.sleep(1)  # the lines that follow "is running at": the URLs
             yield port, log.read_text()
         finally:
             os.killpg(server.pid, signal.SIGTERM)

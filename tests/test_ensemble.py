@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from fashionbench.one_vs_all import platt_scale
 from fashionbench.specialists import apply, choose_threshold, confused_pairs, takes_over
 from fashionbench.training import epoch_order
 
-from conftest import run_cli, run_main
+from conftest import run_cli, run_main, wait_until
 from test_cli import assert_one_line_error
 
 
@@ -159,9 +158,7 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(ova_run, dat
                              "--name", "killed", "--data-dir", str(data_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed = tmp_path / "killed"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not (killed / "class-3" / "checkpoint.pt").exists():
-        time.sleep(0.05)
+    wait_until((killed / "class-3" / "checkpoint.pt").exists, proc, "class 3's checkpoint")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (killed / "class-2" / "summary.json").exists()

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from fashionbench import runs
 from fashionbench.cli import main
 from fashionbench.errors import FashionbenchError
 
-from conftest import run_main
+from conftest import epochs_saved, run_main, wait_until
 from test_cli import assert_one_line_error
 
 # A few seconds a run: 4 batches of 100, validation and test on 200 images each.
@@ -178,10 +177,7 @@ def test_sigterm_keeps_the_checkpoint_and_says_how_to_resume(data_dir, tmp_path)
             "--data-dir", str(data_dir)]
     proc = subprocess.Popen([sys.executable, "-m", "fashionbench", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "term" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not metrics.exists():
-        time.sleep(0.05)
+    wait_until(lambda: epochs_saved(tmp_path / "term") >= 1, proc, "the checkpoint of epoch 1")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr

@@ -10,7 +10,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -18,7 +17,7 @@ from fashionbench.config import MAX_EPOCHS
 from fashionbench.errors import UsageError
 from fashionbench.speedrun import MAX_BUDGET_SECONDS, Warmup, epochs_for
 
-from conftest import run_main
+from conftest import run_main, wait_until
 
 # A speedrun small enough for a test: 1,000 training images (3 steps of 256 an epoch).
 TINY = ["--train-subset", "1000", "--set", "data.val_size=200", "--set", "data.test_subset=200"]
@@ -98,11 +97,7 @@ def test_the_command_a_stopped_speedrun_prints_continues_it(data_dir, tmp_path):
             "--name", "sr", "--data-dir", str(data_dir)]
     proc = subprocess.Popen([sys.executable, "-m", "fashionbench", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    checkpoint = tmp_path / "sr" / "seed-1" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not checkpoint.exists():
-        time.sleep(0.02)  # polling for the event, not waiting a fixed time
-    assert checkpoint.exists(), proc.communicate()
+    wait_until((tmp_path / "sr" / "seed-1" / "checkpoint.pt").exists, proc, "seed 1's first checkpoint")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     line = one_line_error(subprocess.CompletedProcess(args, proc.returncode, "", err), status=143)

@@ -2,7 +2,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from fashionbench.runs import load_torch
 from fashionbench.splits import MEAN, STD
 from fashionbench.training import Trainer, train_or_resume
 
-from conftest import run_main, small_config
+from conftest import epochs_saved, run_main, small_config, wait_until
 
 
 class SnapshotTrainer(Trainer):
@@ -103,19 +102,19 @@ def test_resume_after_kill_matches_uninterrupted(data_dir, tmp_path):
             "--set", "swa.start=2",
             "--set", "schedule.cycle_epochs=1", "--set", "precision=fp32", "--set", "swa.lr=2e-3"]
     subprocess.run(cli(*args, "--name", "whole"), check=True, capture_output=True, timeout=600)
-    # Kill -9 somewhere inside epoch 3, after two checkpoints.
+    # Kill -9 inside epoch 3, after two checkpoints. The event: epoch 2's checkpoint whole
+    # (metrics.jsonl is written after it), so the process is past it and into epoch 3,
+    # which writes nothing until its own checkpoint, seconds later. Where in epoch 3 the
+    # kill lands changes nothing the resumed run sees; that it lands in epoch 3 is
+    # checked: the checkpoint left is epoch 2's.
+    killed = tmp_path / "killed"
     proc = subprocess.Popen(cli(*args, "--name", "killed"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    metrics = tmp_path / "killed" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-            time.sleep(0.5)
-            break
-        time.sleep(0.05)
+                            stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: epochs_saved(killed) >= 2, proc, "the checkpoint of epoch 2")
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "summary.json").exists()
+    proc.communicate()
+    assert load_torch(killed / "checkpoint.pt")["epoch"] == 2 and epochs_saved(killed) == 2
+    assert not (killed / "summary.json").exists()
     done = subprocess.run(cli("--resume", str(tmp_path / "killed"), "--data-dir", str(data_dir)),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
