@@ -182,3 +182,13 @@ def test_documented_command_works(where, command, docs_run, data, data_dir, tmp_
     assert status == 0, f"{where}: `{command}` exited {status}\n{err[-2000:]}"
     if dry:
         assert "nothing written" in out and sorted(tmp_path.rglob("*")) == staged, where
+
+
+def test_reliability_md_cites_only_tests_that_exist():
+    """Each promise in reliability.md names the tests that hold it: each name is a test."""
+    import re
+
+    cited = set(re.findall(r"`(test_[a-z0-9_]+)`", (ROOT / "docs" / "reliability.md").read_text()))
+    defined = set(re.findall(r"^def (test_[a-z0-9_]+)\(", "\n".join(
+        p.read_text() for p in (ROOT / "tests").glob("test_*.py")), re.MULTILINE))
+    assert len(cited) > 50 and sorted(cited - defined) == []
