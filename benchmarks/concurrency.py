@@ -57,16 +57,6 @@ def measure(count: int, policy: str, args: argparse.Namespace, cores: int) -> li
         return speeds
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="1,2,4", help="trainings at once; 1 is the run alone (default: 1,2,4)")
@@ -83,6 +73,10 @@ def main() -> None:
     counts = sorted({int(c) for c in args.counts.split(",")} | {1})
     cores = len(os.sched_getaffinity(0))
     import torch  # after the children are described: only for the record
+
+    from fashionbench.hardware import machine
+
+    host = machine()  # the CPU, its bf16, any GPU: the record's machine, as a run's summary has it
 
     # speeds[policy][count]: one list per repeat of the count's per-process speeds.
     speeds: dict[str, dict[int, list[list[float]]]] = {p: {n: [] for n in counts} for p in POLICIES}
@@ -108,7 +102,7 @@ def main() -> None:
                           "share_median": statistics.median(per_process), "share_min": min(per_process),
                           "share_max": max(per_process), "together_median": statistics.median(together),
                           "together_min": min(together), "together_max": max(together)})
-    print(f"\n{cpu_model()}, {cores} cores, torch {torch.__version__}; alone: {alone:.0f} img/s "
+    print(f"\n{host['cpu']}, {cores} cores, torch {torch.__version__}; alone: {alone:.0f} img/s "
           f"(BasicCNN, batch 128, median of {args.repeats})")
     print(f"{'policy':<14} {'at once':>7}  {'each, of alone (ideal 1/N)':>28}  {'all together, of alone':>24}")
     for row in table:
@@ -119,7 +113,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": "concurrency", "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "cpu": cpu_model(), "cores": cores, "torch": torch.__version__, "tiny": args.tiny,
+              **host, "cores": cores, "torch": torch.__version__, "tiny": args.tiny,
               "alone_images_per_s": alone, "table": table,
               "speeds": {p: {str(n): v for n, v in d.items()} for p, d in speeds.items()},
               "settings": {k: v for k, v in vars(args).items() if k != "out"}}
