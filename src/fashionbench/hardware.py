@@ -72,17 +72,20 @@ def gpu_driver() -> str | None:
     return result.stdout.splitlines()[0].strip() if result.returncode == 0 and result.stdout.strip() else None
 
 
+def cores() -> int:
+    """The cores this process may run on (taskset and cpusets count; not CPU quotas)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def machine() -> dict:
     """What a figure was measured on, for the record beside it: the CPU (model, the cores
     this process may use, bf16 in hardware) and, where CUDA is available, the GPU, its
     driver and CUDA's version. The platform string alone is the same on an AMD EPYC and
     an Intel Xeon."""
-    model, _ = cpu_info()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count()
-    record = {"cpu": model, "cpu_cores": cores, "cpu_bf16": cpu_bf16(), "gpu": None, "gpu_driver": None,
+    record = {"cpu": cpu_info()[0], "cpu_cores": cores(), "cpu_bf16": cpu_bf16(), "gpu": None, "gpu_driver": None,
               "cuda": None}
     if torch.cuda.is_available():
         record |= {"gpu": torch.cuda.get_device_name(), "gpu_driver": gpu_driver(), "cuda": torch.version.cuda}

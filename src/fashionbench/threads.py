@@ -27,18 +27,11 @@ from pathlib import Path
 import torch
 
 from .errors import UsageError
+from .hardware import cores
 
 # How often a training process looks at the others (a directory listing and a stat per
 # process: microseconds, but not every step).
 RECHECK_SECONDS = 1.0
-
-
-def cores() -> int:
-    """The cores this process may run on (taskset and cpusets count; not CPU quotas)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def fixed_threads() -> int | None:
