@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -335,6 +336,10 @@ def test_a_killed_workers_recipe_is_failed_queued_again_and_run_by_a_rerun_that_
     killed.communicate(timeout=60)
     storage = f"sqlite:///{out / 'killed' / 'study.db'}"
     assert states(study_of("killed", storage)) == {"RUNNING": 1}
+    # Its beat was written before training began, not left to Optuna's thread (a worker
+    # killed before that thread's first beat left a trial no worker would ever fail).
+    with sqlite3.connect(out / "killed" / "study.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone() == (1,)
     # Beating every 5 s, the rerun marks a trial failed once its heartbeat is 10 s old:
     # trial 0's is under 2 s old when it starts.
     result = run_sweep("basic_cnn", data, 1, out, "killed", None, load_space(space), "none",

@@ -488,6 +488,12 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
     def train_trial(trial: optuna.Trial) -> float:
         if live_trials(study, before=trial.number) >= trials:
             raise SurplusTrial(f"the study had its {trials} trials when this one was asked for")
+        if heartbeat:
+            # Optuna's heartbeat thread writes its first beat when it gets to it; a worker
+            # killed before that leaves a trial with no beat, which Optuna never takes for
+            # dead (it stays running forever). Beating here first puts one on record before
+            # any work starts (``_trial_id``: Optuna's Trial has no public storage id).
+            storage.record_heartbeat(trial._trial_id)
         values = {key: param.suggest(trial, key) for key, param in space.params.items()}
         cfg = space.config(model, values, fixed)
         run_dir = folder / f"trial-{trial.number}"
