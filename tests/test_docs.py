@@ -135,8 +135,8 @@ def stage(argv: list[str], folder: Path, run: Path, images: np.ndarray) -> None:
     resume = "--resume" in argv
     for arg in argv:
         path = Path(arg)
-        if path.parts[:1] == ("runs",) and len(path.parts) >= 2:
-            copy = folder / "runs" / path.parts[1]
+        if "runs" in path.parts[:-1] and not path.is_absolute():  # runs/NAME, results/table/runs/NAME
+            copy = folder.joinpath(*path.parts[:path.parts.index("runs") + 2])
             if not copy.exists():
                 shutil.copytree(run, copy)
                 if resume:  # interrupted after its first epoch: no final model, no summary

@@ -9,10 +9,13 @@ whose runs have no committed record yet are not checked (docs say so beside them
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from pathlib import Path
 
 import pytest
+
+from fashionbench import published
 
 ROOT = Path(__file__).parents[1]
 
@@ -73,3 +76,48 @@ def test_the_concurrency_table_is_its_record():
                     f"{before['together_median']:.2f}", f"{now['together_median']:.2f}"]
         assert cells == expected, f"docs/benchmarks.md concurrency row for {n} at once should read {expected}"
     assert f"{record['alone_images_per_s']:,.0f} images/s" in "\n".join(lines)
+
+
+@pytest.mark.slow  # builds every reference model (seconds) for its parameters and MFLOPs
+def test_the_readme_is_written_from_its_records():
+    """README.md's generated blocks (results table, ensemble, speedrun table) are what
+    `python -m fashionbench.published` writes from results/ now."""
+    text = (ROOT / "README.md").read_text()
+    rewritten, changed = published.rewrite(text, ROOT)
+    assert not changed, f"README.md: {changed} differ from the records; run python -m fashionbench.published"
+
+
+def copy_records(root: Path) -> Path:
+    """A repository root in ``root`` with README.md and the speedrun records, to edit."""
+    shutil.copy(ROOT / "README.md", root / "README.md")
+    shutil.copytree(ROOT / "results" / "speedrun", root / "results" / "speedrun",
+                    ignore=shutil.ignore_patterns("*.pt"))
+    return root
+
+
+def test_an_edited_figure_or_record_is_caught_and_rewritten(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(published, "BLOCKS", {"speedrun-table": published.speedrun_table})
+    root = copy_records(tmp_path)
+    assert published.main(["--check", "--root", str(root)]) == 0
+    # A figure typed over: the check names the block; the rewrite puts the record's back.
+    readme = root / "README.md"
+    good = readme.read_text()
+    readme.write_text(good.replace("**94.24 ± 0.11**", "**94.34 ± 0.11**", 1))
+    assert published.main(["--check", "--root", str(root)]) == 1
+    assert "speedrun-table differ from the records" in capsys.readouterr().err
+    assert published.main(["--root", str(root)]) == 0 and readme.read_text() == good
+    # A record that changes: the page follows it.
+    summary = root / "results" / "speedrun" / "epochs-17" / "seed-0" / "summary.json"
+    record = json.loads(summary.read_text())
+    record["test_acc"] += 0.01
+    summary.write_text(json.dumps(record))
+    assert published.main(["--check", "--root", str(root)]) == 1
+    published.main(["--root", str(root)])
+    assert "**94.24 ± 0.11**" not in readme.read_text()
+
+
+def test_a_page_without_its_block_is_a_one_line_error(tmp_path, capsys):
+    root = copy_records(tmp_path)
+    (root / "README.md").write_text("# no blocks\n")
+    assert published.main(["--check", "--root", str(root)]) == 2
+    assert "has no generated block 'results-table'" in capsys.readouterr().err

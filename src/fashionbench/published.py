@@ -1,0 +1,207 @@
+"""The README's results, written from the run records committed under ``results/``.
+
+A published figure is never typed: README.md holds generated blocks, each between a
+``<!-- begin generated: NAME ... -->`` line and an ``<!-- end generated: NAME -->``
+line, and this module rewrites every block from the records::
+
+    python -m fashionbench.published           # rewrite README.md's blocks
+    python -m fashionbench.published --check   # change nothing; exit 1 naming each stale block
+
+The blocks: ``results-table`` (each reference model's row from ``results/table/runs``
+(CPU), ``results/gpu/runs`` (GPU) and ``results/reference_protocol/runs``), ``ensemble``
+(``results/table/ensembles/basic_cnn-x3``) and ``speedrun-table``
+(``results/speedrun/*/speedrun.json``). A model or figure with no record shows "not yet
+run", with the command that would make it. The test suite runs ``--check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+from .errors import FashionbenchError
+from .leaderboard import Row, collect, mean_std
+from .models import build_model, count_parameters, forward_flops, reference_figures
+from .pages import md_table
+from .reproduce import val_chosen
+from .runs import read_summary, write_text
+
+# Where each kind of record lives, relative to the repository root, and the command
+# that writes it (shown beside the figures, and for a row not yet run).
+TABLE_RUNS = "results/table/runs"
+GPU_RUNS = "results/gpu/runs"
+PROTOCOL_RUNS = "results/reference_protocol/runs"
+ENSEMBLE = "results/table/ensembles/basic_cnn-x3"
+SPEEDRUNS = "results/speedrun"
+TABLE_COMMAND = "fashionbench reproduce --models basic_cnn,mini_vgg --seeds 0,1,2 --out results/table"
+GPU_COMMAND = "python benchmarks/gpu_table.py run"
+PROTOCOL_COMMAND = "fashionbench reproduce --protocol reference --seeds 0,1,2 --out results/reference_protocol"
+ENSEMBLE_COMMAND = ("fashionbench ensemble results/table/runs/basic_cnn-s0 results/table/runs/basic_cnn-s1 "
+                    "results/table/runs/basic_cnn-s2 --out results/table/ensembles --name basic_cnn-x3")
+NOT_YET = "not yet run"
+
+
+def finished_runs(root: Path, folder: str) -> list[Path]:
+    """The run folders with a summary.json under ``root/folder``, in name order."""
+    return sorted(p.parent for p in (root / folder).glob("*/summary.json"))
+
+
+def hardware(run_dir: Path) -> str:
+    """What a run trained on, from its record: the GPU, or the CPU and its cores; and the precision."""
+    s = read_summary(run_dir)
+    where = s.extra.get("gpu") or f"{s.extra.get('cpu_cores', '?')} cores of {s.extra.get('cpu', 'a CPU')}"
+    return f"{where}, {s.precision or 'fp32'}"
+
+
+def record_link(folder: str, model: str, runs: list[Path]) -> str:
+    seeds = ",".join(p.name.rsplit("-s", 1)[-1] for p in runs)
+    return f"[{folder}/{model}-s{{{seeds}}}]({folder})"
+
+
+@cache  # ShakeShake34 alone takes seconds to build
+def model_cells(model: str) -> tuple[str, str]:
+    """Parameters and forward MFLOPs per 28x28 image (torch's FLOP counter)."""
+    net = build_model(model)
+    return (f"{count_parameters(net):,}", f"{forward_flops(net)[0] / 1e6:,.0f}")
+
+
+def results_table(root: Path) -> str:
+    """One row per reference model and record folder holding its runs (none: a row
+    saying it is not yet run), then the reference protocol's rows."""
+    header = ["model", "parameters", "MFLOPs", "reference %", "ours: test %", "val %", "seeds",
+              "epochs", "trained on", "record"]
+    rows = []
+    for model, published in reference_figures().items():
+        found = False
+        for folder in (TABLE_RUNS, GPU_RUNS):
+            runs = [p for p in finished_runs(root, folder) if read_summary(p).model == model]
+            for row in collect(runs) if runs else []:
+                if row.leaky or row.recipe != "recipe":
+                    continue
+                found = True
+                mine = [p for p in runs if read_summary(p).seed in row.seeds]
+                rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", f"**{mean_std(row.test_acc)}**",
+                             mean_std(row.val_acc), len(row.seeds), row.epochs,
+                             "; ".join(sorted({hardware(p) for p in mine})), record_link(folder, model, mine)])
+        if not found:
+            rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", NOT_YET, "-", "-", "-", "-", "-"])
+    protocol = finished_runs(root, PROTOCOL_RUNS)
+    for model, published in reference_figures().items():
+        mine = [p for p in protocol if read_summary(p).model == model]
+        if not mine:
+            if model in ("basic_cnn", "mini_vgg"):  # the models the protocol has recipes for
+                rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
+                             NOT_YET, "-", "-", "-", "-", "-"])
+            continue
+        (row,) = [r for r in collect(mine) if r.leaky]
+        rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
+                     protocol_cell(row, mine), mean_std([100 * val_chosen(p)["val_acc"] for p in mine]),
+                     len(row.seeds), row.epochs, "; ".join(sorted({hardware(p) for p in mine})),
+                     record_link(PROTOCOL_RUNS, model, mine)])
+    return md_table(header, rows)
+
+
+def protocol_cell(row: Row, runs: list[Path]) -> str:
+    """The reference protocol's figures: its best epoch on test (selected on test: optimistic)
+    and the last epoch's, which its saved code read."""
+    return (f"{mean_std(row.test_acc)} best epoch **[selected on test]**; "
+            f"{mean_std(row.last_test_acc)} last epoch")
+
+
+def ensemble_sentence(root: Path) -> str:
+    """The three BasicCNN seeds' ensemble against the mean of its members, from its record."""
+    if not (root / ENSEMBLE / "summary.json").exists():
+        return (f"The three BasicCNN seeds combined by the mean of their probabilities: {NOT_YET} "
+                f"(`{ENSEMBLE_COMMAND}`).")
+    ensemble = read_summary(root / ENSEMBLE)
+    members = [read_summary(root / TABLE_RUNS / f"basic_cnn-s{seed}") for seed in (0, 1, 2)]
+    alone = statistics.fmean(100 * s.test_acc for s in members)
+    gain = 100 * ensemble.test_acc - alone
+    return (f"The three BasicCNN seeds combined by the mean of their probabilities reach "
+            f"**{100 * ensemble.test_acc:.2f}%** test ({100 * ensemble.val_acc:.2f}% validation), "
+            f"{gain:+.2f} points against one model ({alone:.2f}, the mean of the three), at three times "
+            f"the training cost (record [{ENSEMBLE}]({ENSEMBLE}/summary.json)):\n\n"
+            f"```bash\n{ENSEMBLE_COMMAND}\n```")
+
+
+def speedrun_table(root: Path) -> str:
+    """Each speedrun record: its command, test accuracy over seeds, median training time and range."""
+    header = ["command", "test % (seeds)", "median training time", "trained on", "record"]
+    rows = []
+    records = sorted((root / SPEEDRUNS).glob("*/speedrun.json"), key=lambda p: -json.loads(p.read_text())["epochs"])
+    for path in records:
+        record = json.loads(path.read_text())
+        folder = path.parent.relative_to(root).as_posix()
+        accs = [100 * read_summary(root / folder / Path(s["run"]).name).test_acc for s in record["seeds"]]
+        seconds = [s["seconds"] for s in record["seeds"]]
+        precision = read_summary(root / folder / Path(record["seeds"][0]["run"]).name).precision
+        where = record.get("gpu") or f"{record['cpu_cores']} cores of {record['cpu']}"
+        rows.append([f"`{record['command']}`", f"**{mean_std(accs)}** ({len(accs)})",
+                     f"{statistics.median(seconds):.0f} s ({min(seconds):.0f}-{max(seconds):.0f})",
+                     f"{where}, {precision}", f"[{folder}]({folder}/speedrun.json)"])
+    return md_table(header, rows)
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "results-table": results_table,
+    "ensemble": ensemble_sentence,
+    "speedrun-table": speedrun_table,
+}
+DOCUMENT = "README.md"
+
+
+def block_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- begin generated: {re.escape(name)}\b[^\n]*-->\n)(.*?)(<!-- end generated: "
+                      rf"{re.escape(name)} -->)", re.DOTALL)
+
+
+def rewrite(text: str, root: Path) -> tuple[str, list[str]]:
+    """``text`` with each generated block written from the records under ``root``, and the
+    names of the blocks that changed."""
+    changed = []
+    for name, write in BLOCKS.items():
+        pattern = block_pattern(name)
+        match = pattern.search(text)
+        if match is None:
+            raise FashionbenchError(f"{DOCUMENT} has no generated block {name!r} "
+                                    f"(a '<!-- begin generated: {name} -->' line and its end line)")
+        body = write(root).rstrip("\n") + "\n"
+        if match.group(2) != body:
+            changed.append(name)
+            text = text[:match.start(2)] + body + text[match.end(2):]
+    return text, changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fashionbench.published", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 naming each block that differs from its records")
+    parser.add_argument("--root", default=".", help="the repository root (default: .)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    path = root / DOCUMENT
+    try:
+        text, changed = rewrite(path.read_text(), root)
+    except (FashionbenchError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        if changed:
+            print(f"{path}: {', '.join(changed)} differ from the records; run python -m fashionbench.published",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if changed:
+        write_text(path, text)
+    print(f"{path}: {', '.join(changed) + ' rewritten' if changed else 'already matches its records'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
