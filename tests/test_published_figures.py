@@ -2,9 +2,9 @@
 that names a record folder is recomputed here from that folder's files, and a figure
 typed differently fails, named with where it stands.
 
-Covered so far: the speedrun rows (README.md, docs/benchmarks.md; results/speedrun/)
-and the concurrency table (docs/benchmarks.md; docs/benchmarks/concurrency/). The rows
-whose runs have no committed record yet are not checked (docs say so beside them)."""
+README.md's generated blocks (results table, ensemble, speedrun table) are compared with
+what `python -m fashionbench.published` writes from results/; docs/benchmarks.md's
+speedrun rows and concurrency table are recomputed here from theirs."""
 
 from __future__ import annotations
 
@@ -78,7 +78,6 @@ def test_the_concurrency_table_is_its_record():
     assert f"{record['alone_images_per_s']:,.0f} images/s" in "\n".join(lines)
 
 
-@pytest.mark.slow  # builds every reference model (seconds) for its parameters and MFLOPs
 def test_the_readme_is_written_from_its_records():
     """README.md's generated blocks (results table, ensemble, speedrun table) are what
     `python -m fashionbench.published` writes from results/ now."""
