@@ -75,8 +75,9 @@ def main() -> None:
     import torch  # after the children are described: only for the record
 
     from fashionbench.hardware import machine
+    from fashionbench.runs import environment  # the record's code, machine and command, as a run's summary has them
 
-    host = machine()  # the CPU, its bf16, any GPU: the record's machine, as a run's summary has it
+    host = machine()
 
     # speeds[policy][count]: one list per repeat of the count's per-process speeds.
     speeds: dict[str, dict[int, list[list[float]]]] = {p: {n: [] for n in counts} for p in POLICIES}
@@ -112,8 +113,7 @@ def main() -> None:
               f"  {row['together_median']:>12.2f} ({row['together_min']:.2f}-{row['together_max']:.2f})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": "concurrency", "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              **host, "cores": cores, "torch": torch.__version__, "tiny": args.tiny,
+    record = {"benchmark": "concurrency", **environment(), "cores": cores, "tiny": args.tiny,
               "alone_images_per_s": alone, "table": table,
               "speeds": {p: {str(n): v for n, v in d.items()} for p, d in speeds.items()},
               "settings": {k: v for k, v in vars(args).items() if k != "out"}}

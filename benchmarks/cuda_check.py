@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from fashionbench.runs import environment
+
 # A short run: three epochs of 30,000 images, two SWA snapshots, BatchNorm recomputed.
 SHORT = ["basic_cnn", "--epochs", "3", "--set", "swa.start=2", "--set", "schedule.cycle_epochs=1"]
 SIZES = ["--train-subset", "30000", "--set", "data.val_size=2000", "--set", "data.test_subset=2000"]
@@ -62,7 +64,7 @@ def main() -> None:
     default_job = [*TINY_SIZES, "--epochs", "1"] if args.tiny else []
     short = [*SHORT, "--device", device, *(TINY_SIZES if args.tiny else SIZES)]
     runs = args.out / "runs"
-    report: dict = {"device": device, "tiny": args.tiny}
+    report: dict = {"device": device, "tiny": args.tiny, **environment()}
 
     start = time.perf_counter()
     done = fashionbench("train", "basic_cnn", "--device", device, "--report", *default_job, "--out", str(runs),

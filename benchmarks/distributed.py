@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fashionbench.runs import environment
+
 
 def command(ranks: int, args: argparse.Namespace, run_dir: Path) -> list[str]:
     train = ["basic_cnn", "--epochs", str(args.epochs), "--out", str(run_dir.parent), "--name", run_dir.name,
@@ -85,7 +87,8 @@ def main() -> None:
     for row in rows:
         print(f"| {row['processes']} | {row['seconds_per_epoch']:.1f} | {row['speedup']:.2f}x | "
               f"{row['images_per_s']:.0f} | {row['val_acc']:.4f} | {row['test_acc_2000']:.4f} |")
-    (out / "distributed.json").write_text(json.dumps({"args": vars(args), "cores": cores, "rows": rows}, indent=2))
+    record = {"args": vars(args), "cores": cores, "rows": rows, **environment()}  # with the machine and command
+    (out / "distributed.json").write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from fashionbench.config import load_config
 from fashionbench.models import reference_figures
+from fashionbench.runs import environment
 
 TINY = ["--train-subset", "1000", "--set", "data.val_size=500", "--set", "data.test_subset=500"]
 
@@ -80,7 +81,7 @@ def main() -> None:
     # A tiny check on the CPU runs the compiled step uncompiled: inductor's C++ build would
     # take minutes of a check meant to take seconds (the compiling itself is not the script's).
     env = {**os.environ, "TORCHDYNAMO_DISABLE": "1"} if args.tiny and device == "cpu" else None
-    report: dict = {"device": device, "tiny": args.tiny, "speedrun": {}, "epoch_cost": {}}
+    report: dict = {"device": device, "tiny": args.tiny, "speedrun": {}, "epoch_cost": {}, **environment()}
     for name, extra in (("eager", []), ("compiled", ["--set", "compile=true"])):
         step = fashionbench(["speedrun", "--device", device, "--seeds", str(seeds), "--epochs", str(epochs),
                              *tiny, *extra, "--out", str(work / "speedrun"), "--name", name, *data],

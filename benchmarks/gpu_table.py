@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -55,6 +54,14 @@ MEMBER = re.compile(rf"^{ROOT}/(costs\.json|sessions/[\w.-]+\.json"
                     rf"|runs/[\w.-]+/({'|'.join(map(re.escape, RECORDS))}))$")
 DATA_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def environment() -> dict:
+    """The code, the machine (CPU, GPU, driver, CUDA) and this command, as every run's
+    summary records them; from src/, as the runs themselves (nothing is installed there)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from fashionbench.runs import environment as recorded
+    return recorded()
 
 
 def fail(message: str, status: int = 1):
@@ -139,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     session = {"command": command, "exit": status, "seconds": round(time.monotonic() - start, 1),
                "finished_now": [run.name for run in after if run.name not in before],
                "finished_before": sorted(before), "partial_not_brought_back": lost, "devices": devices,
-               "python": platform.python_version(), "machine": platform.node()}
+               **environment()}
     archive = pack(args, results, session)
     if (results / "costs.json").exists():  # beside the archive too: readable at once
         (args.out / "costs.json").write_bytes((results / "costs.json").read_bytes())

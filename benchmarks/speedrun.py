@@ -24,7 +24,7 @@ reached at the first epoch whose validation accuracy is at or above it) and the
 conventional/ours ratios; writes OUT/speedrun_benchmark.json (every curve, the
 environment) and OUT/speedrun_benchmark.png (accuracy against seconds).
 
-    python benchmarks/speedrun.py [--out docs/benchmarks] [--max-minutes 25] [--data-dir DIR]
+    python benchmarks/speedrun.py [--out results/benchmarks/speedrun] [--max-minutes 25] [--data-dir DIR]
     python benchmarks/speedrun.py --tiny --out /tmp/speedrun   # checks the script, figures mean nothing
 """
 
@@ -150,7 +150,7 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="docs/benchmarks", help="folder for the JSON and the plot")
+    parser.add_argument("--out", default="results/benchmarks/speedrun", help="folder for the JSON and the plot")
     parser.add_argument("--max-minutes", type=float, default=25.0,
                         help="stop a pipeline once its training time passes this (default: 25)")
     parser.add_argument("--max-epochs", type=int, default=30, help="the conventional pipeline's epochs at most")

@@ -26,9 +26,17 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def assert_machine_recorded(record: dict, script: str) -> None:
+    """A benchmark's record names the machine, the code and the command that made it, as a
+    run's summary.json does."""
+    assert record["cpu"] and record["cpu_cores"] >= 1 and "cpu_bf16" in record and "gpu" in record, record
+    assert record["torch"] and record["git_commit"] and script in record["command"], record
+
+
 def test_the_concurrency_benchmark_runs_and_writes_its_table(data_dir, tmp_path):
     result = run_script("concurrency", "--data-dir", str(data_dir), "--out", str(tmp_path))
     record = json.loads((tmp_path / "concurrency.json").read_text())
+    assert_machine_recorded(record, "concurrency.py")
     assert record["tiny"] is True and record["cores"] >= 1 and record["alone_images_per_s"] > 0
     rows = {(row["policy"], row["processes"]): row for row in record["table"]}
     assert set(rows) == {(p, n) for p in ("torch-default", "shared") for n in (1, 2)}
@@ -91,6 +99,7 @@ def test_a_printing_benchmark_runs_and_prints_its_tables(script, data_dir):
 def test_the_distributed_benchmark_runs_one_and_two_processes_and_writes_its_table(data_dir, tmp_path):
     result = run_script("distributed", "--data-dir", str(data_dir), "--out", str(tmp_path))
     record = json.loads((tmp_path / "distributed.json").read_text())
+    assert_machine_recorded(record, "distributed.py")
     assert record["args"]["tiny"] is True and record["cores"] >= 1
     rows = record["rows"]
     assert [r["processes"] for r in rows] == [1, 2] and all(r["device"].startswith("cpu") for r in rows)
@@ -107,6 +116,7 @@ def test_the_distributed_benchmark_runs_one_and_two_processes_and_writes_its_tab
 def test_the_time_to_accuracy_benchmark_runs_its_three_pipelines_and_writes_its_curves_and_plot(data_dir, tmp_path):
     result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path))
     record = json.loads((tmp_path / "speedrun_benchmark.json").read_text())
+    assert_machine_recorded(record, "speedrun.py")
     assert record["tiny"] is True and record["train_subset"] == 1000
     curves = record["curves"]
     assert list(curves) == list(record["pipelines"]) == ["speedrun", "basic_cnn recipe", "conventional"]
@@ -130,6 +140,7 @@ def test_the_cuda_check_runs_its_steps_on_the_cpu(data_dir, tmp_path):
     then resumed (on a CPU, exactly to the uninterrupted run's numbers)."""
     result = run_script("cuda_check", "--data-dir", str(data_dir), "--out", str(tmp_path))
     record = json.loads((tmp_path / "cuda_check.json").read_text())
+    assert_machine_recorded(record, "cuda_check.py")
     assert json.loads(result.stdout) == record
     assert record["device"] == "cpu" and record["tiny"] is True
     job = record["default_job"]
@@ -147,6 +158,7 @@ def test_the_gpu_speedrun_runs_its_steps_on_the_cpu(data_dir, tmp_path):
     uncompiled there), then the epoch cost of BasicCNN's recipe."""
     result = run_script("gpu_speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path))
     record = json.loads((tmp_path / "gpu_speedrun.json").read_text())
+    assert_machine_recorded(record, "gpu_speedrun.py")
     assert json.loads(result.stdout) == record
     assert record["device"] == "cpu" and record["tiny"] is True and record["wall_seconds"] > 0
     assert list(record["speedrun"]) == ["eager", "compiled"]

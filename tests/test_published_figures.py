@@ -61,7 +61,7 @@ def test_speedrun_rows_are_their_records(record):
 
 
 def test_the_concurrency_table_is_its_record():
-    record = json.loads((ROOT / "docs" / "benchmarks" / "concurrency" / "concurrency.json").read_text())
+    record = json.loads((ROOT / "results" / "benchmarks" / "concurrency" / "concurrency.json").read_text())
     table = {(row["policy"], row["processes"]): row for row in record["table"]}
     lines = (ROOT / "docs" / "benchmarks.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| trainings at once"))
