@@ -113,18 +113,21 @@ def test_the_distributed_benchmark_runs_one_and_two_processes_and_writes_its_tab
     assert sorted(p.name for p in tmp_path.iterdir()) == ["distributed.json", "ranks1-0", "ranks2-0"]
 
 
-def test_the_time_to_accuracy_benchmark_runs_its_three_pipelines_and_writes_its_curves_and_plot(data_dir, tmp_path):
+def test_the_time_to_accuracy_benchmark_runs_its_four_pipelines_and_writes_its_curves_and_plot(data_dir, tmp_path):
     result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path))
     record = json.loads((tmp_path / "speedrun_benchmark.json").read_text())
     assert_machine_recorded(record, "speedrun.py")
     assert record["tiny"] is True and record["train_subset"] == 1000
     curves = record["curves"]
-    assert list(curves) == list(record["pipelines"]) == ["speedrun", "basic_cnn recipe", "conventional"]
+    assert list(curves) == list(record["pipelines"]) == ["speedrun", "basic_cnn recipe",
+                                                          "engine, conventional settings", "conventional"]
+    # The engine's pipeline trains as the conventional one does (the equal-network comparison).
+    assert record["pipelines"]["engine, conventional settings"] == "basic_cnn: 2 epochs, batch 128, sgd peak 0.01, fp32"
     for curve in curves.values():
         assert [p["epoch"] for p in curve] == [1, 2] and 0 < curve[0]["seconds"] < curve[1]["seconds"]
     assert curves["basic_cnn recipe"][-1]["weights"] == "swa"  # its recipe's averaged model, as published
     assert record["stopped"] == {"speedrun": "end of its recipe", "basic_cnn recipe": "end of its recipe",
-                                 "conventional": "2 epochs"}
+                                 "engine, conventional settings": "end of its recipe", "conventional": "2 epochs"}
     assert all(list(row) == ["90", "92", "93", "94"] for row in record["seconds_to"].values())
     assert (tmp_path / "speedrun_benchmark.png").read_bytes().startswith(PNG)
     assert "| pipeline | s to 90% | s to 92% | s to 93% | s to 94% | best val % | epochs | stopped at |" \
