@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
 
-.PHONY: run test test-fast lint data bench notebook clean
+.PHONY: run test test-fast lint data bench notebook results tables clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,22 @@ data: $(READY)  ## download and verify the dataset
 
 bench: $(READY)  ## training throughput against a conventional DataLoader pipeline
 	$(BIN)/python benchmarks/throughput.py
+
+# The runs behind the README's tables, on this machine's CPU (hours: every run is
+# resumable, finished ones are kept, so stopping and rerunning loses at most an epoch),
+# then the tables written from the records. The speedrun's timed records are made
+# apart, alone on the machine (docs/benchmarks.md); the six large models on a GPU
+# (benchmarks/gpu_table.py).
+ENSEMBLE := results/table/ensembles/basic_cnn-x3
+results: $(READY)  ## rerun the README table's CPU runs into results/, then write the README's tables
+	$(BIN)/fashionbench reproduce --models basic_cnn,mini_vgg --seeds 0,1,2 --out results/table
+	test -f $(ENSEMBLE)/summary.json || $(BIN)/fashionbench ensemble results/table/runs/basic_cnn-s0 \
+		results/table/runs/basic_cnn-s1 results/table/runs/basic_cnn-s2 --out $(dir $(ENSEMBLE)) --name $(notdir $(ENSEMBLE))
+	$(BIN)/fashionbench reproduce --protocol reference --seeds 0,1,2 --out results/reference_protocol
+	$(MAKE) tables
+
+tables: $(READY)  ## write the README's results tables from the records under results/
+	$(BIN)/python -m fashionbench.published
 
 # The walkthrough at the full budget (three seeds of BasicCNN's recipe): the executed
 # notebook and an HTML copy in runs/notebook, beside the runs it trains.
