@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -74,12 +75,15 @@ def test_a_budget_shorter_than_one_epoch_stops_before_training(data_dir, tmp_pat
 def test_a_budget_dry_run_shows_the_epochs_the_budget_chooses(data_dir, tmp_path):
     """--budget S --dry-run: the epochs the budget would choose, estimated from the same
     warm-up the run measures (a few steps), not the recipe's 8; nothing written."""
-    result = run_main("speedrun", "--seeds", "1", "--budget", "30", *TINY, "--out", str(tmp_path),
+    result = run_main("speedrun", "--seeds", "1", "--budget", "300", *TINY, "--out", str(tmp_path),
                       "--name", "dry", "--data-dir", str(data_dir), "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     head = result.stdout.splitlines()[0]
     chosen = int(head.split("epochs: ")[1].split()[0])
-    assert chosen > 8 and "estimated" in head, head  # 3 steps an epoch fit far more than 8 in 30 s
+    step_ms = int(re.search(r"for 300 s: (\d+) ms a step measured", head).group(1))
+    # The epochs that fit 300 s at the step cost it measured (rounding of the ms aside),
+    # not the recipe's 8: even at 10 s a step, 3 steps an epoch fit 10 epochs.
+    assert abs(chosen - 300 / (3 * step_ms / 1000)) <= 1 + chosen * 0.01 and chosen != 8, head
     assert f"epochs:     {chosen} x 3 steps" in result.stdout, result.stdout
     assert not (tmp_path / "dry").exists()
     short = run_main("speedrun", "--budget", "0.001", *TINY, "--out", str(tmp_path), "--data-dir",
