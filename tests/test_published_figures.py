@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,15 @@ def test_a_page_without_its_block_is_a_one_line_error(tmp_path, capsys):
     (root / "README.md").write_text("# no blocks\n")
     assert published.main(["--check", "--root", str(root)]) == 2
     assert "has no generated block 'results-table'" in capsys.readouterr().err
+
+
+def test_git_keeps_the_records_and_leaves_weights_out():
+    """What a record holds is committed wherever results/ keeps runs (results/table/runs,
+    results/gpu/runs); weights, checkpoints and reports never are."""
+    kept = [f"results/{where}/runs/m-s0/{name}" for where in ("table", "gpu", "reference_protocol")
+            for name in ("config.yaml", "metrics.jsonl", "summary.json")]
+    left_out = ["results/table/runs/m-s0/model.pt", "results/table/runs/m-s0/checkpoint.pt",
+                "results/table/runs/m-s0/report/index.html", "runs/basic_cnn-s0/summary.json"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *kept, *left_out], cwd=ROOT,
+                             capture_output=True, text=True).stdout.split()
+    assert ignored == left_out
