@@ -57,8 +57,15 @@ def finished_runs(root: Path, folder: str) -> list[Path]:
 def hardware(run_dir: Path) -> str:
     """What a run trained on, from its record: the GPU, or the CPU and its cores; and the precision."""
     s = read_summary(run_dir)
-    where = s.extra.get("gpu") or f"{s.extra.get('cpu_cores', '?')} cores of {s.extra.get('cpu', 'a CPU')}"
-    return f"{where}, {s.precision or 'fp32'}"
+    return f"{machine_words(s.extra)}, {s.precision or 'fp32'}"
+
+
+def machine_words(record: dict) -> str:
+    """'1 NVIDIA H200', or '2 cores of AMD EPYC (AVX512_BF16)': the machine a record names."""
+    if record.get("gpu"):
+        return record["gpu"]
+    bf16 = f" ({record['cpu_bf16'].upper()})" if record.get("cpu_bf16") else ""
+    return f"{record.get('cpu_cores', '?')} cores of {record.get('cpu', 'a CPU')}{bf16}"
 
 
 def record_link(folder: str, model: str, runs: list[Path]) -> str:
@@ -145,7 +152,7 @@ def speedrun_table(root: Path) -> str:
         accs = [100 * read_summary(root / folder / Path(s["run"]).name).test_acc for s in record["seeds"]]
         seconds = [s["seconds"] for s in record["seeds"]]
         precision = read_summary(root / folder / Path(record["seeds"][0]["run"]).name).precision
-        where = record.get("gpu") or f"{record['cpu_cores']} cores of {record['cpu']}"
+        where = machine_words(record)
         rows.append([f"`{record['command']}`", f"**{mean_std(accs)}** ({len(accs)})",
                      f"{statistics.median(seconds):.0f} s ({min(seconds):.0f}-{max(seconds):.0f})",
                      f"{where}, {precision}", f"[{folder}]({folder}/speedrun.json)"])
