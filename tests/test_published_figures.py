@@ -18,6 +18,8 @@ import pytest
 
 from fashionbench import published
 
+from conftest import run_cli
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -133,3 +135,29 @@ def test_git_keeps_the_records_and_leaves_weights_out():
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *kept, *left_out], cwd=ROOT,
                              capture_output=True, text=True).stdout.split()
     assert ignored == left_out
+
+
+@pytest.mark.slow  # trains smoke runs: the rows that have no committed record yet, written from some
+def test_the_reference_protocol_rows_and_the_ensemble_are_written_from_their_records(data_dir, tmp_path):
+    """Rows with no committed record yet (the reference protocol's, the ensemble's) are
+    written from records when they come: here smoke runs, laid out as the real ones."""
+    root = copy_records(tmp_path)
+    common = ["--budget", "smoke", "--data-dir", str(data_dir)]
+    for args in (["--protocol", "reference", "--models", "mini_vgg", "--seeds", "0,1",
+                  "--out", str(root / "results" / "reference_protocol")],
+                 ["--models", "basic_cnn", "--seeds", "0,1,2", "--out", str(root / "results" / "table")]):
+        done = run_cli("reproduce", *args, *common)
+        assert done.returncode == 0, done.stderr[-2000:]
+    runs = root / published.TABLE_RUNS
+    done = run_cli("ensemble", *(str(runs / f"basic_cnn-s{s}") for s in (0, 1, 2)), "--out",
+                   str(root / "results" / "table" / "ensembles"), "--name", "basic_cnn-x3", "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert published.main(["--root", str(root)]) == 0
+    readme = (root / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `mini_vgg`, the reference's own protocol"))
+    assert "best epoch **[selected on test]**;" in row and "last epoch" in row and \
+        "[results/reference_protocol/runs/mini_vgg-s{0,1}]" in row, row
+    # Smoke runs are not the recipe: BasicCNN's own row stays "not yet run"; the ensemble is written.
+    assert "| `basic_cnn` | 732,114 | 52 | 94.21 | not yet run |" in readme
+    ensemble = json.loads((root / published.ENSEMBLE / "summary.json").read_text())
+    assert f"reach **{100 * ensemble['test_acc']:.2f}%** test" in readme

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .config import reference_recipe
 from .errors import FashionbenchError
 from .leaderboard import Row, collect, mean_std
 from .models import build_model, count_parameters, forward_flops, reference_figures
@@ -106,19 +107,19 @@ def results_table(root: Path) -> str:
     for model, published in reference_figures().items():
         mine = [p for p in protocol if read_summary(p).model == model]
         if not mine:
-            if model in ("basic_cnn", "mini_vgg"):  # the models the protocol has recipes for
+            if reference_recipe(model) is not None:  # the models the protocol has recipes for
                 rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
                              NOT_YET, "-", "-", "-", "-", "-"])
             continue
         (row,) = [r for r in collect(mine) if r.leaky]
         rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
-                     protocol_cell(row, mine), mean_std([100 * val_chosen(p)["val_acc"] for p in mine]),
+                     protocol_cell(row), mean_std([100 * val_chosen(p)["val_acc"] for p in mine]),
                      len(row.seeds), row.epochs, "; ".join(sorted({hardware(p) for p in mine})),
                      record_link(PROTOCOL_RUNS, model, mine)])
     return md_table(header, rows)
 
 
-def protocol_cell(row: Row, runs: list[Path]) -> str:
+def protocol_cell(row: Row) -> str:
     """The reference protocol's figures: its best epoch on test (selected on test: optimistic)
     and the last epoch's, which its saved code read."""
     return (f"{mean_std(row.test_acc)} best epoch **[selected on test]**; "
