@@ -4,7 +4,8 @@ typed differently fails, named with where it stands.
 
 README.md's generated blocks (results table, ensemble, speedrun table) are compared with
 what `python -m fashionbench.published` writes from results/; docs/benchmarks.md's
-speedrun rows and concurrency table are recomputed here from theirs."""
+speedrun rows, time-to-accuracy tables (and their headline ratios) and concurrency table
+are recomputed here from theirs."""
 
 from __future__ import annotations
 
@@ -161,3 +162,41 @@ def test_the_reference_protocol_rows_and_the_ensemble_are_written_from_their_rec
     assert "| `basic_cnn` | 732,114 | 52 | 94.21 | not yet run |" in readme
     ensemble = json.loads((root / published.ENSEMBLE / "summary.json").read_text())
     assert f"reach **{100 * ensemble['test_acc']:.2f}%** test" in readme
+
+
+# docs/benchmarks.md's time-to-accuracy tables: the record each follows, and which of its
+# pipelines each row shows.
+TIME_TO_ACCURACY = {
+    "speedrun_benchmark.json": {"speedrun (17 epochs)": "speedrun", "basic_cnn recipe": "basic_cnn recipe",
+                                "conventional": "conventional"},
+    "speedrun-short/speedrun_benchmark.json": {f"speedrun, {e} epochs": f"speedrun {e} epochs" for e in (2, 3, 4)}
+    | {"conventional": "conventional"},
+    "speedrun-2epoch-bf16/speedrun_benchmark.json": {"speedrun, 2 epochs": "speedrun", "conventional": "conventional"},
+}
+
+
+@pytest.mark.parametrize("record", TIME_TO_ACCURACY, ids=list(TIME_TO_ACCURACY))
+def test_the_time_to_accuracy_tables_are_their_records(record):
+    data = json.loads((ROOT / "results" / "benchmarks" / record).read_text())
+    lines = (ROOT / "docs" / "benchmarks.md").read_text().splitlines()
+    cited = next(i for i, line in enumerate(lines) if f"(../results/benchmarks/{record})" in line)
+    start = next(i for i in range(cited, len(lines)) if lines[i].startswith("| pipeline |"))
+    thresholds = [cell.strip()[len("s to "):-1] for cell in lines[start].strip("|").split("|") if "s to" in cell]
+    shown = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip().replace("**", "") for c in line.strip("|").split("|")]
+        shown[cells[0]] = cells
+    assert set(shown) == set(TIME_TO_ACCURACY[record]), f"docs/benchmarks.md's rows after {record}"
+    for name, pipeline in TIME_TO_ACCURACY[record].items():
+        curve, reached = data["curves"][pipeline], data["seconds_to"][pipeline]
+        expected = [name, *("-" if reached[t] is None else f"{reached[t]:.0f}" for t in thresholds),
+                    f"{100 * max(p['val_acc'] for p in curve):.2f}", str(len(curve))]
+        got = shown[name][:len(expected)]
+        got[-1] = got[-1].split()[0]  # "6 (the cap)"
+        assert got == expected, f"docs/benchmarks.md row {name!r} should read {expected} (from {record})"
+    # The headline ratio to 92%, conventional over the speedrun's (shortest) 2-epoch or only run.
+    speedrun = TIME_TO_ACCURACY[record].get("speedrun, 2 epochs") or "speedrun"
+    ratio = data["seconds_to"]["conventional"]["92"] / data["seconds_to"][speedrun]["92"]
+    assert f"**{ratio:.1f}x" in "\n".join(lines), f"docs/benchmarks.md should give {ratio:.1f}x to 92% ({record})"
