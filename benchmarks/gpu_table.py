@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                   if not (p.parent / "summary.json").exists())
     devices = sorted({json.loads((run / "summary.json").read_text()).get("device") for run in after
                       if run.name not in before})
-    session = {"command": command, "exit": status, "seconds": round(time.monotonic() - start, 1),
+    session = {"reproduce_command": command, "exit": status, "seconds": round(time.monotonic() - start, 1),
                "finished_now": [run.name for run in after if run.name not in before],
                "finished_before": sorted(before), "partial_not_brought_back": lost, "devices": devices,
                **environment()}

@@ -167,6 +167,7 @@ def test_the_driver_packs_the_finished_records_and_the_costs_and_no_weights(data
     with tarfile.open(out / "gpu_table.tar.gz") as tar:  # the session names its machine and command
         session = json.loads(tar.extractfile(sessions[0]).read())
     assert session["cpu"] and "gpu" in session and "gpu_table.py run" in session["command"], session
+    assert "reproduce --models basic_cnn --seeds 0" in session["reproduce_command"], session  # the run it drove
     assert sorted(set(names) - set(sessions)) == ["results/gpu/costs.json", *(
         f"results/gpu/runs/basic_cnn-s0/{f}" for f in ("config.yaml", "metrics.jsonl", "summary.json"))]
     assert (results / "runs" / "basic_cnn-s0" / "model.pt").exists()  # trained there, not packed
