@@ -197,6 +197,12 @@ def jupyter(image: str, tmp_path: Path, env: dict):
                 assert server.poll() is None, f"Jupyter exited {server.returncode}:\n{log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, f"Jupyter did not start:\n{log.read_text()[-3000:]}"
                 time.sleep(0.5)
+            # Then until its port takes connections: once (in CI, under load) a request right
+            # after that line was refused.
+            while not accepts(port):
+                assert server.poll() is None, f"Jupyter exited {server.returncode}:\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"Jupyter's port {port} never took a connection"
+                time.sleep(0.5)
             yield port, log.read_text()
         finally:
             os.killpg(server.pid, signal.SIGTERM)
@@ -205,6 +211,14 @@ def jupyter(image: str, tmp_path: Path, env: dict):
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        return True
+    except OSError:
+        return False
 
 
 def status(url: str, token: str | None = None) -> int:
