@@ -33,7 +33,7 @@ from .leaderboard import Row, collect, mean_std
 from .models import build_model, count_parameters, forward_flops, reference_figures
 from .pages import md_table
 from .reproduce import val_chosen
-from .runs import read_summary, write_text
+from .runs import Summary, read_summary, write_text
 
 # Where each kind of record lives, relative to the repository root, and the command
 # that writes it (shown beside the figures, and for a row not yet run).
@@ -50,15 +50,19 @@ ENSEMBLE_COMMAND = ("fashionbench ensemble results/table/runs/basic_cnn-s0 resul
 NOT_YET = "not yet run"
 
 
-def finished_runs(root: Path, folder: str) -> list[Path]:
-    """The run folders with a summary.json under ``root/folder``, in name order."""
-    return sorted(p.parent for p in (root / folder).glob("*/summary.json"))
+def finished_runs(root: Path, folder: str) -> dict[str, dict[Path, Summary]]:
+    """The run folders with a summary.json under ``root/folder``, by model, in name order,
+    each with its summary (read once)."""
+    by_model: dict[str, dict[Path, Summary]] = {}
+    for path in sorted(p.parent for p in (root / folder).glob("*/summary.json")):
+        summary = read_summary(path)
+        by_model.setdefault(summary.model, {})[path] = summary
+    return by_model
 
 
-def hardware(run_dir: Path) -> str:
-    """What a run trained on, from its record: the GPU, or the CPU and its cores; and the precision."""
-    s = read_summary(run_dir)
-    return f"{machine_words(s.extra)}, {s.precision or 'fp32'}"
+def hardware(summaries: list[Summary]) -> str:
+    """What runs trained on, from their records: the GPU, or the CPU and its cores; and the precision."""
+    return "; ".join(sorted({f"{machine_words(s.extra)}, {s.precision or 'fp32'}" for s in summaries}))
 
 
 def machine_words(record: dict) -> str:
@@ -89,33 +93,34 @@ def results_table(root: Path) -> str:
     header = ["model", "parameters", "MFLOPs", "reference %", "ours: test %", "val %", "seeds",
               "epochs", "trained on", "record"]
     rows = []
+    folders = {folder: finished_runs(root, folder) for folder in (TABLE_RUNS, GPU_RUNS)}
     for model, published in reference_figures().items():
         found = False
-        for folder in (TABLE_RUNS, GPU_RUNS):
-            runs = [p for p in finished_runs(root, folder) if read_summary(p).model == model]
-            for row in collect(runs) if runs else []:
+        for folder, by_model in folders.items():
+            runs = by_model.get(model, {})
+            for row in collect(list(runs)) if runs else []:
                 if row.leaky or row.recipe != "recipe":
                     continue
                 found = True
-                mine = [p for p in runs if read_summary(p).seed in row.seeds]
+                mine = {p: s for p, s in runs.items() if s.seed in row.seeds}
                 rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", f"**{mean_std(row.test_acc)}**",
                              mean_std(row.val_acc), len(row.seeds), row.epochs,
-                             "; ".join(sorted({hardware(p) for p in mine})), record_link(folder, model, mine)])
+                             hardware(list(mine.values())), record_link(folder, model, list(mine))])
         if not found:
             rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", NOT_YET, "-", "-", "-", "-", "-"])
     protocol = finished_runs(root, PROTOCOL_RUNS)
     for model, published in reference_figures().items():
-        mine = [p for p in protocol if read_summary(p).model == model]
+        mine = protocol.get(model, {})
         if not mine:
             if reference_recipe(model) is not None:  # the models the protocol has recipes for
                 rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
                              NOT_YET, "-", "-", "-", "-", "-"])
             continue
-        (row,) = [r for r in collect(mine) if r.leaky]
+        (row,) = [r for r in collect(list(mine)) if r.leaky]
         rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
                      protocol_cell(row), mean_std([100 * val_chosen(p)["val_acc"] for p in mine]),
-                     len(row.seeds), row.epochs, "; ".join(sorted({hardware(p) for p in mine})),
-                     record_link(PROTOCOL_RUNS, model, mine)])
+                     len(row.seeds), row.epochs, hardware(list(mine.values())),
+                     record_link(PROTOCOL_RUNS, model, list(mine))])
     return md_table(header, rows)
 
 
