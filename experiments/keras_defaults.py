@@ -36,7 +36,7 @@ from fashionbench import runs
 from fashionbench.config import load_config, parse_override, reference_recipe
 from fashionbench.data import load_fashion_mnist
 from fashionbench.models import REGISTRY
-from fashionbench.reproduce import protocol_table
+from fashionbench.tasks.reproduce import protocol_table
 from fashionbench.training import train_or_resume
 
 

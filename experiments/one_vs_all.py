@@ -42,7 +42,7 @@ from pathlib import Path
 from fashionbench import runs
 from fashionbench.config import Config, load_config, parse_override
 from fashionbench.data import FashionMNIST, load_fashion_mnist
-from fashionbench.one_vs_all import train_one_vs_all
+from fashionbench.tasks.one_vs_all import train_one_vs_all
 from fashionbench.training import train_or_resume
 
 CYCLE_EPOCHS = 2  # recipes/basic_cnn.yaml: a run must end at a cycle's end (lowest LR)

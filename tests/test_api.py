@@ -3,6 +3,7 @@ script does, without the command line."""
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 
@@ -29,15 +30,24 @@ def api_run(data, tmp_path_factory):
     return run
 
 
-def test_top_level_names_are_the_api():
-    """fashionbench.report is the function even after the module of that name is imported."""
-    code = ("import fashionbench as fb, fashionbench.report, fashionbench.sweep, fashionbench.models; "
+def test_top_level_names_are_the_api_loaded_on_first_use_and_no_module_shares_one():
+    """``import fashionbench`` does not import torch; each API name, asked for, is the API's
+    own; and no module or package of fashionbench bears an API function's name (the
+    commands' modules are fashionbench.tasks.*), so importing every module changes nothing."""
+    code = ("import sys, pkgutil, importlib, fashionbench as fb; "
+            "print('torch' in sys.modules); "
+            "[importlib.import_module(m.name) for m in pkgutil.walk_packages(fb.__path__, 'fashionbench.') "
+            "if m.name not in ('fashionbench.__main__',)]; "
             "from fashionbench import api; "
             "print(all(getattr(fb, n) is getattr(api, n) for n in fb.__all__ if n != '__version__'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "True"
+    assert result.stdout.split() == ["False", "True"]
     assert fb.train is api.train and fb.Run is api.Run and fb.report is api.report
     assert all(callable(getattr(fb, name)) for name in fb.__all__ if name != "__version__")
+    top_level = {m.name for m in pkgutil.iter_modules(fb.__path__)}  # what would be fashionbench.NAME
+    assert "tasks" in top_level and not top_level & set(fb.__all__), "an API name is also a module's"
+    with pytest.raises(AttributeError):
+        fb.no_such_name  # noqa: B018
 
 
 def test_named_options_and_overrides_resolve_like_the_cli():

@@ -25,8 +25,8 @@ from fashionbench.config import dump_config
 from fashionbench.costs import CostTable
 from fashionbench.deadline import Deadline, DeadlineReached
 from fashionbench.hardware import device_name
-from fashionbench.reproduce import reproduce_plan, train_plan
 from fashionbench.runs import read_history
+from fashionbench.tasks.reproduce import reproduce_plan, train_plan
 from fashionbench.training import Trainer
 
 from conftest import run_main, small_config

@@ -21,8 +21,8 @@ from scipy.special import expit
 from fashionbench.cli import main
 from fashionbench.combine import combine, fit_weights, vote
 from fashionbench.inference import load_run, predict
-from fashionbench.one_vs_all import platt_scale
-from fashionbench.specialists import apply, choose_threshold, confused_pairs, takes_over
+from fashionbench.tasks.one_vs_all import platt_scale
+from fashionbench.tasks.specialists import apply, choose_threshold, confused_pairs, takes_over
 from fashionbench.training import epoch_order
 
 from conftest import run_cli, run_main, wait_until
@@ -201,8 +201,7 @@ def test_one_vs_all_combines_its_networks_predicting_each_split_once(ova_run, da
     from fashionbench.models.one_vs_all import OneVsAllNetwork
     from fashionbench.runs import run_config
 
-    # the modules (fashionbench.one_vs_all is also the API's function of that name)
-    inference, one_vs_all = (importlib.import_module(f"fashionbench.{m}") for m in ("inference", "one_vs_all"))
+    inference, one_vs_all = (importlib.import_module(f"fashionbench.{m}") for m in ("inference", "tasks.one_vs_all"))
     run, _ = ova_run
     copy = tmp_path / "ova"  # the finished members, as if stopped before their combination
     for c in range(10):

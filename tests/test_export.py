@@ -17,9 +17,9 @@ from fashionbench import __version__, runs
 from fashionbench.cli import main
 from fashionbench.config import load_config, parse_override
 from fashionbench.data import CLASSES
-from fashionbench.export import INPUT_CONTRACT
 from fashionbench.inference import load_model, probabilities
 from fashionbench.splits import class_names, normalize, to_float
+from fashionbench.tasks.export import INPUT_CONTRACT
 
 from conftest import run_cli
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 import fashionbench as fb
 from fashionbench.errors import FashionbenchError, UsageError
-from fashionbench.predict import read_image
+from fashionbench.tasks.predict import read_image
 
 from conftest import run_main
 from test_cli import assert_one_line_error

@@ -10,7 +10,7 @@ from PIL import Image
 
 from fashionbench import inference
 from fashionbench.data import CLASSES
-from fashionbench.predict import class_probabilities, read_image, to_fashion_mnist
+from fashionbench.tasks.predict import class_probabilities, read_image, to_fashion_mnist
 
 from conftest import run_cli, run_main
 

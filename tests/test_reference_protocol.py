@@ -24,11 +24,11 @@ from fashionbench.config import (
     recipes_dir,
     reference_recipe,
 )
-from fashionbench.export import metadata
-from fashionbench.leaderboard import collect, find_runs, recipe_of, to_csv, to_markdown
 from fashionbench.models import MODELS
 from fashionbench.runs import read_summary
 from fashionbench.schedule import SchedulePlan
+from fashionbench.tasks.export import metadata
+from fashionbench.tasks.leaderboard import collect, find_runs, recipe_of, to_csv, to_markdown
 
 from conftest import run_main
 

@@ -17,8 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionbench.lr_find import lr_range_test, smooth
-from fashionbench.report import (
+from fashionbench.schedule import SchedulePlan
+from fashionbench.tasks.lr_find import lr_range_test, smooth
+from fashionbench.tasks.report import (
     Predictions,
     class_scores,
     confident_errors,
@@ -27,7 +28,6 @@ from fashionbench.report import (
     scores_plot,
     write_report,
 )
-from fashionbench.schedule import SchedulePlan
 from fashionbench.training import Trainer
 
 from conftest import run_cli, run_main, small_config

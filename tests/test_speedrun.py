@@ -16,7 +16,7 @@ import pytest
 
 from fashionbench.config import MAX_EPOCHS
 from fashionbench.errors import UsageError
-from fashionbench.speedrun import MAX_BUDGET_SECONDS, Warmup, epochs_for
+from fashionbench.tasks.speedrun import MAX_BUDGET_SECONDS, Warmup, epochs_for
 
 from conftest import run_main, wait_until
 

@@ -25,7 +25,7 @@ from fashionbench.config import load_config
 from fashionbench.errors import UsageError
 from fashionbench.models import MODELS
 from fashionbench.runs import read_summary
-from fashionbench.sweep import (
+from fashionbench.tasks.sweep import (
     StudySpec,
     default_space,
     join_study,

@@ -1,44 +1,30 @@
 """fashionbench: train, evaluate and compare image classifiers on Fashion-MNIST.
 
 The Python API (docs/api.md) is ``fashionbench.api``; its functions are importable
-from here too (``fashionbench.train``, ``fashionbench.report``, ...).
+from here too (``fashionbench.train``, ``fashionbench.report``, ...), loaded on first
+use: ``import fashionbench`` alone does not import torch. (No module shares a name with
+an API function: the commands' modules are ``fashionbench.tasks.*``.)"""
 
-It is imported eagerly, torch with it: several API functions share their name with
-the module that implements them (``report``, ``predict``, ``sweep``, ...), and a
-package attribute loaded on demand would be shadowed by the submodule as soon as
-anything imported it; imported here, after every submodule, the names are the API's."""
+from __future__ import annotations
 
-from .api import (
-    LRFind,
-    Prediction,
-    Run,
-    audit,
-    best_recipe,
-    ensemble,
-    evaluate,
-    export,
-    leaderboard,
-    load_data,
-    load_run,
-    lr_find,
-    models,
-    one_vs_all,
-    predict,
-    predictions,
-    report,
-    reproduce,
-    resolve_config,
-    resume,
-    resume_speedrun,
-    specialists,
-    speedrun,
-    speedrun_plan,
-    sweep,
-    train,
-)
+import importlib
+from typing import Any
+
 from .version import __version__
 
 __all__ = ["__version__", "Run", "Prediction", "LRFind", "load_data", "load_run", "resolve_config", "train",
            "resume", "one_vs_all", "evaluate", "predictions", "report", "ensemble", "specialists", "lr_find",
            "predict", "audit", "export", "leaderboard", "reproduce", "speedrun", "speedrun_plan",
-           "resume_speedrun", "sweep", "best_recipe", "models"]
+           "resume_speedrun", "sweep", "best_recipe", "list_models"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        value = getattr(importlib.import_module(".api", __name__), name)
+        globals()[name] = value  # once: later lookups do not come here
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -34,32 +34,32 @@ from PIL import Image
 from torch import nn
 
 from . import distributed, runs
-from . import speedrun as speedruns
-from . import sweep as sweeps
-from .audit import audit_run
 from .config import LEAKY, Config, load_config, override, parse_override, read_yaml
 from .costs import CostTable
 from .data import FashionMNIST, load_fashion_mnist
 from .deadline import Deadline
 from .distributed import ONE_PROCESS, World
-from .ensemble import ensemble_runs
 from .errors import FashionbenchError, UsageError
-from .export import export_run
 from .hardware import resolve_device
 from .inference import LoadedModel, evaluate_run, load_model
 from .inference import load_run as load_finished
-from .leaderboard import Row, collect, find_runs, write_tables
-from .lr_find import LRFinderResult, lr_find_figure, lr_range_test
 from .models import MODELS, build_model, count_parameters, forward_flops, model_info
-from .one_vs_all import check_one_vs_all_config, train_one_vs_all
-from .predict import class_probabilities, image_pixels
-from .report import Predictions, report_run
-from .report import predictions as split_predictions_of
-from .reproduce import BUDGETS, PROTOCOLS, default_models, reproduce_plan
-from .reproduce import reproduce as reproduce_runs
 from .runs import check_name, check_out_dir, new_run_dir, read_summary, run_config
-from .specialists import check_specialists_dir, train_specialists
 from .splits import class_names
+from .tasks import speedrun as speedruns
+from .tasks import sweep as sweeps
+from .tasks.audit import audit_run
+from .tasks.ensemble import ensemble_runs
+from .tasks.export import export_run
+from .tasks.leaderboard import Row, collect, find_runs, write_tables
+from .tasks.lr_find import LRFinderResult, lr_find_figure, lr_range_test
+from .tasks.one_vs_all import check_one_vs_all_config, train_one_vs_all
+from .tasks.predict import class_probabilities, image_pixels
+from .tasks.report import Predictions, report_run
+from .tasks.report import predictions as split_predictions_of
+from .tasks.reproduce import BUDGETS, PROTOCOLS, default_models, reproduce_plan
+from .tasks.reproduce import reproduce as reproduce_runs
+from .tasks.specialists import check_specialists_dir, train_specialists
 from .training import Trainer, train_or_resume
 
 PathLike = str | os.PathLike
@@ -286,7 +286,7 @@ def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: 
 def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
                 data_dir: PathLike | None = None, device: str | None = None) -> Predictions:
     """The final model's class probabilities on one of the run's splits, with the labels
-    and images: what a report is made of (``fashionbench.report``'s figures take it)."""
+    and images: what a report is made of (``fashionbench.tasks.report``'s figures take it)."""
     if split not in ("train", "val", "test"):
         raise UsageError(f"split must be train, val or test, not {split!r}")
     runs.finished_run(as_path(run))
@@ -584,7 +584,7 @@ def best_recipe(study: str, out: PathLike = "runs/sweeps", storage: str | None =
     return sweeps.best_recipe(study, out, storage)
 
 
-def models() -> list[dict]:
+def list_models() -> list[dict]:
     """Every architecture: parameters, forward MFLOPs per image, the reference's figure, the paper."""
     rows = []
     for name in sorted(MODELS):

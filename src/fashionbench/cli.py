@@ -16,17 +16,17 @@ from .config import LEAKY, RANGES, in_range, span
 from .data import DATA_DIR_ENV, MIRROR_ENV
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
-from .export import export_cli
-from .lr_find import LRFinderResult
 from .models import MODELS, check_model
-from .one_vs_all import one_vs_all_plan
 from .plan import run_plan
-from .predict import predict_cli
-from .reproduce import BUDGETS, PROTOCOLS, default_models, describe_outcome, describe_plan, reproduce_plan
 from .runs import check_name, check_out_dir, new_run_dir, os_cause
-from .speedrun import MAX_BUDGET_SECONDS, TIMED_STEPS, check_budget, check_target
-from .speedrun import describe as describe_speedrun
-from .sweep import safe_url, sweep_plan
+from .tasks.export import export_cli
+from .tasks.lr_find import LRFinderResult
+from .tasks.one_vs_all import one_vs_all_plan
+from .tasks.predict import predict_cli
+from .tasks.reproduce import BUDGETS, PROTOCOLS, default_models, describe_outcome, describe_plan, reproduce_plan
+from .tasks.speedrun import MAX_BUDGET_SECONDS, TIMED_STEPS, check_budget, check_target
+from .tasks.speedrun import describe as describe_speedrun
+from .tasks.sweep import safe_url, sweep_plan
 from .torchrun import LAUNCHER_VARIABLE
 from .version import __version__
 
@@ -769,7 +769,7 @@ def cmd_speedrun(args: argparse.Namespace) -> None:
 
 def cmd_models(args: argparse.Namespace) -> None:
     rows = [(m["model"], f"{m['parameters']:,}", f"{m['mflops']:,.1f}", f"(N, {m['outputs']})",
-             "" if m["reference"] is None else f"{m['reference']:.2f}", m["paper"]) for m in api.models()]
+             "" if m["reference"] is None else f"{m['reference']:.2f}", m["paper"]) for m in api.list_models()]
     header = ("model", "parameters", "MFLOPs", "output", "reference %", "paper")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:

@@ -29,11 +29,11 @@ import torch
 
 from .config import reference_recipe
 from .errors import FashionbenchError
-from .leaderboard import Row, collect, mean_std
 from .models import build_model, count_parameters, forward_flops, reference_figures
 from .pages import md_table
-from .reproduce import val_chosen
 from .runs import Summary, read_summary, write_text
+from .tasks.leaderboard import Row, collect, mean_std
+from .tasks.reproduce import val_chosen
 
 # Where each kind of record lives, relative to the repository root, and the command
 # that writes it (shown beside the figures, and for a row not yet run).

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .data import IMAGE_SIZE
-from .errors import FashionbenchError, UsageError
-from .inference import LoadedModel, load_model, predict, probabilities
-from .runs import finished_run
-from .splits import class_names
+from ..data import IMAGE_SIZE
+from ..errors import FashionbenchError, UsageError
+from ..inference import LoadedModel, load_model, predict, probabilities
+from ..runs import finished_run
+from ..splits import class_names
 
 BATCH = 256  # files read, converted and predicted at a time: memory stays flat
 # Zalando trimmed edges within 5% of the maximum intensity of the corner colour on

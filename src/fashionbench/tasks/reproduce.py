@@ -19,19 +19,19 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from . import runs
-from .config import LEAKY, Config, config_from_dict, load_config, parse_override, read_yaml, reference_recipe
-from .costs import SAFETY, CostTable
-from .data import FashionMNIST
-from .deadline import Deadline, DeadlineReached
-from .errors import FashionbenchError, UsageError
-from .hardware import device_name, resolve_device
+from .. import runs
+from ..config import LEAKY, Config, config_from_dict, load_config, parse_override, read_yaml, reference_recipe
+from ..costs import SAFETY, CostTable
+from ..data import FashionMNIST
+from ..deadline import Deadline, DeadlineReached
+from ..errors import FashionbenchError, UsageError
+from ..hardware import device_name, resolve_device
+from ..models import reference_figures
+from ..pages import md_table
+from ..plan import training_plan
+from ..runs import read_summary
+from ..training import train_or_resume
 from .leaderboard import collect, mean_std, write_tables
-from .models import reference_figures
-from .pages import md_table
-from .plan import training_plan
-from .runs import read_summary
-from .training import train_or_resume
 
 # Overrides per budget. "smoke" checks that every model trains, averages (two SWA
 # snapshots, BatchNorm recomputed) and reports end to end in 40 steps of 8 images:

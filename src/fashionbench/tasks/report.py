@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from . import runs
-from .config import LEAKY
-from .data import CLASSES, FashionMNIST
-from .errors import FashionbenchError
-from .figures import plt, png
-from .inference import FinishedRun, load_run
-from .pages import html_page, html_table, md_table
-from .progress import Progress, stage
-from .runs import Summary
-from .splits import Split
+from .. import runs
+from ..config import LEAKY
+from ..data import CLASSES, FashionMNIST
+from ..errors import FashionbenchError
+from ..figures import plt, png
+from ..inference import FinishedRun, load_run
+from ..pages import html_page, html_table, md_table
+from ..progress import Progress, stage
+from ..runs import Summary
+from ..splits import Split
 
 SHORT = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
          "Sandal", "Shirt", "Sneaker", "Bag", "Boot")  # fits under a thumbnail

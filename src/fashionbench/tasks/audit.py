@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import runs
-from .data import FashionMNIST
-from .inference import load_run
+from .. import runs
+from ..data import FashionMNIST
+from ..inference import load_run
 from .report import confident_errors, errors_csv, image_grid, predictions
 
 

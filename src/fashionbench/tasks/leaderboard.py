@@ -13,12 +13,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import runs
-from .config import LEAKY, config_from_dict, load_config, read_yaml, reference_recipe
-from .errors import FashionbenchError, UsageError
-from .models import reference_figures
-from .pages import html_page, html_table, md_table
-from .runs import Summary, read_summary
+from .. import runs
+from ..config import LEAKY, config_from_dict, load_config, read_yaml, reference_recipe
+from ..errors import FashionbenchError, UsageError
+from ..models import reference_figures
+from ..pages import html_page, html_table, md_table
+from ..runs import Summary, read_summary
 
 
 @dataclass

@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import runs
-from .config import MAX_EPOCHS, Config, config_from_dict
-from .data import FashionMNIST
-from .errors import FashionbenchError, UsageError
-from .training import Trainer, train_or_resume
+from .. import runs
+from ..config import MAX_EPOCHS, Config, config_from_dict
+from ..data import FashionMNIST
+from ..errors import FashionbenchError, UsageError
+from ..training import Trainer, train_or_resume
 
 RECIPE = "speedrun_net"
 # The warm-up: steps that pay the one-off costs, then steps that measure a step's cost.

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import runs
-from .combine import combine, combined_summary, fit_weights, split_scores
-from .data import FashionMNIST
-from .errors import FashionbenchError
-from .inference import FinishedRun, load_run
-from .progress import Progress
+from .. import runs
+from ..combine import combine, combined_summary, fit_weights, split_scores
+from ..data import FashionMNIST
+from ..errors import FashionbenchError
+from ..inference import FinishedRun, load_run
+from ..progress import Progress
 from .report import headline, split_predictions, write_report
 
 

@@ -23,17 +23,17 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from . import runs
-from .combine import combined_summary, split_scores
-from .config import Config, ConfigError, dump_config
-from .data import CLASSES, FashionMNIST
-from .inference import LoadedModel, load_model, place_model, predict
-from .models.one_vs_all import OneVsAllNetwork
-from .plan import training_plan
-from .progress import Progress
+from .. import runs
+from ..combine import combined_summary, split_scores
+from ..config import Config, ConfigError, dump_config
+from ..data import CLASSES, FashionMNIST
+from ..inference import LoadedModel, load_model, place_model, predict
+from ..models.one_vs_all import OneVsAllNetwork
+from ..plan import training_plan
+from ..progress import Progress
+from ..splits import prepare_splits
+from ..training import train_or_resume
 from .report import headline, split_predictions, write_report
-from .splits import prepare_splits
-from .training import train_or_resume
 
 
 def check_one_vs_all_config(cfg: Config) -> None:

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
-from .combine import combined_summary, split_scores
-from .config import Config, validate
-from .data import CLASSES, FashionMNIST
-from .errors import FashionbenchError
-from .inference import FinishedRun, load_run, predict
-from .progress import stage
+from .. import runs
+from ..combine import combined_summary, split_scores
+from ..config import Config, validate
+from ..data import CLASSES, FashionMNIST
+from ..errors import FashionbenchError
+from ..inference import FinishedRun, load_run, predict
+from ..progress import stage
+from ..training import train_or_resume
 from .report import confusion, headline, split_predictions, write_report
-from .training import train_or_resume
 
 
 def confused_pairs(counts: np.ndarray, k: int) -> list[tuple[int, int]]:

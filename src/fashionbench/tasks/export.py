@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import runs
-from .config import Config
-from .errors import FashionbenchError
-from .inference import load_model, probabilities
-from .runs import Summary, finished_run
-from .splits import class_names, normalize
-from .version import __version__
+from .. import runs
+from ..config import Config
+from ..errors import FashionbenchError
+from ..inference import load_model, probabilities
+from ..runs import Summary, finished_run
+from ..splits import class_names, normalize
+from ..version import __version__
 
 # The opset torch's exporter implements natively (torch.onnx's TORCHLIB_OPSET), so it
 # converts nothing. Its files are ONNX IR version 10, which onnxruntime loads from 1.18.

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch.optim import lr_scheduler
 
-from .figures import plt, png
-from .progress import Progress
-from .training import Trainer
+from ..figures import plt, png
+from ..progress import Progress
+from ..training import Trainer
 
 SMOOTHING = 0.98
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from . import runs
-from .config import Config, ConfigError, dump_config, load_config, override, read_yaml
-from .data import FashionMNIST
-from .errors import FashionbenchError, UsageError
-from .figures import png
-from .training import Diverged, train_or_resume
+from .. import runs
+from ..config import Config, ConfigError, dump_config, load_config, override, read_yaml
+from ..data import FashionMNIST
+from ..errors import FashionbenchError, UsageError
+from ..figures import png
+from ..training import Diverged, train_or_resume
 
 if TYPE_CHECKING:
     import optuna
