@@ -25,20 +25,17 @@ from fashionbench.config import load_config
 from fashionbench.errors import UsageError
 from fashionbench.models import MODELS
 from fashionbench.runs import read_summary
-from fashionbench.tasks.sweep import (
+from fashionbench.tasks.search_space import default_space, load_space, parse_space, recipe_values
+from fashionbench.tasks.study import (
     StudySpec,
-    default_space,
     join_study,
-    load_space,
     make_pruner,
     make_sampler,
     open_storage,
-    parse_space,
-    recipe_values,
-    run_sweep,
     safe_url,
     with_driver,
 )
+from fashionbench.tasks.sweep import run_sweep
 
 from conftest import run_cli, run_main
 

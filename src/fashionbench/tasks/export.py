@@ -9,7 +9,6 @@ the run trained in.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -151,18 +150,3 @@ def export_run(run_dir: Path, fmt: str, out: Path) -> dict[str, str]:
     data = to_onnx(serving, meta) if fmt == "onnx" else to_torchscript(serving, meta)
     runs.write_bytes(out, data)  # a failed write: one line naming the file and the cause
     return meta
-
-
-def export_cli(args: argparse.Namespace) -> None:
-    run_dir = Path(args.run_dir)
-    out = Path(args.out) if args.out else run_dir / ("model.onnx" if args.format == "onnx"
-                                                     else "model.torchscript.pt")
-    meta = export_run(run_dir, args.format, out)
-    kind = f"ONNX opset {ONNX_OPSET}" if args.format == "onnx" else "TorchScript"
-    classes = len(json.loads(meta["class_names"]))
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {kind}): {meta['model']}, "
-          f"{meta['weights']} weights, " + ("validation only" if meta["test_acc"] == "null"
-                                                else f"test acc {float(meta['test_acc']):.4f}"))
-    print(f"input: {INPUT_CONTRACT}")
-    print(f"outputs: logits (N, {classes}), probabilities (N, {classes}); "
-          "class names in the file's metadata (class_names)")

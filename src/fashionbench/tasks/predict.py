@@ -7,11 +7,9 @@ it"), then goes through the model exactly as the test set does in training.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,8 @@ from PIL import Image, ImageOps
 
 from ..data import IMAGE_SIZE
 from ..errors import FashionbenchError, UsageError
-from ..inference import LoadedModel, load_model, predict, probabilities
-from ..runs import finished_run
-from ..splits import class_names
+from ..inference import LoadedModel, predict, probabilities
 
-BATCH = 256  # files read, converted and predicted at a time: memory stays flat
 # Zalando trimmed edges within 5% of the maximum intensity of the corner colour on
 # their 762x1000 product photos, where that trims a sliver of one output pixel. On a
 # small image it trims whole rows of faint garment edge that the dataset keeps (6.4% of
@@ -206,56 +201,5 @@ def class_probabilities(loaded: LoadedModel, images: torch.Tensor, flip: bool = 
     return (probs + probs_of(images.flip(-1))) / 2 if flip else probs
 
 
-def chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-def report_error(message: str) -> None:
-    print(f"fashionbench: error: {message}", file=sys.stderr, flush=True)
-
-
 def report_warning(message: str) -> None:
     print(f"fashionbench: warning: {message}", file=sys.stderr, flush=True)
-
-
-def predict_cli(args) -> int:
-    """Print the top-k classes of every image; 1 if any file could not be read, else 0.
-    An output's index is its Fashion-MNIST class, or for a binary run 0 (the other side)
-    or 1 (the positive class)."""
-    run_dir = Path(args.run_dir)
-    cfg, _ = finished_run(run_dir)  # refused as every command refuses it, before any image is read
-    names = class_names(cfg)
-    if not 1 <= args.top_k <= len(names):
-        raise UsageError(f"--top-k must be between 1 and {len(names)}, not {args.top_k}")
-    loaded = load_model(run_dir, args.device)
-
-    files, errors = expand_folders(args.images)
-    for message in errors:
-        report_error(message)
-    file_width = max((len(str(f)) for f in files), default=0)
-    name_width = max(map(len, names))
-    failed = bool(errors)
-    for batch in chunks(files, BATCH):
-        images, readable = [], []
-        for path in batch:
-            try:
-                images.append(read_image(path, args.invert))
-                readable.append(path)
-            except FashionbenchError as e:
-                report_error(str(e))
-                failed = True
-        if not images:
-            continue
-        probs = class_probabilities(loaded, torch.from_numpy(np.stack(images)[:, None]), args.tta == "flip")
-        top = probs.topk(args.top_k, dim=1)
-        for path, values, indices in zip(readable, top.values.tolist(), top.indices.tolist()):
-            if args.json:
-                print(json.dumps({"file": str(path), "top_k": [
-                    {"class": names[i], "index": i, "probability": round(p, 6)}
-                    for p, i in zip(values, indices)]}))
-            else:
-                print(f"{str(path):<{file_width}}  " + "  ".join(
-                    f"{names[i]:<{name_width}} {p:.3f}" for p, i in zip(values, indices)))
-        sys.stdout.flush()
-    return 1 if failed else 0

@@ -1,0 +1,147 @@
+"""Using a finished run from the API: evaluate it, report on it, predict with it, audit
+its dataset's labels, export its model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import runs
+from ..data import FashionMNIST
+from ..errors import FashionbenchError, UsageError
+from ..inference import LoadedModel, evaluate_run, load_model
+from ..inference import load_run as load_finished
+from ..splits import class_names
+from ..tasks.audit import audit_run
+from ..tasks.export import export_run
+from ..tasks.predict import class_probabilities, expand_folders, image_pixels
+from ..tasks.report import Predictions, report_run
+from ..tasks.report import predictions as split_predictions
+from ._run import PathLike, Run, as_path, dataset
+
+# Images read, converted and predicted at a time by the predict command: memory stays flat.
+PREDICT_BATCH = 256
+
+
+def evaluate(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
+             data_dir: PathLike | None = None, device: str | None = None) -> dict:
+    """Accuracy and loss of a run's final model on ``split`` ("val" or "test"; the test
+    set is for final reporting only)."""
+    if split not in ("val", "test"):
+        raise UsageError(f"split must be val or test, not {split!r}")
+    runs.finished_run(as_path(run))  # not a finished run: say so before loading any data
+    return evaluate_run(as_path(run), dataset(data, data_dir), split, device)
+
+
+def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: FashionMNIST | None = None,
+           data_dir: PathLike | None = None, device: str | None = None) -> Path:
+    """Write the run's report (confusion matrix, P/R/F1, confident errors, curves) into
+    RUN/report (RUN/report-val for ``split="val"``); returns report.html's path."""
+    if split not in ("val", "test"):
+        raise UsageError(f"split must be val or test, not {split!r}")
+    runs.finished_run(as_path(run))
+    return report_run(as_path(run), dataset(data, data_dir), split, device, errors)
+
+
+def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
+                data_dir: PathLike | None = None, device: str | None = None) -> Predictions:
+    """The final model's class probabilities on one of the run's splits, with the labels
+    and images: what a report is made of (``fashionbench.tasks.report``'s figures take it)."""
+    if split not in ("train", "val", "test"):
+        raise UsageError(f"split must be train, val or test, not {split!r}")
+    runs.finished_run(as_path(run))
+    return split_predictions(load_finished(as_path(run), dataset(data, data_dir), device), split)
+
+
+@dataclass
+class Prediction:
+    """One image's most likely classes, most likely first."""
+    source: str                       # the file, or "image N" for an array or PIL image
+    top_k: list[tuple[str, float]]    # (class name, probability)
+    probabilities: np.ndarray         # every class's
+    indices: list[int]                # the top classes' indices (a binary run's: 0 the rest, 1 its class)
+
+    @property
+    def label(self) -> str:
+        return self.top_k[0][0]
+
+
+def image_files(paths: Iterable[PathLike], on_error: Callable[[str], None] | None = None) -> list[Path]:
+    """The image files ``paths`` name: a folder is every file in it with an image
+    extension (sorted, hidden files skipped, subfolders not searched); any other path as
+    given. A folder with no image is an error: raised, or passed to ``on_error``."""
+    files, errors = expand_folders([os.fspath(p) for p in paths])
+    for message in errors:
+        if on_error is None:
+            raise FashionbenchError(message)
+        on_error(message)
+    return files
+
+
+def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int = 3, tta: bool = False,
+            invert: str = "auto", device: str | None = None,
+            on_error: Callable[[str], None] | None = None) -> list[Prediction]:
+    """Classify images with a run's model: file paths (any format Pillow reads), PIL
+    images, or uint8 arrays of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (28x28 as
+    in Fashion-MNIST: light garment on black, taken as it is; any other converted as a
+    file is). ``images`` is a list (or any iterable: an (N, H, W) array is N images); a
+    single path or PIL image is one image. Each is converted the way Fashion-MNIST was
+    made (``fashionbench predict --help``); a blank one is predicted with a warning on
+    stderr. ``tta`` averages with the mirrored image. A file that cannot be read raises,
+    or with ``on_error`` is passed to it (one line) and left out."""
+    loaded = run if isinstance(run, LoadedModel) else load_model(as_path(run), device)
+    names = class_names(loaded.cfg)
+    if not 1 <= top_k <= len(names):
+        raise UsageError(f"top_k must be between 1 and {len(names)}, not {top_k}")
+    if isinstance(images, (str, os.PathLike, Image.Image)):  # one image, not its characters
+        images = [images]
+    sources, pixels = [], []
+    for i, image in enumerate(images):
+        source = str(image) if isinstance(image, (str, os.PathLike)) else f"image {i}"
+        try:
+            pixels.append(image_pixels(image, invert, source))
+        except FashionbenchError as e:
+            if on_error is None or isinstance(e, UsageError):
+                raise
+            on_error(str(e))
+            continue
+        sources.append(source)
+    if not pixels:
+        return []
+    probs = class_probabilities(loaded, torch.from_numpy(np.stack(pixels)[:, None]), tta).numpy()
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    return [Prediction(source, [(names[j], float(p[j])) for j in top], p, [int(j) for j in top])
+            for source, p, top in zip(sources, probs, order)]
+
+
+def audit(run: Run | PathLike, split: str = "train", *, top: int = 50, data: FashionMNIST | None = None,
+          data_dir: PathLike | None = None, device: str | None = None) -> tuple[Path, Path, int]:
+    """Likely label errors: the images of ``split`` where the model most confidently
+    disagrees with the dataset. Returns (grid PNG, CSV of all, how many disagree)."""
+    runs.finished_run(as_path(run))
+    return audit_run(as_path(run), dataset(data, data_dir), split, top, device)
+
+
+@dataclass
+class Exported:
+    """An exported model: its file, and what the file says about itself."""
+    path: Path
+    metadata: dict[str, str]  # class_names (JSON), model, weights, git_commit, test_acc, ...
+
+    def __fspath__(self) -> str:  # goes wherever a path does
+        return str(self.path)
+
+
+def export(run: Run | PathLike, format: str = "onnx", out: PathLike | None = None) -> Exported:
+    """Write a run's model, normalization included, as ONNX or TorchScript."""
+    if format not in ("onnx", "torchscript"):
+        raise UsageError(f"format must be onnx or torchscript, not {format!r}")
+    run_dir = as_path(run)
+    path = Path(out) if out else run_dir / ("model.onnx" if format == "onnx" else "model.torchscript.pt")
+    return Exported(path, export_run(run_dir, format, path))

@@ -1,0 +1,148 @@
+"""Commands on a finished run: evaluate, report, audit, predict, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import api
+from .options import MAX_SHOWN, between, data_dir_option, device_option, options, run_dir_argument
+
+
+def finished_run_parent() -> argparse.ArgumentParser:
+    return options(run_dir_argument, device_option, data_dir_option)
+
+
+def add_evaluate(sub) -> None:
+    e = sub.add_parser("evaluate", parents=[finished_run_parent()], help="evaluate a finished run's model",
+                       description="Accuracy and loss of RUN_DIR's final model on one split.")
+    e.add_argument("--split", choices=("val", "test"), default="val",
+                   help="val (default) or test; the test set is for final reporting only")
+    e.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    print(json.dumps(api.evaluate(args.run_dir, args.split, data_dir=args.data_dir, device=args.device), indent=2))
+
+
+def add_report(sub) -> None:
+    rp = sub.add_parser("report", parents=[finished_run_parent()],
+                        help="confusion matrix, P/R/F1, errors, curves of a run",
+                        description="Write RUN_DIR/report/ (report-val/ for --split val): "
+                                    "confusion matrix, per-class precision/recall/F1, the most "
+                                    "confident errors, training curves, report.html and report.md.")
+    rp.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test (default: the final report) or val")
+    rp.add_argument("--errors", type=between(1, MAX_SHOWN), default=25, metavar="N",
+                    help="misclassified images in the grid (default: 25)")
+    rp.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    path = api.report(args.run_dir, args.split, errors=args.errors, data_dir=args.data_dir, device=args.device)
+    print(f"report: {path}")
+
+
+def add_audit(sub) -> None:
+    au = sub.add_parser("audit", parents=[finished_run_parent()],
+                        help="likely label errors: the model's most confident disagreements "
+                             "with the dataset",
+                        description="Rank the images of a split where RUN_DIR's model disagrees "
+                                    "with the dataset's label by the model's confidence; write "
+                                    "RUN_DIR/audit-SPLIT/suspects.png (the top N) and suspects.csv "
+                                    "(all of them).")
+    au.add_argument("--split", choices=("train", "val", "test"), default="train",
+                    help="train (default: the run's training images), val or test")
+    au.add_argument("--top", type=between(1, MAX_SHOWN), default=50, metavar="N",
+                    help="images in the grid (default: 50)")
+    au.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    png, table, count = api.audit(args.run_dir, args.split, top=args.top, data_dir=args.data_dir,
+                                  device=args.device)
+    print(f"{count} images of the {args.split} split disagree with their labels")
+    print(f"most confident first: {png}  all: {table}")
+
+
+def add_predict(sub) -> None:
+    pr = sub.add_parser("predict", parents=[options(run_dir_argument, device_option)],
+                        help="classify your own image files with a finished run's model",
+                        description="Classify image files (any format Pillow reads, any size or "
+                                    "colour mode) with RUN_DIR's model. Each image is converted the "
+                                    "way Fashion-MNIST was made: grayscale, trimmed, its longest "
+                                    "side resized to 28, centred; light backgrounds are inverted "
+                                    "(garments are light on black). A folder means every image in "
+                                    "it (not in its subfolders). Unreadable files are reported and "
+                                    "skipped, and the exit status is then 1.")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    # At most the run's classes: the API checks that, knowing the run.
+    pr.add_argument("--top-k", type=between(1, None), default=3, metavar="K",
+                    help="classes to show per image (default: 3)")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line")
+    pr.add_argument("--tta", choices=("flip",),
+                    help="test-time augmentation: also predict on the mirrored image and average")
+    pr.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                    help="invert intensities: auto (default: when the border is light), yes, no")
+    pr.set_defaults(func=cmd_predict)
+
+
+def report_error(message: str) -> None:
+    print(f"fashionbench: error: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """The top-k classes of every image, a batch at a time (memory stays flat, output
+    flows); 1 if any file could not be read, else 0. An output's index is its
+    Fashion-MNIST class, or for a binary run 0 (the other side) or 1 (the positive class)."""
+    failed = False
+
+    def unreadable(message: str) -> None:
+        nonlocal failed
+        failed = True
+        report_error(message)
+
+    loaded = api.load_run(args.run_dir).load(args.device)  # refused before any image is read
+    files = api.image_files(args.images, on_error=unreadable)
+    file_width = max((len(str(f)) for f in files), default=0)
+    width = max(map(len, api.class_names(loaded.cfg)))
+    for start in range(0, max(len(files), 1), api.PREDICT_BATCH):  # with no file, once: --top-k is checked
+        batch = files[start:start + api.PREDICT_BATCH]
+        for p in api.predict(loaded, batch, top_k=args.top_k, tta=args.tta == "flip", invert=args.invert,
+                             on_error=unreadable):
+            if args.json:
+                print(json.dumps({"file": p.source, "top_k": [
+                    {"class": name, "index": index, "probability": round(prob, 6)}
+                    for (name, prob), index in zip(p.top_k, p.indices)]}))
+            else:
+                print(f"{p.source:<{file_width}}  " + "  ".join(f"{name:<{width}} {prob:.3f}"
+                                                               for name, prob in p.top_k))
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def add_export(sub) -> None:
+    ex = sub.add_parser("export", parents=[options(run_dir_argument)],
+                        help="export a finished run's model to ONNX or TorchScript",
+                        description="Write RUN_DIR's model, normalization included, as a file that "
+                                    "serves without fashionbench. Input: float32 pixels in [0, 255], "
+                                    "shape (N, 1, 28, 28), any N; outputs: logits and probabilities.")
+    ex.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                    help="onnx (default; needs pip install 'fashionbench[export]') or torchscript")
+    ex.add_argument("--out", metavar="FILE",
+                    help="output file (default: RUN_DIR/model.onnx or RUN_DIR/model.torchscript.pt)")
+    ex.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    exported = api.export(args.run_dir, args.format, args.out)
+    meta, path = exported.metadata, exported.path
+    kind = f"ONNX opset {api.ONNX_OPSET}" if args.format == "onnx" else "TorchScript"
+    classes = len(json.loads(meta["class_names"]))
+    accuracy = "validation only" if meta["test_acc"] == "null" else f"test acc {float(meta['test_acc']):.4f}"
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {kind}): {meta['model']}, "
+          f"{meta['weights']} weights, {accuracy}")
+    print(f"input: {api.INPUT_CONTRACT}")
+    print(f"outputs: logits (N, {classes}), probabilities (N, {classes}); "
+          "class names in the file's metadata (class_names)")
