@@ -57,6 +57,7 @@ from ._use import (
     Exported,
     Prediction,
     audit,
+    check_top_k,
     evaluate,
     export,
     image_files,
@@ -71,8 +72,9 @@ __all__ = [
     "TrainingOption", "TRAINING_OPTIONS", "TRAINING_OPTION", "PathLike",
     # commands
     "train", "one_vs_all", "resume", "train_plan", "evaluate", "report", "predictions", "predict",
-    "Prediction", "image_files", "class_names", "PREDICT_BATCH", "audit", "export", "Exported", "ensemble",
-    "specialists", "leaderboard", "reproduce", "reproduce_plan", "ReproducePlan", "speedrun", "speedrun_plan",
+    "Prediction", "image_files", "check_top_k", "class_names", "PREDICT_BATCH", "audit", "export", "Exported",
+    "ensemble", "specialists", "leaderboard", "reproduce", "reproduce_plan", "ReproducePlan", "speedrun",
+    "speedrun_plan",
     "speedrun_config", "speedrun_dry_run", "resume_speedrun", "describe_speedrun", "lr_find", "LRFind",
     "sweep", "sweep_plan", "sweep_space", "study_name", "best_recipe", "list_models",
     # bounds, choices and names the command line shares

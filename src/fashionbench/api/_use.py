@@ -84,6 +84,13 @@ def image_files(paths: Iterable[PathLike], on_error: Callable[[str], None] | Non
     return files
 
 
+def check_top_k(loaded: LoadedModel, top_k: int, option: str = "top_k") -> None:
+    """``top_k`` is a number of the model's classes (a binary run has two)."""
+    count = len(class_names(loaded.cfg))
+    if not 1 <= top_k <= count:
+        raise UsageError(f"{option} must be between 1 and {count}, not {top_k}")
+
+
 def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int = 3, tta: bool = False,
             invert: str = "auto", device: str | None = None,
             on_error: Callable[[str], None] | None = None) -> list[Prediction]:
@@ -96,9 +103,8 @@ def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int =
     stderr. ``tta`` averages with the mirrored image. A file that cannot be read raises,
     or with ``on_error`` is passed to it (one line) and left out."""
     loaded = run if isinstance(run, LoadedModel) else load_model(as_path(run), device)
+    check_top_k(loaded, top_k)
     names = class_names(loaded.cfg)
-    if not 1 <= top_k <= len(names):
-        raise UsageError(f"top_k must be between 1 and {len(names)}, not {top_k}")
     if isinstance(images, (str, os.PathLike, Image.Image)):  # one image, not its characters
         images = [images]
     sources, pixels = [], []

@@ -104,10 +104,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         report_error(message)
 
     loaded = api.load_run(args.run_dir).load(args.device)  # refused before any image is read
+    api.check_top_k(loaded, args.top_k, "--top-k")
     files = api.image_files(args.images, on_error=unreadable)
     file_width = max((len(str(f)) for f in files), default=0)
     width = max(map(len, api.class_names(loaded.cfg)))
-    for start in range(0, max(len(files), 1), api.PREDICT_BATCH):  # with no file, once: --top-k is checked
+    for start in range(0, len(files), api.PREDICT_BATCH):
         batch = files[start:start + api.PREDICT_BATCH]
         for p in api.predict(loaded, batch, top_k=args.top_k, tta=args.tta == "flip", invert=args.invert,
                              on_error=unreadable):
