@@ -42,9 +42,10 @@ from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError, UsageError
 from .hardware import resolve_device
 from .inference import LoadedModel, evaluate_run, load_model
-from .inference import load_run as load_finished
+from .inference import load_run as load_with_splits
 from .models import MODELS, build_model, count_parameters, forward_flops, model_info
-from .runs import check_name, check_out_dir, new_run_dir, read_summary, run_config
+from .rundir import TRAINED, FinishedRun, Kind, RunDir, State, Summary
+from .runs import check_name, check_out_dir, new_run_dir
 from .splits import class_names
 from .tasks import speedrun as speedruns
 from .tasks import sweep as sweeps
@@ -55,11 +56,11 @@ from .tasks.leaderboard import Row, collect, find_runs, write_tables
 from .tasks.lr_find import LRFinderResult, lr_find_figure, lr_range_test
 from .tasks.one_vs_all import check_one_vs_all_config, train_one_vs_all
 from .tasks.predict import class_probabilities, image_pixels
-from .tasks.report import Predictions, report_run
+from .tasks.report import NOT_REPORTED, REPORTED, Predictions, report_run
 from .tasks.report import predictions as split_predictions_of
 from .tasks.reproduce import BUDGETS, PROTOCOLS, default_models, reproduce_plan
 from .tasks.reproduce import reproduce as reproduce_runs
-from .tasks.specialists import check_specialists_dir, train_specialists
+from .tasks.specialists import GENERALIST, NOT_A_GENERALIST, check_specialists_dir, train_specialists
 from .training import Trainer, train_or_resume
 
 PathLike = str | os.PathLike
@@ -71,14 +72,13 @@ CONFIG_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "optim.l
 
 
 class Run:
-    """A run folder: a training run, one-vs-all, an ensemble or specialists. What it
-    holds is read from disk when first asked for, so a Run of an unfinished folder
-    still gives its ``config`` and ``history``."""
+    """A run folder: a training run, one-vs-all, an ensemble or specialists (a
+    ``rundir.RunDir``, ``folder``). What it holds is read from disk when first asked
+    for, so a Run of an unfinished folder still gives its ``config`` and ``history``."""
 
-    def __init__(self, path: PathLike, summary: runs.Summary | None = None):
-        self.path = Path(path)
-        if summary is not None:
-            self.__dict__["summary"] = summary  # cached_property's slot: no second read
+    def __init__(self, path: PathLike, summary: Summary | None = None):
+        self.folder = RunDir(path, summary)
+        self.path = self.folder.path
 
     def __repr__(self) -> str:
         try:
@@ -92,21 +92,37 @@ class Run:
     def __fspath__(self) -> str:  # a Run goes wherever a path does
         return str(self.path)
 
-    @cached_property
-    def config(self) -> Config:
-        """The resolved config the run trained with (config.yaml)."""
-        return run_config(self.path)
+    @property
+    def kind(self) -> Kind | None:
+        """What the folder is (None: not a run folder)."""
+        return self.folder.kind
 
-    @cached_property
-    def summary(self) -> runs.Summary:
-        """summary.json: accuracies per weights and split, timings, environment."""
-        return read_summary(self.path)
+    @property
+    def state(self) -> State:
+        """New, interrupted or complete."""
+        return self.folder.state
+
+    @property
+    def config(self) -> Config:
+        """The resolved config the run trained with."""
+        return self.folder.config
+
+    @property
+    def summary(self) -> Summary:
+        """Its results: accuracies per weights and split, timings, environment."""
+        return self.folder.summary
 
     @property
     def history(self) -> list[dict]:
-        """One dict per finished epoch (metrics.jsonl): losses, accuracies, LR, SWA
-        snapshots, seconds; [] for a kind without epochs (an ensemble)."""
-        return runs.read_history(self.path)
+        """One dict per finished epoch: losses, accuracies, LR, SWA snapshots, seconds;
+        [] for a kind without epochs (an ensemble)."""
+        return self.folder.read_history()
+
+    @property
+    def finished(self) -> FinishedRun:
+        """The folder as a finished trained run (config, summary and kind checked), or
+        one line saying why it is not one."""
+        return self.folder.finished()
 
     @cached_property
     def model(self) -> nn.Module:
@@ -115,15 +131,22 @@ class Run:
 
     def load(self, device: str | None = None) -> LoadedModel:
         """The final model with what predicting needs (config, device, precision)."""
-        return load_model(self.path, device)
+        return load_model(self.finished, device)
 
 
 def as_path(run: Run | PathLike) -> Path:
     return run.path if isinstance(run, Run) else Path(run)
 
 
+def as_finished(run: Run | PathLike, kinds: Sequence[Kind] = TRAINED, refusal: str | None = None) -> FinishedRun:
+    """``run`` as a finished trained run of one of ``kinds``, or the one line saying why
+    it is not (before any data is loaded)."""
+    folder = run.folder if isinstance(run, Run) else RunDir(run)
+    return folder.finished(kinds, refusal)
+
+
 def load_run(path: PathLike) -> Run:
-    """A run folder, checked to be one (its config.yaml readable)."""
+    """A run folder, checked to be one (its config readable)."""
     run = Run(path)
     run.config  # noqa: B018 -- not a run folder: say so now, not at first use
     return run
@@ -161,54 +184,50 @@ def resolve_config(model: str | None = None, config_file: PathLike | None = None
     return load_config(model, config_file, config_overrides(overrides, **options))
 
 
-def prepare_run(kind: str, model: str | None = None, config_file: PathLike | None = None,
+def prepare_run(kind: Kind | str, model: str | None = None, config_file: PathLike | None = None,
                 overrides: list[dict] | None = None, out: PathLike = "runs", name: str | None = None,
                 resume: PathLike | None = None, start: bool = True,
                 world: World = ONE_PROCESS) -> tuple[Config, Path, bool]:
-    """(config, run folder, resuming?) of a ``train`` or ``one-vs-all`` run: a new folder
-    from the recipe and overrides, or ``resume``'s own. ``start`` joins the process
-    group under torchrun (not for a plan), where rank 0 names a new run's folder."""
+    """(config, run folder, resuming?) of a run of ``kind`` (Kind.RUN or Kind.ONE_VS_ALL,
+    or the command's name, "train" or "one-vs-all"): a new folder from the recipe and
+    overrides, or ``resume``'s own. ``start`` joins the process group under torchrun
+    (not for a plan), where rank 0 names a new run's folder."""
+    kind = Kind.of(kind)
     overrides = overrides or []
     if resume is not None:  # exactly as configured: the overrides are not looked at
-        run_dir = Path(resume)
-        cfg = run_config(run_dir)
+        folder = RunDir(resume)
+        cfg = folder.config
         if model and model != cfg.model:
-            raise UsageError(f"{run_dir} trains {cfg.model}, not {model}")
-        if (run_dir / "summary.json").exists():
-            raise FashionbenchError(f"{run_dir} is already complete (summary.json exists)")
-        is_ova = (run_dir / "class-0").is_dir()  # one-vs-all keeps its members there
-        if is_ova != (kind == "one-vs-all"):
-            right = "one-vs-all" if is_ova else "train"
-            raise UsageError(f"{run_dir} is {'a one-vs-all' if is_ova else 'a single'} run; "
-                             f"resume it with fashionbench {right} --resume {run_dir}")
+            raise UsageError(f"{folder.path} trains {cfg.model}, not {model}")
+        folder.resumable(kind)  # complete, or the other command's: one line
         if start:
             distributed.start(world, world.device(resolve_device(cfg.device)))
-        return cfg, run_dir, (run_dir / "checkpoint.pt").exists()  # killed before epoch 1 ended: start over
+        return cfg, folder.path, folder.state is State.INTERRUPTED  # killed before epoch 1 ended: start over
     written = read_yaml(config_file) if config_file else {}
     if not model and "model" not in written:
         raise UsageError(f"name a MODEL to train (or a --config file that names one): "
                          f"{', '.join(sorted(MODELS))}")
-    if written.get("one_vs_all") and kind == "train":  # a config.yaml of before the command existed
+    if written.get("one_vs_all") and kind is Kind.RUN:  # a run's config of before the command existed
         raise UsageError(f"{config_file} trains ten one-vs-all networks (one_vs_all: true), which is a "
                          f"command of its own now: fashionbench one-vs-all --config {config_file}")
-    # A config file names its model (a run's config.yaml does); ``model`` overrides it.
+    # A config file names its model (a run's config does); ``model`` overrides it.
     cfg = load_config(model, config_file, overrides)
-    if kind == "one-vs-all":
+    if kind is Kind.ONE_VS_ALL:
         check_one_vs_all_config(cfg)
     if world.distributed and start:
         distributed.start(world, world.device(resolve_device(cfg.device)))
     # Rank 0 alone: the others would find the folder it made, or name theirs a second later.
-    run_dir = new_run_dir(out, name, cfg.model) if world.is_main else None
+    run_dir = RunDir.create(out, name, cfg.model).path if world.is_main else None
     return cfg, distributed.share(run_dir), False
 
 
-def _fit(kind: str, cfg: Config, run_dir: Path, data: FashionMNIST | None, data_dir: PathLike | None,
+def _fit(kind: Kind, cfg: Config, run_dir: Path, data: FashionMNIST | None, data_dir: PathLike | None,
          on_start: Callable[[Path], None] | None, world: World) -> Run:
     """Train (or resume) a prepared run; the data loads after the config has been checked."""
     data = _data(data, data_dir)
     if on_start is not None:
         on_start(run_dir)
-    if kind == "one-vs-all":
+    if kind is Kind.ONE_VS_ALL:
         summary = train_one_vs_all(cfg, data, run_dir)
     else:
         summary = train_or_resume(cfg, data, run_dir, world=world)
@@ -231,11 +250,11 @@ def train(model: str | None = None, *, config_file: PathLike | None = None,
     epoch's checkpoint: ``resume(folder)`` continues it. Under torchrun every process
     calls it and trains its share."""
     world = World.from_env()  # several processes when started by torchrun
-    cfg, run_dir, _ = prepare_run("train", model, config_file, config_overrides(overrides, **options),
+    cfg, run_dir, _ = prepare_run(Kind.RUN, model, config_file, config_overrides(overrides, **options),
                                   out, name, world=world)
-    run = _fit("train", cfg, run_dir, data, data_dir, on_start, world)
+    run = _fit(Kind.RUN, cfg, run_dir, data, data_dir, on_start, world)
     if report and world.is_main:
-        report_run(run_dir, _data(data, data_dir))
+        report_run(as_finished(run, REPORTED, NOT_REPORTED), _data(data, data_dir))
     return run
 
 
@@ -245,20 +264,23 @@ def one_vs_all(model: str | None = None, *, config_file: PathLike | None = None,
                on_start: Callable[[Path], None] | None = None, **options) -> Run:
     """Ten binary networks of ``model``, one per class, calibrated on validation and
     combined into one ten-class model with its report (``fashionbench one-vs-all``)."""
-    cfg, run_dir, _ = prepare_run("one-vs-all", model, config_file, config_overrides(overrides, **options),
+    cfg, run_dir, _ = prepare_run(Kind.ONE_VS_ALL, model, config_file, config_overrides(overrides, **options),
                                   out, name)
-    return _fit("one-vs-all", cfg, run_dir, data, data_dir, on_start, ONE_PROCESS)
+    return _fit(Kind.ONE_VS_ALL, cfg, run_dir, data, data_dir, on_start, ONE_PROCESS)
 
 
-def resume(run: Run | PathLike, *, model: str | None = None, kind: str | None = None,
+def resume(run: Run | PathLike, *, model: str | None = None, kind: Kind | str | None = None,
            data: FashionMNIST | None = None, data_dir: PathLike | None = None,
            on_start: Callable[[Path], None] | None = None) -> Run:
     """Continue an interrupted run (train or one-vs-all) from its last checkpoint, exactly
-    as configured; ``model``, if given, must be the run's, and ``kind`` ("train" or
-    "one-vs-all"), if given, its kind (a command resumes only its own runs)."""
+    as configured; ``model``, if given, must be the run's, and ``kind`` (Kind.RUN or
+    Kind.ONE_VS_ALL, or the command's name, "train" or "one-vs-all"), if given, its kind
+    (a command resumes only its own runs)."""
     run_dir = as_path(run)
-    kind = kind or ("one-vs-all" if (run_dir / "class-0").is_dir() else "train")
-    world = World.from_env() if kind == "train" else ONE_PROCESS
+    if kind is None:
+        kind = Kind.ONE_VS_ALL if RunDir(run_dir).kind is Kind.ONE_VS_ALL else Kind.RUN
+    kind = Kind.of(kind)
+    world = World.from_env() if kind is Kind.RUN else ONE_PROCESS
     cfg, run_dir, _ = prepare_run(kind, model, resume=run_dir, world=world)
     return _fit(kind, cfg, run_dir, data, data_dir, on_start, world)
 
@@ -269,8 +291,7 @@ def evaluate(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | No
     set is for final reporting only)."""
     if split not in ("val", "test"):
         raise UsageError(f"split must be val or test, not {split!r}")
-    runs.finished_run(as_path(run))  # not a finished run: say so before loading any data
-    return evaluate_run(as_path(run), _data(data, data_dir), split, device)
+    return evaluate_run(as_finished(run), _data(data, data_dir), split, device)
 
 
 def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: FashionMNIST | None = None,
@@ -279,8 +300,7 @@ def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: 
     RUN/report (RUN/report-val for ``split="val"``); returns report.html's path."""
     if split not in ("val", "test"):
         raise UsageError(f"split must be val or test, not {split!r}")
-    runs.finished_run(as_path(run))
-    return report_run(as_path(run), _data(data, data_dir), split, device, errors)
+    return report_run(as_finished(run, REPORTED, NOT_REPORTED), _data(data, data_dir), split, device, errors)
 
 
 def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
@@ -289,8 +309,7 @@ def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST |
     and images: what a report is made of (``fashionbench.tasks.report``'s figures take it)."""
     if split not in ("train", "val", "test"):
         raise UsageError(f"split must be train, val or test, not {split!r}")
-    runs.finished_run(as_path(run))
-    return split_predictions_of(load_finished(as_path(run), _data(data, data_dir), device), split)
+    return split_predictions_of(load_with_splits(as_finished(run), _data(data, data_dir), device), split)
 
 
 def ensemble(members: Iterable[Run | PathLike], method: str = "mean", *, tta: bool = False,
@@ -298,23 +317,21 @@ def ensemble(members: Iterable[Run | PathLike], method: str = "mean", *, tta: bo
              data_dir: PathLike | None = None, device: str | None = None) -> Run:
     """Combine finished runs by mean probability, majority vote ("vote") or weights fitted
     on validation ("weighted"); ``tta`` also predicts on mirrored images. Writes
-    ``out``/``name`` (summary.json, report/)."""
+    ``out``/``name`` (its summary and report)."""
     if method not in ("mean", "vote", "weighted"):
         raise UsageError(f"method must be mean, vote or weighted, not {method!r}")
     # One run is one member, however its path is written (runs/a, ./runs/a, /abs/runs/a).
     unique: dict[Path, Path] = {}
-    for run_dir in map(as_path, members):
-        unique.setdefault(run_dir.resolve(), run_dir)
-    run_dirs = list(unique.values())
-    if not run_dirs:
+    for member in members:
+        unique.setdefault(as_path(member).resolve(), member)
+    if not unique:
         raise UsageError("name the runs to combine")
-    for run_dir in run_dirs:  # say what is wrong before loading any data
-        runs.finished_run(run_dir)
-    folder = new_run_dir(out, name, "ensemble", resumable=False)
-    if len(run_dirs) == 1:
-        print(f"fashionbench: warning: an ensemble of one run ({run_dirs[0]}) is that run; "
+    finished = [as_finished(member) for member in unique.values()]  # what is wrong, before any data loads
+    folder = RunDir.create(out, name, "ensemble", resumable=False).path
+    if len(finished) == 1:
+        print(f"fashionbench: warning: an ensemble of one run ({finished[0].path}) is that run; "
               "name two or more to combine", file=sys.stderr, flush=True)
-    summary = ensemble_runs(run_dirs, _data(data, data_dir), method, tta, folder, device)
+    summary = ensemble_runs(finished, _data(data, data_dir), method, tta, folder, device)
     return Run(folder, summary)
 
 
@@ -324,11 +341,10 @@ def specialists(run: Run | PathLike, pairs: int = 3, *, epochs: int | None = Non
     """Binary specialists for the ``pairs`` pairs of classes the run confuses most on
     validation, each taking over where validation says it helps; rerun with the same
     ``name`` to resume."""
-    run_dir = as_path(run)
-    runs.finished_run(run_dir)
-    folder = check_out_dir(out) / (f"{run_dir.name}-specialists" if name is None else check_name(name))
+    generalist = as_finished(run, GENERALIST, NOT_A_GENERALIST)
+    folder = check_out_dir(out) / (f"{generalist.path.name}-specialists" if name is None else check_name(name))
     check_specialists_dir(folder)
-    summary = train_specialists(run_dir, _data(data, data_dir), folder, pairs, epochs, device)
+    summary = train_specialists(generalist, _data(data, data_dir), folder, pairs, epochs, device)
     return Run(folder, summary)
 
 
@@ -385,7 +401,7 @@ def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int =
     single path or PIL image is one image. Each is converted the way Fashion-MNIST was
     made (``fashionbench predict --help``); a blank one is predicted with a warning on
     stderr. ``tta`` averages with the mirrored image."""
-    loaded = run if isinstance(run, LoadedModel) else load_model(as_path(run), device)
+    loaded = run if isinstance(run, LoadedModel) else load_model(as_finished(run), device)
     names = class_names(loaded.cfg)
     if not 1 <= top_k <= len(names):
         raise UsageError(f"top_k must be between 1 and {len(names)}, not {top_k}")
@@ -407,17 +423,16 @@ def audit(run: Run | PathLike, split: str = "train", *, top: int = 50, data: Fas
           data_dir: PathLike | None = None, device: str | None = None) -> tuple[Path, Path, int]:
     """Likely label errors: the images of ``split`` where the model most confidently
     disagrees with the dataset. Returns (grid PNG, CSV of all, how many disagree)."""
-    runs.finished_run(as_path(run))
-    return audit_run(as_path(run), _data(data, data_dir), split, top, device)
+    return audit_run(as_finished(run), _data(data, data_dir), split, top, device)
 
 
 def export(run: Run | PathLike, format: str = "onnx", out: PathLike | None = None) -> Path:
     """Write a run's model, normalization included, as ONNX or TorchScript; returns the file."""
     if format not in ("onnx", "torchscript"):
         raise UsageError(f"format must be onnx or torchscript, not {format!r}")
-    run_dir = as_path(run)
-    path = Path(out) if out else run_dir / ("model.onnx" if format == "onnx" else "model.torchscript.pt")
-    export_run(run_dir, format, path)
+    finished = as_finished(run)
+    path = Path(out) if out else finished.folder.export_file(format)
+    export_run(finished, format, path)
     return path
 
 

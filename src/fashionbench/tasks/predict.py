@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from ..data import IMAGE_SIZE
 from ..errors import FashionbenchError, UsageError
 from ..inference import LoadedModel, load_model, predict, probabilities
-from ..runs import finished_run
+from ..rundir import finished
 from ..splits import class_names
 
 BATCH = 256  # files read, converted and predicted at a time: memory stays flat
@@ -223,12 +223,11 @@ def predict_cli(args) -> int:
     """Print the top-k classes of every image; 1 if any file could not be read, else 0.
     An output's index is its Fashion-MNIST class, or for a binary run 0 (the other side)
     or 1 (the positive class)."""
-    run_dir = Path(args.run_dir)
-    cfg, _ = finished_run(run_dir)  # refused as every command refuses it, before any image is read
-    names = class_names(cfg)
+    run = finished(args.run_dir)  # refused as every command refuses it, before any image is read
+    names = class_names(run.cfg)
     if not 1 <= args.top_k <= len(names):
         raise UsageError(f"--top-k must be between 1 and {len(names)}, not {args.top_k}")
-    loaded = load_model(run_dir, args.device)
+    loaded = load_model(run, args.device)
 
     files, errors = expand_folders(args.images)
     for message in errors:
