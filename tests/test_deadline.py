@@ -25,7 +25,7 @@ from fashionbench.config import dump_config
 from fashionbench.costs import CostTable
 from fashionbench.deadline import Deadline, DeadlineReached
 from fashionbench.hardware import device_name
-from fashionbench.runs import read_history
+from fashionbench.rundir import State, read_history
 from fashionbench.tasks.reproduce import reproduce_plan, train_plan
 from fashionbench.training import Trainer
 
@@ -78,7 +78,7 @@ def test_a_run_stopped_by_the_deadline_continues_to_the_uninterrupted_numbers(da
     measured = json.loads((tmp_path / "costs.json").read_text())["devices"][CPU]
     assert [cost["first_epoch_seconds"] for cost in measured.values()] == [100.0]
     # The same again with time enough: it resumes, and ends as if never stopped.
-    train_plan(data, [(cfg, stopped, "resume")], Deadline(1000, clock), CostTable(tmp_path / "costs.json"))
+    train_plan(data, [(cfg, stopped, State.INTERRUPTED)], Deadline(1000, clock), CostTable(tmp_path / "costs.json"))
     assert compare_runs(whole, stopped) == []
 
 

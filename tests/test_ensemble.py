@@ -21,6 +21,7 @@ from scipy.special import expit
 from fashionbench.cli import main
 from fashionbench.combine import combine, fit_weights, vote
 from fashionbench.inference import load_run, predict
+from fashionbench.rundir import RunDir, finished
 from fashionbench.tasks.one_vs_all import platt_scale
 from fashionbench.tasks.specialists import apply, choose_threshold, confused_pairs, takes_over
 from fashionbench.training import epoch_order
@@ -199,7 +200,6 @@ def test_one_vs_all_combines_its_networks_predicting_each_split_once(ova_run, da
     (its validation margins are calibrated and combined as they are, not predicted
     again), on one copy of the splits, and gives the run's results."""
     from fashionbench.models.one_vs_all import OneVsAllNetwork
-    from fashionbench.runs import run_config
 
     inference, one_vs_all = (importlib.import_module(f"fashionbench.{m}") for m in ("inference", "tasks.one_vs_all"))
     run, _ = ova_run
@@ -222,7 +222,7 @@ def test_one_vs_all_combines_its_networks_predicting_each_split_once(ova_run, da
     counted("predict", lambda model, images, *_: predicted.append(
         len(images) * (len(model.members) if isinstance(model, OneVsAllNetwork) else 1)))
     counted("prepare_splits", lambda *_: split_copies.append(1))
-    summary = one_vs_all.train_one_vs_all(run_config(run), data, copy)
+    summary = one_vs_all.train_one_vs_all(RunDir(run).config, data, copy)
     expected = json.loads((run / "summary.json").read_text())
     assert summary.results == expected["results"] and summary.extra["calibration"] == expected["calibration"]
     assert sum(predicted) == 10 * (expected["val_size"] + expected["test_size"]), predicted
@@ -269,7 +269,7 @@ def test_a_finished_one_vs_all_run_is_a_run_like_any_other(ova_run, data, tmp_pa
     table = cli("table", str(run.parent), "--out", str(tmp_path / "table"))
     assert "one-vs-all, 10 binary" in table and "binary: " not in table
     # The model file serves it: the first test images, as PNG files and through ONNX.
-    loaded = load_run(run, data)
+    loaded = load_run(finished(run), data)
     probs = loaded.probs("test")[:3]
     for i in range(3):
         Image.fromarray(loaded.splits["test"].images[i, 0].cpu().numpy()).save(tmp_path / f"{i}.png")

@@ -18,6 +18,7 @@ from fashionbench.cli import main
 from fashionbench.config import load_config, parse_override
 from fashionbench.data import CLASSES
 from fashionbench.inference import load_model, probabilities
+from fashionbench.rundir import finished
 from fashionbench.splits import class_names, normalize, to_float
 from fashionbench.tasks.export import INPUT_CONTRACT
 
@@ -30,7 +31,7 @@ SNIPPET_MARKER = "<!-- onnx-snippet -->"
 @pytest.fixture(scope="module")
 def torch_probabilities(tiny_run, data) -> torch.Tensor:
     """The run's model in torch on all test images: fp32, eval mode, the training normalization."""
-    loaded = load_model(tiny_run, device="cpu")
+    loaded = load_model(finished(tiny_run), device="cpu")
     with torch.no_grad():
         logits = torch.cat([loaded.model(normalize(to_float(batch), loaded.cfg.channels_last))
                             for batch in data.test_images.split(1000)])

@@ -7,7 +7,7 @@ import pytest
 
 from fashionbench.config import dump_config, load_config, parse_override
 from fashionbench.errors import FashionbenchError
-from fashionbench.runs import read_summary
+from fashionbench.rundir import read_summary
 from fashionbench.tasks.leaderboard import collect, find_runs, mean_std, to_csv, to_markdown
 
 from conftest import run_main

@@ -10,6 +10,7 @@ from PIL import Image
 
 from fashionbench import inference
 from fashionbench.data import CLASSES
+from fashionbench.rundir import finished
 from fashionbench.tasks.predict import class_probabilities, read_image, to_fashion_mnist
 
 from conftest import run_cli, run_main
@@ -19,7 +20,7 @@ N = 2000  # test images: enough to measure agreement to a fraction of a percent,
 
 @pytest.fixture(scope="module")
 def model(tiny_run):
-    return inference.load_model(tiny_run)
+    return inference.load_model(finished(tiny_run))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from fashionbench.config import (
     reference_recipe,
 )
 from fashionbench.models import MODELS
-from fashionbench.runs import read_summary
+from fashionbench.rundir import read_summary
 from fashionbench.schedule import SchedulePlan
 from fashionbench.tasks.export import metadata
 from fashionbench.tasks.leaderboard import collect, find_runs, recipe_of, to_csv, to_markdown

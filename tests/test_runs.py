@@ -7,7 +7,7 @@ import re
 import pytest
 
 from fashionbench.errors import FashionbenchError
-from fashionbench.runs import SUMMARY_SCHEMA, Summary, read_summary, write_summary
+from fashionbench.rundir import SUMMARY_SCHEMA, Summary, read_summary, write_summary
 
 
 def a_summary(**changes) -> Summary:

@@ -24,7 +24,7 @@ from fashionbench import training
 from fashionbench.config import load_config
 from fashionbench.errors import UsageError
 from fashionbench.models import MODELS
-from fashionbench.runs import read_summary
+from fashionbench.rundir import read_summary
 from fashionbench.tasks.search_space import default_space, load_space, parse_space, recipe_values
 from fashionbench.tasks.study import (
     StudySpec,

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fashionbench.inference import FlipTTA, evaluate, evaluate_run, for_evaluation, load_model, load_run
+from fashionbench.rundir import finished
 from fashionbench.runs import load_torch
 from fashionbench.splits import MEAN, STD
 from fashionbench.training import Trainer, train_or_resume
@@ -143,10 +144,11 @@ def test_a_tta_run_is_evaluated_and_served_with_tta(data, tmp_path):
                                            "data.train_subset=500", "data.val_size=500"), data, tmp_path / "run")
     saved = load_torch(tmp_path / "run" / "model.pt")
     assert not any(k.startswith("model.") for k in saved["state_dict"])
-    loaded = load_model(tmp_path / "run")
+    run = finished(tmp_path / "run")
+    loaded = load_model(run)
     assert isinstance(loaded.model, FlipTTA)
-    assert evaluate_run(tmp_path / "run", data, "val")["acc"] == summary.accuracy("last", "val")
-    plain = evaluate(loaded.model.model, load_run(tmp_path / "run", data).splits["val"], loaded.precision,
+    assert evaluate_run(run, data, "val")["acc"] == summary.accuracy("last", "val")
+    plain = evaluate(loaded.model.model, load_run(run, data).splits["val"], loaded.precision,
                      loaded.cfg.channels_last)
     assert plain["loss"] != summary.results["last"]["val"]["loss"]  # the figures are TTA's, not the plain model's
 

@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from scipy.special import softmax
 
 from .data import FashionMNIST
-from .runs import Summary
+from .rundir import Summary
 
 METHODS = ("mean", "vote", "weighted")
 

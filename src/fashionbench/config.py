@@ -57,7 +57,7 @@ class SWAConfig:
     # use the fraction, so that --epochs N scales the averaging window with the run.
     start: float = 0.67
     # Written by fashionbench, never set by hand: the epoch ``start`` resolved to at
-    # this run's ``epochs``, so that config.yaml says when averaging began.
+    # this run's ``epochs``, so that a run's config says when averaging began.
     start_epoch: int | None = None
     # If set, the averaging phase of Izmailov et al. 2018: after start_epoch the LR
     # leaves the schedule, moves to this value over one epoch (torch's SWALR, cosine)
@@ -246,8 +246,7 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key} must be in {span(low, high, low_included)}, got {value}")
     if cfg.optim.name == "adamw" and cfg.optim.momentum >= 1:
         raise ConfigError(f"optim.momentum is AdamW's beta1 and must be below 1, got {cfg.optim.momentum}")
-    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
-        raise ConfigError(f"device must be one of auto, cpu, cuda, cuda:N, got {cfg.device!r}")
+    check_device(cfg.device)
     if cfg.head == "ova" and cfg.data.positive_class is not None:
         raise ConfigError("head=ova is the one-network form of one-vs-all; "
                           "it does not combine with data.positive_class")
@@ -265,6 +264,12 @@ def validate(cfg: Config) -> Config:
     # A new SWAConfig, not an edit: configs made with dataclasses.replace share it.
     cfg.swa = dataclasses.replace(cfg.swa, start_epoch=swa_start_epoch(cfg.swa.start, cfg.epochs))
     return cfg
+
+
+def check_device(device: str) -> str:
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise ConfigError(f"device must be one of auto, cpu, cuda, cuda:N, got {device!r}")
+    return device
 
 
 def swa_start_epoch(start: float, epochs: int) -> int:
@@ -314,7 +319,7 @@ def read_yaml(path: str | Path) -> dict:
     """A YAML file of config keys. A file that cannot be read as text is a
     FashionbenchError (exit 1, as any unreadable file); text that is no mapping of keys
     (invalid YAML, empty, a list) is a ConfigError, as a bad key in it is: a usage error
-    for a --config, and run_config's callers call it a damaged run folder. An empty file
+    for a --config, and a run folder's (rundir.RunDir.config) says it is damaged. An empty file
     is never taken as "all defaults", which would silently replace a recipe."""
     path = Path(path)
     try:
@@ -388,7 +393,7 @@ def _written_start(data: dict) -> dict:
 
 
 def config_from_dict(data: dict) -> Config:
-    """A config file's contents (a run's config.yaml), of any fashionbench version so far."""
+    """A config file's contents (a run's config), of any fashionbench version so far."""
     return validate(_build(Config, _written_start(_retired(data))))
 
 

@@ -44,7 +44,7 @@ class Cost:
     # Each later epoch: training steps, validation, checkpoint.
     epoch_seconds: float | None = None
     epoch_count: int = 0
-    # After the last epoch: SWA's BatchNorm pass, the final evaluation, model.pt, summary.json.
+    # After the last epoch: SWA's BatchNorm pass, the final evaluation, the model and summary written.
     finish_seconds: float | None = None
     finish_count: int = 0
 

@@ -1,24 +1,20 @@
-"""Using a model: predictions on uint8 images, losses and accuracy, and finished
-runs loaded back from their folders (``load_model`` without data, ``load_run`` with
-the run's own splits rebuilt)."""
+"""Using a model: predictions on uint8 images, losses and accuracy, and a finished
+run's model loaded on a device (``LoadedModel``: ``load_model`` without data,
+``load_run`` with the run's own splits rebuilt)."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import runs
-from .config import Config, validate
+from .config import Config, check_device
 from .data import FashionMNIST
-from .errors import FashionbenchError
 from .hardware import autocast, resolve_device, resolve_precision
-from .models import build_model
-from .models.one_vs_all import OneVsAllNetwork
+from .rundir import FinishedRun
 from .splits import Split, normalize, prepare_splits, to_float
 
 EVAL_BATCH = 1000
@@ -88,16 +84,20 @@ def evaluate(model: nn.Module, split: Split, precision: str, channels_last: bool
 
 
 @dataclass
-class FinishedRun:
-    """A finished run's final model, ready to predict on its own splits."""
-    cfg: Config
+class LoadedModel:
+    """A finished run's final model on a device, in eval mode: what predicting needs.
+    Loaded with the data (``load_run``), it also holds the run's own splits, rebuilt
+    from its config (the same seeded split as in training)."""
+    run: FinishedRun             # the folder, its kind, config and summary
+    cfg: Config                  # the run's config, with the device it is loaded on
     model: nn.Module
-    weights: str                 # "swa", "last" or "ova"
-    splits: dict[str, Split]
+    weights: str                 # "swa", "last", "best_on_test" or "ova"
+    device: torch.device
     precision: str
+    splits: dict[str, Split] = field(default_factory=dict)
 
     def predict(self, split: str, flip: bool = False) -> torch.Tensor:
-        """Logits on one split; ``flip`` mirrors every image first (test-time augmentation)."""
+        """Logits on one of its splits; ``flip`` mirrors every image first (test-time augmentation)."""
         images = self.splits[split].images
         return predict(self.model, images.flip(-1) if flip else images, self.precision,
                        self.cfg.channels_last)
@@ -106,46 +106,25 @@ class FinishedRun:
         return probabilities(self.predict(split, flip), self.cfg.head)
 
 
-@dataclass
-class LoadedModel:
-    """A finished run's final model on a device, in eval mode, without any data."""
-    cfg: Config
-    model: nn.Module
-    weights: str                 # "swa", "last" or "ova"
-    device: torch.device
-    precision: str
-
-
-def load_model(run_dir: Path, device: str | None = None) -> LoadedModel:
-    """``run_dir``'s model.pt on ``device`` (default: the run's own); a run that is not
-    finished, or whose summary.json is damaged, is refused (``runs.finished_run``)."""
-    run_dir = Path(run_dir)
-    cfg, _ = runs.finished_run(run_dir)
-    if device:
-        cfg = validate(dataclasses.replace(cfg, device=device))
-    if not (run_dir / "model.pt").exists():
-        raise FashionbenchError(f"{run_dir}: no model.pt (run not finished?)")
-    saved = runs.load_torch(run_dir / "model.pt")
-    if saved.get("kind") == "one-vs-all":
-        model = OneVsAllNetwork([build_model(saved["model"], 2) for _ in range(saved["num_classes"])])
-    else:
-        model = build_model(saved["model"], saved.get("num_classes", 10))
-    model.load_state_dict(saved["state_dict"])
+def load_model(run: FinishedRun, device: str | None = None) -> LoadedModel:
+    """``run``'s final model on ``device`` (default: the run's own)."""
+    cfg = run.cfg if not device else dataclasses.replace(run.cfg, device=check_device(device))
+    saved = run.read_model()
     torch_device = resolve_device(cfg.device)
-    model = for_evaluation(place_model(model, torch_device, cfg.channels_last), cfg).eval()
-    return LoadedModel(cfg, model, saved["weights"], torch_device,
-                       resolve_precision(cfg.precision, torch_device))
+    model = for_evaluation(place_model(saved.network, torch_device, cfg.channels_last), cfg).eval()
+    return LoadedModel(run, cfg, model, saved.weights, torch_device, resolve_precision(cfg.precision, torch_device))
 
 
-def load_run(run_dir: Path, data: FashionMNIST, device: str | None = None) -> FinishedRun:
-    """``run_dir``'s model.pt on ``device`` (default: the run's own), with the run's
+def load_run(run: FinishedRun, data: FashionMNIST, device: str | None = None) -> LoadedModel:
+    """``run``'s final model on ``device`` (default: the run's own), with the run's
     splits rebuilt from its config (the same seeded split as in training)."""
-    loaded = load_model(run_dir, device)
-    return FinishedRun(loaded.cfg, loaded.model, loaded.weights,
-                       prepare_splits(data, loaded.cfg, loaded.device), loaded.precision)
+    loaded = load_model(run, device)
+    loaded.splits = prepare_splits(data, loaded.cfg, loaded.device)
+    return loaded
 
 
-def evaluate_run(run_dir: Path, data: FashionMNIST, split: str, device: str | None = None) -> dict:
-    run = load_run(run_dir, data, device)
-    result = evaluate(run.model, run.splits[split], run.precision, run.cfg.channels_last, run.cfg.head)
-    return {"run": str(run_dir), "weights": run.weights, "split": split, **result}
+def evaluate_run(run: FinishedRun, data: FashionMNIST, split: str, device: str | None = None) -> dict:
+    loaded = load_run(run, data, device)
+    result = evaluate(loaded.model, loaded.splits[split], loaded.precision, loaded.cfg.channels_last,
+                      loaded.cfg.head)
+    return {"run": str(run.path), "weights": loaded.weights, "split": split, **result}

@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import LEAKY, Config
 from .hardware import device_name, resolve_device, resolve_precision
 from .models import build_model, count_parameters
+from .rundir import FILES
 from .schedule import SchedulePlan, steps_per_epoch
 from .splits import planned_split_sizes
 
@@ -73,6 +74,5 @@ def training_plan(cfg: Config) -> list[str]:
 def run_plan(cfg: Config, run_dir: Path, resume: bool = False) -> str:
     """The whole plan of ``fashionbench train``, ending with the folder it would write."""
     lines = training_plan(cfg)
-    lines.append(f"run folder: {run_dir} ({'resumed' if resume else 'created'}: config.yaml, "
-                 "metrics.jsonl, checkpoint.pt, model.pt, summary.json)")
+    lines.append(f"run folder: {run_dir} ({'resumed' if resume else 'created'}: {', '.join(FILES)})")
     return "\n".join(lines)

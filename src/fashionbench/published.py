@@ -31,7 +31,8 @@ from .config import reference_recipe
 from .errors import FashionbenchError
 from .models import build_model, count_parameters, forward_flops, reference_figures
 from .pages import md_table
-from .runs import Summary, read_summary, write_text
+from .rundir import SUMMARY, RunDir, State, Summary, finished_under, read_summary
+from .runs import write_text
 from .tasks.leaderboard import Row, collect, mean_std
 from .tasks.reproduce import val_chosen
 
@@ -51,10 +52,10 @@ NOT_YET = "not yet run"
 
 
 def finished_runs(root: Path, folder: str) -> dict[str, dict[Path, Summary]]:
-    """The run folders with a summary.json under ``root/folder``, by model, in name order,
+    """The finished run folders directly under ``root/folder``, by model, in name order,
     each with its summary (read once)."""
     by_model: dict[str, dict[Path, Summary]] = {}
-    for path in sorted(p.parent for p in (root / folder).glob("*/summary.json")):
+    for path in finished_under(root / folder, recursive=False):
         summary = read_summary(path)
         by_model.setdefault(summary.model, {})[path] = summary
     return by_model
@@ -133,7 +134,7 @@ def protocol_cell(row: Row) -> str:
 
 def ensemble_sentence(root: Path) -> str:
     """The three BasicCNN seeds' ensemble against the mean of its members, from its record."""
-    if not (root / ENSEMBLE / "summary.json").exists():
+    if RunDir(root / ENSEMBLE).state is not State.COMPLETE:
         return (f"The three BasicCNN seeds combined by the mean of their probabilities: {NOT_YET} "
                 f"(`{ENSEMBLE_COMMAND}`).")
     ensemble = read_summary(root / ENSEMBLE)
@@ -143,7 +144,7 @@ def ensemble_sentence(root: Path) -> str:
     return (f"The three BasicCNN seeds combined by the mean of their probabilities reach "
             f"**{100 * ensemble.test_acc:.2f}%** test ({100 * ensemble.val_acc:.2f}% validation), "
             f"{gain:+.2f} points against one model ({alone:.2f}, the mean of the three), at three times "
-            f"the training cost (record [{ENSEMBLE}]({ENSEMBLE}/summary.json)):\n\n"
+            f"the training cost (record [{ENSEMBLE}]({ENSEMBLE}/{SUMMARY})):\n\n"
             f"```bash\n{ENSEMBLE_COMMAND}\n```")
 
 

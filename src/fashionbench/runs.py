@@ -1,10 +1,9 @@
-"""Run folders: atomic file writes, the one schema of summary.json, and the
-provenance recorded beside every result.
+"""Files written safely, new folders under --out, and the provenance recorded beside
+every result: atomic writes (``write_text``, ``write_json``, ``save_torch``, ...) that
+fail in one line naming the file and the cause, ``new_run_dir`` (never an existing
+folder), and ``environment`` (the code, machine and command behind a result).
 
-Every finished thing fashionbench writes (a run, an ensemble, ten one-vs-all
-networks, a generalist with specialists) is a folder with a ``summary.json`` of
-one schema, ``Summary``, written by ``write_summary`` and read by
-``read_summary``; feature modules never read the JSON themselves.
+What a run folder holds, and in which files, is rundir.py's.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,6 @@ import numpy
 import sklearn
 import torch
 
-from .config import Config, ConfigError, config_from_dict, read_yaml
 from .errors import FashionbenchError, UsageError
 from .hardware import machine
 
@@ -149,7 +146,8 @@ def check_name(name: str) -> str:
 
 
 def new_run_dir(out: str | Path, name: str | None, model: str, resumable: bool = True) -> Path:
-    """A fresh run folder ``out/name``; an existing one is never written into."""
+    """A fresh folder ``out/name`` (a run's, an ensemble's, a speedrun's; default
+    MODEL-YYYYmmdd-HHMMSS); an existing one is never written into."""
     name = f"{model}-{datetime.now():%Y%m%d-%H%M%S}" if name is None else check_name(name)
     run_dir = check_out_dir(out) / name
     if run_dir.exists():
@@ -194,198 +192,3 @@ def environment() -> dict[str, Any]:
         **machine(),
         "command": command_line(),
     }
-
-
-def run_config(run_dir: Path) -> Config:
-    """The configuration a run folder was trained with (its config.yaml)."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        raise not_a_run(run_dir)
-    try:
-        return config_from_dict(read_yaml(path))
-    except ConfigError as e:  # a damaged file, not a mistake on the command line
-        raise FashionbenchError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
-
-
-# Combinations of runs with no model of their own (no config.yaml, no model.pt): their
-# summary.json and report are all they have. (A one-vs-all run has a model.pt.)
-COMBINATIONS = {"ensemble": "an ensemble", "specialists": "a run with specialists"}
-
-
-def not_a_run(run_dir: Path) -> FashionbenchError:
-    """Why ``run_dir``, without a config.yaml, is not a trained run: an ensemble (or
-    specialists) is named as such, with the one command that takes it; anything else is
-    not a run folder."""
-    try:
-        kind = read_summary(run_dir).kind
-    except FashionbenchError:
-        kind = None
-    if kind not in COMBINATIONS:
-        return FashionbenchError(f"{run_dir}: not a run folder (no config.yaml)")
-    return FashionbenchError(
-        f"{run_dir} is {COMBINATIONS[kind]}, not a trained run: it has no model of its own. "
-        f"fashionbench table lists it (its report: {Path(run_dir) / 'report'}); evaluate, report, "
-        "predict, audit, export, ensemble and specialists take trained runs, such as the ones it "
-        "combines (runs, in its summary.json)")
-
-
-def finished_run(run_dir: Path) -> tuple[Config, Summary]:
-    """A finished run's config and summary, both read strictly: the check of every
-    command that uses a run's model, made before any work (a run whose summary.json is
-    damaged is refused by all alike)."""
-    return run_config(run_dir), read_summary(run_dir)
-
-
-# -- summary.json ------------------------------------------------------------------------
-
-# 1: no "schema" or "kind" (kind only on ensembles, whose "weights" were the fitted
-#    member weights); 2: both always present, "weights" always names the reported
-#    result, validation timed apart from training ("val_seconds").
-SUMMARY_SCHEMA = 2
-KINDS = ("run", "ensemble", "one-vs-all", "specialists")
-# What every finished summary holds, of any kind and schema: a table row and a
-# combination of runs are made of these.
-FINISHED = ("model", "test_acc", "results", "seed", "parameters", "epochs", "seconds_per_epoch",
-            "device")
-
-
-@dataclass
-class Summary:
-    """What a finished run (or combination of runs) reports, as summary.json holds it.
-
-    The fields are common to every kind; what only one kind has (an ensemble's
-    method, one-vs-all's calibration, a run's environment and SWA snapshots) is in
-    ``extra`` and written beside them, flat, in the same JSON object."""
-    kind: str                    # one of KINDS
-    model: str                   # architecture, or a combination's description
-    test_acc: float | None       # of the reported model; None: validation only (a sweep's trial)
-    results: dict                # weights -> split -> {"acc", "loss"}
-    seed: int | str              # a combination's: its members' joined by "+"
-    parameters: int
-    epochs: int
-    seconds_per_epoch: float     # training only (validation excluded from schema 2 on)
-    device: str
-    weights: str = ""            # the key of ``results`` that is reported: swa, last, ova, ...
-    val_acc: float | None = None
-    train_seconds: float = 0.0
-    val_seconds: float | None = None  # None: a schema-1 summary, whose training time includes it
-    train_size: int = 0
-    val_size: int = 0
-    test_size: int = 10_000
-    variant: str | None = None   # e.g. "one-vs-all head", "binary: Shirt against the rest"
-    # "val": the reported model was never chosen by a test figure. "test": the leaky
-    # reference protocol (eval.select_on test), the best epoch on the test set: its test
-    # accuracy is optimistic, and every table and report says so (``leaky``).
-    selected_on: str = "val"
-    precision: str | None = None
-    data_md5: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
-    schema: int = SUMMARY_SCHEMA
-
-    @property
-    def leaky(self) -> bool:
-        """Was the reported model chosen on the test set (its test accuracy optimistic)?"""
-        return self.selected_on == "test"
-
-    @property
-    def reported(self) -> dict:
-        """The reported model's results per split."""
-        return self.results[self.weights]
-
-    def accuracy(self, weights: str, split: str) -> float | None:
-        """Accuracy of ``weights`` on ``split``, or None where the summary has none
-        (an ensemble has no last-epoch model)."""
-        return self.results.get(weights, {}).get(split, {}).get("acc")
-
-    def to_dict(self) -> dict:
-        fields = {k: v for k, v in vars(self).items() if k != "extra"}
-        return {"schema": fields.pop("schema"), **fields, **self.extra}
-
-    @classmethod
-    def from_dict(cls, data: dict, path: Path) -> Summary:
-        """A summary of any schema up to this one, checked; ``path`` names it in errors."""
-        data = dict(data)
-        schema = data.pop("schema", 1)
-        if isinstance(schema, bool) or not isinstance(schema, int) or schema > SUMMARY_SCHEMA:
-            raise FashionbenchError(f"{path}: summary schema {schema!r} is not one this fashionbench "
-                                    f"reads (1 to {SUMMARY_SCHEMA}); a newer fashionbench wrote it?")
-        missing = [key for key in FINISHED + (("kind", "weights") if schema > 1 else ()) if key not in data]
-        if missing:
-            raise FashionbenchError(f"{path}: not a finished run (no {', '.join(missing)})")
-        acc = data["test_acc"]
-        validation_only = acc is None and schema > 1  # eval.test false: a sweep's trial
-        if not validation_only and (isinstance(acc, bool) or not isinstance(acc, (int, float))):
-            raise FashionbenchError(f"{path}: not a finished run (test_acc {acc!r} is not a number)")
-        if not isinstance(data["results"], dict):
-            raise FashionbenchError(f"{path}: not a finished run (results is not a mapping)")
-        if schema == 1:
-            data = _from_schema_1(data)
-        if data["kind"] not in KINDS:
-            raise FashionbenchError(f"{path}: not a finished run (unknown kind {data['kind']!r})")
-        known = {f for f in cls.__dataclass_fields__ if f not in ("extra", "schema")}
-        return cls(**{k: v for k, v in data.items() if k in known},
-                   extra={k: v for k, v in data.items() if k not in known})
-
-
-def _from_schema_1(data: dict) -> dict:
-    """A schema-1 summary in today's terms: its kind (only ensembles said), and an
-    ensemble's fitted member weights under their own name."""
-    kind = data.get("kind") or {"ova": "one-vs-all", "specialists": "specialists"}.get(data.get("weights"), "run")
-    if kind == "ensemble":
-        data["member_weights"] = data.pop("weights", None)
-        data["weights"] = "ensemble"
-    return {**data, "kind": kind, "weights": data.get("weights") or next(iter(data["results"]), "")}
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _refuse_constant(name: str):
-    raise _NonFinite(name)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999 reads as inf
-        raise _NonFinite(text)
-    return value
-
-
-def read_summary(run_dir: Path) -> Summary:
-    """A finished run's summary.json, strictly: valid JSON without NaN or Infinity (a
-    diverged run's), with the fields every finished run writes; any schema so far."""
-    path = Path(run_dir) / "summary.json"
-    try:
-        data = json.loads(path.read_text(), parse_constant=_refuse_constant, parse_float=_finite_float)
-    except FileNotFoundError:
-        raise FashionbenchError(f"{run_dir}: no summary.json (run not finished?)") from None
-    except OSError as e:
-        raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
-    except _NonFinite as e:
-        raise FashionbenchError(f"{path}: not a finished run (non-finite value {e})") from None
-    except json.JSONDecodeError as e:
-        raise FashionbenchError(f"{path}: not valid JSON ({e.msg})") from None
-    except UnicodeDecodeError:
-        raise FashionbenchError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    if not isinstance(data, dict):
-        raise FashionbenchError(f"{path}: not a finished run (not a JSON object)")
-    return Summary.from_dict(data, path)
-
-
-def read_history(run_dir: Path) -> list[dict]:
-    """``run_dir``/metrics.jsonl, one dict per finished epoch (losses, accuracies, LR, SWA
-    snapshots, seconds); [] where there is none (an ensemble; a one-vs-all run keeps its
-    members' in their folders)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FashionbenchError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-
-
-def write_summary(run_dir: Path, summary: Summary) -> None:
-    """``run_dir``/summary.json: the mark of a finished run, written last."""
-    write_json(Path(run_dir) / "summary.json", summary.to_dict())

@@ -10,7 +10,6 @@ an interrupted one resumed, a new one trained. Features that train several runs
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
 import time
@@ -24,7 +23,7 @@ from torch.optim import swa_utils
 
 from . import distributed, runs
 from .augment import augment
-from .config import Config, ConfigError, dump_config
+from .config import Config, ConfigError
 from .data import FashionMNIST
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError
@@ -32,7 +31,7 @@ from .hardware import autocast, device_name, resolve_device, resolve_precision, 
 from .inference import evaluate, for_evaluation, loss_fn, place_model
 from .models import build_model, count_parameters
 from .progress import Progress
-from .runs import Summary
+from .rundir import RunDir, State, Summary, state_of
 from .schedule import SchedulePlan, steps_per_epoch
 from .splits import Split, binary_task, normalize, prepare_splits, to_float
 from .threads import CpuShare
@@ -191,9 +190,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         state = self.state_dict()
         if self.world.is_main:
-            runs.save_torch(self.run_dir / "checkpoint.pt", state)
-            runs.write_text(self.run_dir / "metrics.jsonl",
-                            "".join(json.dumps(row) + "\n" for row in self.history))
+            RunDir(self.run_dir).write_checkpoint(state, self.history)
 
     # -- training ------------------------------------------------------------------------
     @property
@@ -325,7 +322,7 @@ class Trainer:
         created = world.is_main and not self.run_dir.exists()
         if world.is_main:
             runs.make_dir(self.run_dir)
-            runs.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+            RunDir(self.run_dir).write_config(self.cfg)
             at = (f"epoch {self.epoch + 1} of {epochs}" if self.epoch < epochs else
                   f"{epochs} of {epochs} epochs already trained; evaluating")
             processes = f" x {world.size} processes ({world.backend(self.device)})" if world.distributed else ""
@@ -403,9 +400,7 @@ class Trainer:
         for split, result in results[weights].items():
             if not math.isfinite(result["loss"]):  # e.g. BatchNorm statistics that overflowed
                 raise self.diverged(f"in the final evaluation ({weights} model, {split} loss {result['loss']})")
-        runs.save_torch(self.run_dir / "model.pt", {"model": cfg.model, "weights": weights,
-                                                    "num_classes": cfg.num_classes,
-                                                    "state_dict": final.state_dict()})
+        RunDir(self.run_dir).write_model(final, cfg.model, weights, cfg.num_classes)
         variant = ("one-vs-all head" if cfg.head == "ova" else
                    f"binary: {binary_task(cfg)}" if cfg.data.positive_class is not None else None)
         summary = Summary(
@@ -427,20 +422,15 @@ class Trainer:
                    "cpu_threads": sorted(self.cpu_share.threads_used) or None,
                    "backend": self.world.backend(self.device) if self.world.distributed else None,
                    "data_dir": str(self.data.root), **extra, **self.environment})
-        runs.write_summary(self.run_dir, summary)
+        RunDir(self.run_dir).write_summary(summary)
         return summary
 
 
 def discard_new_run(run_dir: Path) -> None:
     """Remove the folder of a run that diverged before its first checkpoint: it holds its
-    config.yaml alone, and resuming it would only diverge again; without it the same
+    config alone, and resuming it would only diverge again; without it the same
     command, with a lower learning rate, can run. A folder holding anything else is kept."""
-    try:
-        if [path.name for path in run_dir.iterdir()] == ["config.yaml"]:
-            (run_dir / "config.yaml").unlink()
-            run_dir.rmdir()
-    except OSError:
-        pass  # gone, or not ours to remove: the divergence is what the user must hear of
+    RunDir(run_dir).discard_new()
 
 
 def train_or_resume(cfg: Config, data: FashionMNIST, run_dir: Path, label: str | None = None,
@@ -451,14 +441,15 @@ def train_or_resume(cfg: Config, data: FashionMNIST, run_dir: Path, label: str |
     given, heads one line saying which. Under torchrun every process calls it (the run
     folder on a file system they share)."""
     run_dir = Path(run_dir)
-    if (run_dir / "summary.json").exists():
+    state = state_of(run_dir)
+    if state is State.COMPLETE:
         if label and world.is_main:
             print(f"{label}: already complete in {run_dir}", flush=True)
-        return runs.read_summary(run_dir)
-    resume = (run_dir / "checkpoint.pt").exists()
+        return RunDir(run_dir).summary
+    resume = state is State.INTERRUPTED
     if label and world.is_main:
         print(f"{label}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
     trainer = Trainer(cfg, data, run_dir, world, on_epoch)
     if resume:
-        trainer.load_state_dict(runs.load_torch(run_dir / "checkpoint.pt"))
+        trainer.load_state_dict(RunDir(run_dir).read_checkpoint())
     return trainer.fit()

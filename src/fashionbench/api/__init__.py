@@ -28,6 +28,7 @@ from ..distributed import ONE_PROCESS, World, peer_lost
 from ..errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
 from ..inference import LoadedModel
 from ..models import MODELS, check_model
+from ..rundir import FinishedRun, Kind, State
 from ..runs import check_name, os_cause
 from ..splits import class_names
 from ..tasks.export import INPUT_CONTRACT, ONNX_OPSET
@@ -51,7 +52,7 @@ from ._run import (
 )
 from ._search import LRFind, best_recipe, list_models, lr_find, study_name, sweep, sweep_plan, sweep_space
 from ._speedrun import resume_speedrun, speedrun, speedrun_config, speedrun_dry_run, speedrun_plan
-from ._train import RunKind, one_vs_all, resume, train, train_plan
+from ._train import one_vs_all, resume, train, train_plan
 from ._use import (
     PREDICT_BATCH,
     Exported,
@@ -68,7 +69,7 @@ from ._use import (
 
 __all__ = [
     # runs and the data
-    "Run", "RunKind", "LoadedModel", "load_run", "load_data", "resolve_config", "config_overrides",
+    "Run", "Kind", "State", "FinishedRun", "LoadedModel", "load_run", "load_data", "resolve_config", "config_overrides",
     "TrainingOption", "TRAINING_OPTIONS", "TRAINING_OPTION", "PathLike",
     # commands
     "train", "one_vs_all", "resume", "train_plan", "evaluate", "report", "predictions", "predict",

@@ -8,18 +8,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import runs
 from ..config import Config
 from ..costs import CostTable
 from ..data import FashionMNIST
 from ..deadline import Deadline
 from ..errors import UsageError
-from ..runs import check_name, check_out_dir, new_run_dir
+from ..rundir import RunDir
+from ..runs import check_name, check_out_dir
 from ..tasks import reproduce as reproducing
 from ..tasks.ensemble import ensemble_runs
 from ..tasks.leaderboard import Row, collect, find_runs, write_tables
-from ..tasks.specialists import check_specialists_dir, train_specialists
-from ._run import PathLike, Run, as_path, dataset
+from ..tasks.specialists import GENERALIST, NOT_A_GENERALIST, check_specialists_dir, train_specialists
+from ._run import PathLike, Run, as_finished, as_path, dataset
 
 
 def ensemble(members: Iterable[Run | PathLike], method: str = "mean", *, tta: bool = False,
@@ -27,23 +27,21 @@ def ensemble(members: Iterable[Run | PathLike], method: str = "mean", *, tta: bo
              data_dir: PathLike | None = None, device: str | None = None) -> Run:
     """Combine finished runs by mean probability, majority vote ("vote") or weights fitted
     on validation ("weighted"); ``tta`` also predicts on mirrored images. Writes
-    ``out``/``name`` (summary.json, report/)."""
+    ``out``/``name`` (its summary and report)."""
     if method not in ("mean", "vote", "weighted"):
         raise UsageError(f"method must be mean, vote or weighted, not {method!r}")
     # One run is one member, however its path is written (runs/a, ./runs/a, /abs/runs/a).
     unique: dict[Path, Path] = {}
-    for run_dir in map(as_path, members):
-        unique.setdefault(run_dir.resolve(), run_dir)
-    run_dirs = list(unique.values())
-    if not run_dirs:
+    for member in members:
+        unique.setdefault(as_path(member).resolve(), member)
+    if not unique:
         raise UsageError("name the runs to combine")
-    for run_dir in run_dirs:  # say what is wrong before loading any data
-        runs.finished_run(run_dir)
-    folder = new_run_dir(out, name, "ensemble", resumable=False)
-    if len(run_dirs) == 1:
-        print(f"fashionbench: warning: an ensemble of one run ({run_dirs[0]}) is that run; "
+    finished = [as_finished(member) for member in unique.values()]  # what is wrong, before any data loads
+    folder = RunDir.create(out, name, "ensemble", resumable=False).path
+    if len(finished) == 1:
+        print(f"fashionbench: warning: an ensemble of one run ({finished[0].path}) is that run; "
               "name two or more to combine", file=sys.stderr, flush=True)
-    summary = ensemble_runs(run_dirs, dataset(data, data_dir), method, tta, folder, device)
+    summary = ensemble_runs(finished, dataset(data, data_dir), method, tta, folder, device)
     return Run(folder, summary)
 
 
@@ -53,11 +51,10 @@ def specialists(run: Run | PathLike, pairs: int = 3, *, epochs: int | None = Non
     """Binary specialists for the ``pairs`` pairs of classes the run confuses most on
     validation, each taking over where validation says it helps; rerun with the same
     ``name`` to resume."""
-    run_dir = as_path(run)
-    runs.finished_run(run_dir)
-    folder = check_out_dir(out) / (f"{run_dir.name}-specialists" if name is None else check_name(name))
+    generalist = as_finished(run, GENERALIST, NOT_A_GENERALIST)
+    folder = check_out_dir(out) / (f"{generalist.path.name}-specialists" if name is None else check_name(name))
     check_specialists_dir(folder)
-    summary = train_specialists(run_dir, dataset(data, data_dir), folder, pairs, epochs, device)
+    summary = train_specialists(generalist, dataset(data, data_dir), folder, pairs, epochs, device)
     return Run(folder, summary)
 
 

@@ -12,13 +12,12 @@ from typing import Any
 
 from torch import nn
 
-from .. import runs
 from ..config import LEAKY, Config, load_config, override, parse_override
 from ..data import FashionMNIST, load_fashion_mnist
 from ..errors import FashionbenchError, UsageError
 from ..inference import LoadedModel, load_model
 from ..models import MODELS
-from ..runs import read_summary, run_config
+from ..rundir import HISTORY, MODEL, REPORT, SUMMARY, TRAINED, FinishedRun, Kind, RunDir, State, Summary
 
 PathLike = str | os.PathLike
 
@@ -53,14 +52,13 @@ TRAINING_OPTION = {option.name: option for option in TRAINING_OPTIONS}
 
 
 class Run:
-    """A run folder: a training run, one-vs-all, an ensemble or specialists. What it
-    holds is read from disk when first asked for, so a Run of an unfinished folder
-    still gives its ``config`` and ``history``."""
+    """A run folder: a training run, one-vs-all, an ensemble or specialists (a
+    ``rundir.RunDir``, ``folder``). What it holds is read from disk when first asked
+    for, so a Run of an unfinished folder still gives its ``config`` and ``history``."""
 
-    def __init__(self, path: PathLike, summary: runs.Summary | None = None):
-        self.path = Path(path)
-        if summary is not None:
-            self.__dict__["summary"] = summary  # cached_property's slot: no second read
+    def __init__(self, path: PathLike, summary: Summary | None = None):
+        self.folder = RunDir(path, summary)
+        self.path = self.folder.path
 
     def __repr__(self) -> str:
         try:
@@ -74,38 +72,61 @@ class Run:
     def __fspath__(self) -> str:  # a Run goes wherever a path does
         return str(self.path)
 
-    @cached_property
-    def config(self) -> Config:
-        """The resolved config the run trained with (config.yaml)."""
-        return run_config(self.path)
+    @property
+    def kind(self) -> Kind | None:
+        """What the folder is (None: not a run folder)."""
+        return self.folder.kind
 
-    @cached_property
-    def summary(self) -> runs.Summary:
-        """summary.json: accuracies per weights and split, timings, environment."""
-        return read_summary(self.path)
+    @property
+    def state(self) -> State:
+        """New, interrupted or complete."""
+        return self.folder.state
+
+    @property
+    def config(self) -> Config:
+        """The resolved config the run trained with."""
+        return self.folder.config
+
+    @property
+    def summary(self) -> Summary:
+        """Its results: accuracies per weights and split, timings, environment."""
+        return self.folder.summary
 
     @property
     def history(self) -> list[dict]:
-        """One dict per finished epoch (metrics.jsonl): losses, accuracies, LR, SWA
-        snapshots, seconds; [] for a kind without epochs (an ensemble)."""
-        return runs.read_history(self.path)
+        """One dict per finished epoch: losses, accuracies, LR, SWA snapshots, seconds;
+        [] for a kind without epochs (an ensemble)."""
+        return self.folder.read_history()
+
+    @property
+    def finished(self) -> FinishedRun:
+        """The folder as a finished trained run (config, summary and kind checked), or
+        one line saying why it is not one."""
+        return self.folder.finished()
 
     @property
     def summary_path(self) -> Path:
-        return self.path / "summary.json"
+        return self.path / SUMMARY
 
     @property
     def model_path(self) -> Path:
-        return self.path / "model.pt"
+        return self.path / MODEL
 
     @property
     def history_path(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / HISTORY
+
+    @property
+    def report_path(self) -> Path:
+        """The report of the test split (``report``'s default folder)."""
+        return self.path / REPORT / "report.html"
 
     @property
     def members(self) -> list[Path]:
         """A one-vs-all run's member folders, class 0 first; [] for any other kind."""
-        return sorted(self.path.glob("class-*"), key=lambda p: int(p.name.removeprefix("class-")))
+        if self.kind is not Kind.ONE_VS_ALL:
+            return []
+        return [self.folder.member(c).path for c in range(self.config.num_classes)]
 
     @cached_property
     def model(self) -> nn.Module:
@@ -114,15 +135,22 @@ class Run:
 
     def load(self, device: str | None = None) -> LoadedModel:
         """The final model with what predicting needs (config, device, precision)."""
-        return load_model(self.path, device)
+        return load_model(self.finished, device)
 
 
 def as_path(run: Run | PathLike) -> Path:
     return run.path if isinstance(run, Run) else Path(run)
 
 
+def as_finished(run: Run | PathLike, kinds: Sequence[Kind] = TRAINED, refusal: str | None = None) -> FinishedRun:
+    """``run`` as a finished trained run of one of ``kinds``, or the one line saying why
+    it is not (before any data is loaded)."""
+    folder = run.folder if isinstance(run, Run) else RunDir(run)
+    return folder.finished(kinds, refusal)
+
+
 def load_run(path: PathLike) -> Run:
-    """A run folder, checked to be one (its config.yaml readable)."""
+    """A run folder, checked to be one (its config readable)."""
     run = Run(path)
     run.config  # noqa: B018 -- not a run folder: say so now, not at first use
     return run

@@ -3,7 +3,6 @@ resumed, and the plan of either (--dry-run)."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,81 +11,61 @@ from .. import distributed
 from ..config import Config, load_config, read_yaml
 from ..data import FashionMNIST
 from ..distributed import ONE_PROCESS, World
-from ..errors import FashionbenchError, UsageError
+from ..errors import UsageError
 from ..hardware import resolve_device
 from ..models import MODELS
 from ..plan import run_plan
-from ..runs import new_run_dir, run_config
+from ..rundir import Kind, RunDir, State
 from ..tasks.one_vs_all import check_one_vs_all_config, one_vs_all_plan, train_one_vs_all
-from ..tasks.report import report_run
+from ..tasks.report import NOT_REPORTED, REPORTED, report_run
 from ..training import train_or_resume
-from ._run import PathLike, Run, as_path, config_overrides, dataset
+from ._run import PathLike, Run, as_finished, as_path, config_overrides, dataset
 
 
-class RunKind(enum.Enum):
-    """What a training command makes: one network, or ten one-vs-all members combined."""
-    RUN = "train"
-    ONE_VS_ALL = "one-vs-all"
-
-
-def run_kind(kind: RunKind | str | None, run_dir: Path | None = None) -> RunKind:
-    """``kind`` as a RunKind (the commands' names "train" and "one-vs-all" are taken);
-    None: the kind of ``run_dir``."""
-    if kind is None:
-        return RunKind.ONE_VS_ALL if run_dir is not None and (run_dir / "class-0").is_dir() else RunKind.RUN
-    try:
-        return RunKind(kind)
-    except ValueError:
-        raise UsageError(f"kind must be train or one-vs-all, not {kind!r}") from None
-
-
-def prepare_run(kind: RunKind, model: str | None = None, config_file: PathLike | None = None,
+def prepare_run(kind: Kind | str, model: str | None = None, config_file: PathLike | None = None,
                 overrides: list[dict] | None = None, out: PathLike = "runs", name: str | None = None,
                 resume: PathLike | None = None, start: bool = True,
                 world: World = ONE_PROCESS) -> tuple[Config, Path, bool]:
-    """(config, run folder, resuming?) of a new run or of ``resume``'s own: a new folder
-    from the recipe and overrides, or ``resume``'s config. ``start`` joins the process
-    group under torchrun (not for a plan), where rank 0 names a new run's folder."""
+    """(config, run folder, resuming?) of a run of ``kind`` (Kind.RUN or Kind.ONE_VS_ALL,
+    or the command's name, "train" or "one-vs-all"): a new folder from the recipe and
+    overrides, or ``resume``'s own. ``start`` joins the process group under torchrun
+    (not for a plan), where rank 0 names a new run's folder."""
+    kind = Kind.of(kind)
     overrides = overrides or []
     if resume is not None:  # exactly as configured: the overrides are not looked at
-        run_dir = Path(resume)
-        cfg = run_config(run_dir)
+        folder = RunDir(resume)
+        cfg = folder.config
         if model and model != cfg.model:
-            raise UsageError(f"{run_dir} trains {cfg.model}, not {model}")
-        if (run_dir / "summary.json").exists():
-            raise FashionbenchError(f"{run_dir} is already complete (summary.json exists)")
-        found = run_kind(None, run_dir)
-        if found is not kind:
-            raise UsageError(f"{run_dir} is {'a one-vs-all' if found is RunKind.ONE_VS_ALL else 'a single'} run; "
-                             f"resume it with fashionbench {found.value} --resume {run_dir}")
+            raise UsageError(f"{folder.path} trains {cfg.model}, not {model}")
+        folder.resumable(kind)  # complete, or the other command's: one line
         if start:
             distributed.start(world, world.device(resolve_device(cfg.device)))
-        return cfg, run_dir, (run_dir / "checkpoint.pt").exists()  # killed before epoch 1 ended: start over
+        return cfg, folder.path, folder.state is State.INTERRUPTED  # killed before epoch 1 ended: start over
     written = read_yaml(config_file) if config_file else {}
     if not model and "model" not in written:
         raise UsageError(f"name a MODEL to train (or a --config file that names one): "
                          f"{', '.join(sorted(MODELS))}")
-    if written.get("one_vs_all") and kind is RunKind.RUN:  # a config.yaml of before the command existed
+    if written.get("one_vs_all") and kind is Kind.RUN:  # a run's config of before the command existed
         raise UsageError(f"{config_file} trains ten one-vs-all networks (one_vs_all: true), which is a "
                          f"command of its own now: fashionbench one-vs-all --config {config_file}")
-    # A config file names its model (a run's config.yaml does); ``model`` overrides it.
+    # A config file names its model (a run's config does); ``model`` overrides it.
     cfg = load_config(model, config_file, overrides)
-    if kind is RunKind.ONE_VS_ALL:
+    if kind is Kind.ONE_VS_ALL:
         check_one_vs_all_config(cfg)
     if world.distributed and start:
         distributed.start(world, world.device(resolve_device(cfg.device)))
     # Rank 0 alone: the others would find the folder it made, or name theirs a second later.
-    run_dir = new_run_dir(out, name, cfg.model) if world.is_main else None
+    run_dir = RunDir.create(out, name, cfg.model).path if world.is_main else None
     return cfg, distributed.share(run_dir), False
 
 
-def fit(kind: RunKind, cfg: Config, run_dir: Path, data: FashionMNIST | None, data_dir: PathLike | None,
+def fit(kind: Kind, cfg: Config, run_dir: Path, data: FashionMNIST | None, data_dir: PathLike | None,
         on_start: Callable[[Path], None] | None, world: World) -> Run:
     """Train (or resume) a prepared run; the data load after the config has been checked."""
     data = dataset(data, data_dir)
     if on_start is not None:
         on_start(run_dir)
-    if kind is RunKind.ONE_VS_ALL:
+    if kind is Kind.ONE_VS_ALL:
         summary = train_one_vs_all(cfg, data, run_dir)
     else:
         summary = train_or_resume(cfg, data, run_dir, world=world)
@@ -109,11 +88,11 @@ def train(model: str | None = None, *, config_file: PathLike | None = None,
     epoch's checkpoint: ``resume(folder)`` continues it. Under torchrun every process
     calls it and trains its share."""
     world = World.from_env()  # several processes when started by torchrun
-    cfg, run_dir, _ = prepare_run(RunKind.RUN, model, config_file, config_overrides(overrides, **options),
+    cfg, run_dir, _ = prepare_run(Kind.RUN, model, config_file, config_overrides(overrides, **options),
                                   out, name, world=world)
-    run = fit(RunKind.RUN, cfg, run_dir, data, data_dir, on_start, world)
+    run = fit(Kind.RUN, cfg, run_dir, data, data_dir, on_start, world)
     if report and world.is_main:
-        report_run(run_dir, dataset(data, data_dir))
+        report_run(as_finished(run, REPORTED, NOT_REPORTED), dataset(data, data_dir))
     return run
 
 
@@ -123,31 +102,33 @@ def one_vs_all(model: str | None = None, *, config_file: PathLike | None = None,
                on_start: Callable[[Path], None] | None = None, **options) -> Run:
     """Ten binary networks of ``model``, one per class, calibrated on validation and
     combined into one ten-class model with its report (``fashionbench one-vs-all``)."""
-    cfg, run_dir, _ = prepare_run(RunKind.ONE_VS_ALL, model, config_file, config_overrides(overrides, **options),
+    cfg, run_dir, _ = prepare_run(Kind.ONE_VS_ALL, model, config_file, config_overrides(overrides, **options),
                                   out, name)
-    return fit(RunKind.ONE_VS_ALL, cfg, run_dir, data, data_dir, on_start, ONE_PROCESS)
+    return fit(Kind.ONE_VS_ALL, cfg, run_dir, data, data_dir, on_start, ONE_PROCESS)
 
 
-def resume(run: Run | PathLike, *, model: str | None = None, kind: RunKind | str | None = None,
+def resume(run: Run | PathLike, *, model: str | None = None, kind: Kind | str | None = None,
            data: FashionMNIST | None = None, data_dir: PathLike | None = None,
            on_start: Callable[[Path], None] | None = None) -> Run:
     """Continue an interrupted run (train or one-vs-all) from its last checkpoint, exactly
-    as configured; ``model``, if given, must be the run's, and ``kind`` (a RunKind, or
+    as configured; ``model``, if given, must be the run's, and ``kind`` (a Kind, or
     "train" or "one-vs-all"), if given, its kind (a command resumes only its own runs)."""
     run_dir = as_path(run)
-    kind = run_kind(kind, run_dir)
-    world = World.from_env() if kind is RunKind.RUN else ONE_PROCESS
+    if kind is None:
+        kind = Kind.ONE_VS_ALL if RunDir(run_dir).kind is Kind.ONE_VS_ALL else Kind.RUN
+    kind = Kind.of(kind)
+    world = World.from_env() if kind is Kind.RUN else ONE_PROCESS
     cfg, run_dir, _ = prepare_run(kind, model, resume=run_dir, world=world)
     return fit(kind, cfg, run_dir, data, data_dir, on_start, world)
 
 
-def train_plan(model: str | None = None, *, kind: RunKind | str = RunKind.RUN, config_file: PathLike | None = None,
+def train_plan(model: str | None = None, *, kind: Kind | str = Kind.RUN, config_file: PathLike | None = None,
                overrides: dict[str, Any] | Sequence[str] | None = None, out: PathLike = "runs",
                name: str | None = None, resume: PathLike | None = None, world: World = ONE_PROCESS,
                **options) -> str:
     """What ``train`` (or ``one_vs_all``, or ``resume``) would do, as text: the config
     resolved and checked, parameters, steps, SWA snapshots, the run folder; nothing written."""
-    kind = run_kind(kind)
+    kind = Kind.of(kind)
     cfg, run_dir, resuming = prepare_run(kind, model, config_file, config_overrides(overrides, **options),
                                          out, name, resume, start=False, world=world)
-    return run_plan(cfg, run_dir, resuming) if kind is RunKind.RUN else one_vs_all_plan(cfg, run_dir)
+    return run_plan(cfg, run_dir, resuming) if kind is Kind.RUN else one_vs_all_plan(cfg, run_dir)

@@ -12,18 +12,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import runs
 from ..data import FashionMNIST
 from ..errors import FashionbenchError, UsageError
 from ..inference import LoadedModel, evaluate_run, load_model
-from ..inference import load_run as load_finished
+from ..inference import load_run as load_with_splits
 from ..splits import class_names
 from ..tasks.audit import audit_run
 from ..tasks.export import export_run
 from ..tasks.predict import class_probabilities, expand_folders, image_pixels
-from ..tasks.report import Predictions, report_run
+from ..tasks.report import NOT_REPORTED, REPORTED, Predictions, report_run
 from ..tasks.report import predictions as split_predictions
-from ._run import PathLike, Run, as_path, dataset
+from ._run import PathLike, Run, as_finished, dataset
 
 # Images read, converted and predicted at a time by the predict command: memory stays flat.
 PREDICT_BATCH = 256
@@ -35,8 +34,7 @@ def evaluate(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | No
     set is for final reporting only)."""
     if split not in ("val", "test"):
         raise UsageError(f"split must be val or test, not {split!r}")
-    runs.finished_run(as_path(run))  # not a finished run: say so before loading any data
-    return evaluate_run(as_path(run), dataset(data, data_dir), split, device)
+    return evaluate_run(as_finished(run), dataset(data, data_dir), split, device)
 
 
 def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: FashionMNIST | None = None,
@@ -45,8 +43,7 @@ def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: 
     RUN/report (RUN/report-val for ``split="val"``); returns report.html's path."""
     if split not in ("val", "test"):
         raise UsageError(f"split must be val or test, not {split!r}")
-    runs.finished_run(as_path(run))
-    return report_run(as_path(run), dataset(data, data_dir), split, device, errors)
+    return report_run(as_finished(run, REPORTED, NOT_REPORTED), dataset(data, data_dir), split, device, errors)
 
 
 def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
@@ -55,8 +52,7 @@ def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST |
     and images: what a report is made of (``fashionbench.tasks.report``'s figures take it)."""
     if split not in ("train", "val", "test"):
         raise UsageError(f"split must be train, val or test, not {split!r}")
-    runs.finished_run(as_path(run))
-    return split_predictions(load_finished(as_path(run), dataset(data, data_dir), device), split)
+    return split_predictions(load_with_splits(as_finished(run), dataset(data, data_dir), device), split)
 
 
 @dataclass
@@ -102,7 +98,7 @@ def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int =
     made (``fashionbench predict --help``); a blank one is predicted with a warning on
     stderr. ``tta`` averages with the mirrored image. A file that cannot be read raises,
     or with ``on_error`` is passed to it (one line) and left out."""
-    loaded = run if isinstance(run, LoadedModel) else load_model(as_path(run), device)
+    loaded = run if isinstance(run, LoadedModel) else load_model(as_finished(run), device)
     check_top_k(loaded, top_k)
     names = class_names(loaded.cfg)
     if isinstance(images, (str, os.PathLike, Image.Image)):  # one image, not its characters
@@ -130,8 +126,7 @@ def audit(run: Run | PathLike, split: str = "train", *, top: int = 50, data: Fas
           data_dir: PathLike | None = None, device: str | None = None) -> tuple[Path, Path, int]:
     """Likely label errors: the images of ``split`` where the model most confidently
     disagrees with the dataset. Returns (grid PNG, CSV of all, how many disagree)."""
-    runs.finished_run(as_path(run))
-    return audit_run(as_path(run), dataset(data, data_dir), split, top, device)
+    return audit_run(as_finished(run), dataset(data, data_dir), split, top, device)
 
 
 @dataclass
@@ -148,6 +143,6 @@ def export(run: Run | PathLike, format: str = "onnx", out: PathLike | None = Non
     """Write a run's model, normalization included, as ONNX or TorchScript."""
     if format not in ("onnx", "torchscript"):
         raise UsageError(f"format must be onnx or torchscript, not {format!r}")
-    run_dir = as_path(run)
-    path = Path(out) if out else run_dir / ("model.onnx" if format == "onnx" else "model.torchscript.pt")
-    return Exported(path, export_run(run_dir, format, path))
+    finished = as_finished(run)
+    path = Path(out) if out else finished.folder.export_file(format)
+    return Exported(path, export_run(finished, format, path))

@@ -41,7 +41,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
                        data_dir=args.data_dir, device=args.device)
     r = run.summary.reported
     print(f"{run.summary.model}: val acc {r['val']['acc']:.4f}  test acc {r['test']['acc']:.4f}")
-    print(f"results: {run.summary_path}  report: {run.path / 'report' / 'report.html'}")
+    print(f"results: {run.summary_path}  report: {run.report_path}")
 
 
 def add_specialists(sub) -> None:
@@ -69,4 +69,4 @@ def cmd_specialists(args: argparse.Namespace) -> None:
     r = run.summary.results
     print(f"test acc {r['specialists']['test']['acc']:.4f} with specialists, "
           f"{r['generalist']['test']['acc']:.4f} without")
-    print(f"results: {run.summary_path}  report: {run.path / 'report' / 'report.html'}")
+    print(f"results: {run.summary_path}  report: {run.report_path}")

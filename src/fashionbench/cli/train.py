@@ -45,7 +45,7 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    trained = run_training(args, api.RunKind.RUN, api.World.from_env())  # several processes under torchrun
+    trained = run_training(args, api.Kind.RUN, api.World.from_env())  # several processes under torchrun
     if trained is None:
         return
     print(f"results: {trained.summary_path}  (model {trained.model_path}, metrics {trained.history_path})")
@@ -68,13 +68,13 @@ def add_one_vs_all(sub) -> None:
 
 
 def cmd_one_vs_all(args: argparse.Namespace) -> None:
-    trained = run_training(args, api.RunKind.ONE_VS_ALL)
+    trained = run_training(args, api.Kind.ONE_VS_ALL)
     if trained is None:
         return
     members = trained.members
     print(f"results: {trained.summary_path}  (model {trained.model_path}, "
           f"members {members[0]} ... {members[-1].name})")
-    print(f"report: {trained.path / 'report' / 'report.html'}")
+    print(f"report: {trained.report_path}")
 
 
 def print_results(summary) -> None:
@@ -86,7 +86,7 @@ def print_results(summary) -> None:
               "the best on the test split (the reference protocol); its test accuracy is optimistic")
 
 
-def run_training(args: argparse.Namespace, kind: api.RunKind, world: api.World = api.ONE_PROCESS):
+def run_training(args: argparse.Namespace, kind: api.Kind, world: api.World = api.ONE_PROCESS):
     """What train and one-vs-all share: with --dry-run the plan, else the API's train,
     one_vs_all or resume, saying how to resume if stopped, and the results; the run, or
     None for a dry run or a process other than rank 0."""
@@ -110,7 +110,7 @@ def run_training(args: argparse.Namespace, kind: api.RunKind, world: api.World =
         if args.resume:
             run = api.resume(args.resume, model=args.model, kind=kind, data_dir=args.data_dir, on_start=on_start)
         else:
-            train = api.train if kind is api.RunKind.RUN else api.one_vs_all
+            train = api.train if kind is api.Kind.RUN else api.one_vs_all
             run = train(args.model, config_file=args.config, overrides=config_overrides(args), out=args.out,
                         name=args.name, data_dir=args.data_dir, on_start=on_start)
     except KeyboardInterrupt as e:

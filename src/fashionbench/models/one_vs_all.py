@@ -3,7 +3,7 @@
 Not an architecture of its own (it is not registered): ``fashionbench
 one-vs-all`` trains ten binary networks of one architecture, fits a Platt
 scaling (Platt 1999) of each network's logit margin on the validation split,
-and saves this module as the run's model.pt. Its outputs are normalized log
+and saves this module as the run's model. Its outputs are normalized log
 probabilities, so that softmax of them gives the calibrated probabilities, and
 every command that takes a finished run (evaluate, report, audit, ensemble,
 predict, export) uses a one-vs-all run as it uses any other.

@@ -10,17 +10,17 @@ from pathlib import Path
 from .. import runs
 from ..data import FashionMNIST
 from ..inference import load_run
+from ..rundir import FinishedRun
 from .report import confident_errors, errors_csv, image_grid, predictions
 
 
-def audit_run(run_dir: Path, data: FashionMNIST, split: str = "train", top: int = 50,
+def audit_run(run: FinishedRun, data: FashionMNIST, split: str = "train", top: int = 50,
               device: str | None = None) -> tuple[Path, Path, int]:
     """Write RUN_DIR/audit-SPLIT/{suspects.png, suspects.csv}; returns their paths and
     the number of disagreements."""
-    run = load_run(run_dir, data, device)
-    pred = predictions(run, split)
+    pred = predictions(load_run(run, data, device), split)
     order = confident_errors(pred)
-    out = Path(run_dir) / f"audit-{split}"
+    out = run.path / f"audit-{split}"
     png, table = out / "suspects.png", out / "suspects.csv"
     runs.write_bytes(png, image_grid(
         pred, order[:top], f"{split}: the {min(top, len(order))} most confident disagreements "

@@ -5,8 +5,8 @@ by a weighted mean whose weights minimize the negative log-likelihood on the
 validation split (the test set only ever sees the final combination; the rules
 are in ``combine``). Optionally each member also sees every image mirrored and
 averages the two (test-time augmentation). An ensemble is written like a run:
-summary.json and the same report, so ``fashionbench table`` lists it beside
-single models.
+a summary and the same report, so ``fashionbench table`` lists it beside single
+models.
 """
 
 from __future__ import annotations
@@ -16,20 +16,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import runs
 from ..combine import combine, combined_summary, fit_weights, split_scores
 from ..data import FashionMNIST
 from ..errors import FashionbenchError
-from ..inference import FinishedRun, load_run
+from ..inference import LoadedModel, load_run
 from ..progress import Progress
+from ..rundir import REPORT, FinishedRun, RunDir, Summary
 from .report import headline, split_predictions, write_report
 
 
-def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bool, out: Path,
-                  device: str | None = None) -> runs.Summary:
+def ensemble_runs(finished: list[FinishedRun], data: FashionMNIST, method: str, tta: bool, out: Path,
+                  device: str | None = None) -> Summary:
     """Combine finished runs into the ensemble folder ``out``; returns its summary."""
-    summaries = [runs.read_summary(d) for d in run_dirs]
-    members = [load_run(d, data, device) for d in run_dirs]
+    run_dirs = [run.path for run in finished]
+    summaries = [run.summary for run in finished]
+    members = [load_run(run, data, device) for run in finished]
     first = members[0].splits
     for run_dir, member in zip(run_dirs[1:], members[1:]):
         for split in ("val", "test"):
@@ -37,7 +38,7 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
                 raise FashionbenchError(f"{run_dir} used other {split} images than {run_dirs[0]} "
                                         "(data.val_size, data.split_seed or data.test_subset differ)")
 
-    def member_probs(m: FinishedRun) -> dict[str, np.ndarray]:
+    def member_probs(m: LoadedModel) -> dict[str, np.ndarray]:
         def probs(split: str) -> torch.Tensor:
             return (m.probs(split) + m.probs(split, flip=True)) / 2 if tta else m.probs(split)
         return {split: probs(split).numpy() for split in ("val", "test")}
@@ -62,7 +63,7 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
         run_dirs, summaries, labels, data, seed="+".join(str(s.seed) for s in summaries),
         extra={"method": method, "tta": "flip" if tta else None,
                "member_weights": None if weights is None else weights.tolist()})
-    runs.write_summary(out, summary)
+    RunDir(out).write_summary(summary)
     pred = split_predictions(first["test"], combined["test"])
     head = headline(
         ("ensemble", f"{len(run_dirs)} runs ({name}), {method}{', flip TTA' if tta else ''}"), pred, "test",
@@ -71,5 +72,5 @@ def ensemble_runs(run_dirs: list[Path], data: FashionMNIST, method: str, tta: bo
                                         for s in summaries)},  # a sweep's trials have no test figure
         summary, None if weights is None else
         {"weights (fitted on validation)": ", ".join(f"{w:.3f}" for w in weights)})
-    write_report(out / "report", pred, f"{summary.model}: {out.name}", head)
+    write_report(out / REPORT, pred, f"{summary.model}: {out.name}", head)
     return summary

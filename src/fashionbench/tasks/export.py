@@ -24,7 +24,7 @@ from .. import runs
 from ..config import Config
 from ..errors import FashionbenchError
 from ..inference import load_model, probabilities
-from ..runs import Summary, finished_run
+from ..rundir import FinishedRun, Summary
 from ..splits import class_names, normalize
 from ..version import __version__
 
@@ -139,12 +139,12 @@ def check_writable(out: Path) -> None:
         raise FashionbenchError(f"{out.parent}: not writable")
 
 
-def export_run(run_dir: Path, fmt: str, out: Path) -> dict[str, str]:
-    """Write ``run_dir``'s model to ``out`` (atomically) and return its metadata."""
-    cfg, summary = finished_run(run_dir)
+def export_run(run: FinishedRun, fmt: str, out: Path) -> dict[str, str]:
+    """Write ``run``'s model to ``out`` (atomically) and return its metadata."""
+    cfg = run.cfg
     check_writable(out)
-    loaded = load_model(run_dir, device="cpu")
-    meta = metadata(cfg, summary, loaded.weights)
+    loaded = load_model(run, device="cpu")
+    meta = metadata(cfg, run.summary, loaded.weights)
     # No autocast anywhere here: the export computes in fp32 whatever the run trained in.
     serving = ServingModel(loaded.model, cfg.head).eval()
     data = to_onnx(serving, meta) if fmt == "onnx" else to_torchscript(serving, meta)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runs
-from ..config import LEAKY, config_from_dict, load_config, read_yaml, reference_recipe
+from ..config import LEAKY, load_config, reference_recipe
 from ..errors import FashionbenchError, UsageError
 from ..models import reference_figures
 from ..pages import html_page, html_table, md_table
-from ..runs import Summary, read_summary
+from ..rundir import SUMMARY, Kind, RunDir, State, finished_under
 
 
 @dataclass
@@ -43,38 +43,19 @@ class Row:
         return reference_figures().get(self.model)
 
 
-def is_binary(run_dir: Path, summary: Summary | None = None) -> bool:
-    """A binary run (data.positive_class set): one-vs-all's class-C members and the
-    specialists' pair-I-J runs, parts of a combined run and no ten-class result.
-    False where neither its config nor its summary can be read."""
-    run_dir = Path(run_dir)
-    try:
-        data = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
-    except FashionbenchError:
-        data = {}
-    if isinstance(data.get("data"), dict) and data["data"].get("positive_class") is not None:
-        return True
-    if summary is None:
-        try:
-            summary = read_summary(run_dir)
-        except FashionbenchError:
-            return False
-    return (summary.variant or "").startswith("binary")
-
-
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run folders named directly, or every finished run (summary.json) under a folder,
-    less the binary members of one-vs-all and specialists runs found there (the
-    combined run they belong to is found too)."""
+    """Run folders named directly, or every finished run under a folder, less the
+    binary members of one-vs-all and specialists runs found there (the combined run
+    they belong to is found too)."""
     found: list[Path] = []
     for path in map(Path, paths):
-        if (path / "summary.json").exists():
+        if RunDir(path).state is State.COMPLETE:
             found.append(path)
         elif path.is_dir():
-            under = sorted(p.parent for p in path.rglob("summary.json"))
+            under = finished_under(path)
             if not under:
-                raise FashionbenchError(f"{path}: no finished runs (summary.json) in or under it")
-            ten_class = [p for p in under if not is_binary(p)]
+                raise FashionbenchError(f"{path}: no finished runs ({SUMMARY}) in or under it")
+            ten_class = [p for p in under if RunDir(p).kind is not Kind.BINARY]
             if not ten_class:
                 raise FashionbenchError(f"{path}: only binary runs (data.positive_class) in or under it, "
                                         "no ten-class ones")
@@ -88,18 +69,17 @@ def find_runs(paths: list[Path]) -> list[Path]:
 NOT_RECIPE = ("seed", "device", "compile")
 
 
-def recipe_of(run_dir: Path) -> str:
+def recipe_of(run_dir: Path | RunDir) -> str:
     """'recipe' when the run used recipes/MODEL.yaml as it is now, 'reference protocol'
     for recipes/reference/MODEL.yaml, else 'custom <hash>' (runs group by it, so that
     only seeds of one configuration are averaged)."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
+    folder = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if not folder.has_config:
         return "-"
     try:
-        used = config_from_dict(read_yaml(path)).to_dict()
-    except FashionbenchError as e:  # read_yaml names the file, the config's own checks do not
-        why = str(e).split("; valid keys:")[0]  # one line of a table's warnings, not all the keys
-        raise FashionbenchError(why if why.startswith(str(path)) else f"{path}: {why}") from None
+        used = folder.config.to_dict()
+    except FashionbenchError as e:  # named by the file
+        raise FashionbenchError(str(e).split("; valid keys:")[0]) from None  # one line of a table's warnings
     for key in NOT_RECIPE:
         used.pop(key)
     recipes = {"recipe": None}  # label -> recipe file (None: the model's own)
@@ -128,13 +108,14 @@ def collect(run_dirs: list[Path]) -> list[Row]:
     groups: dict[tuple, dict] = {}  # (label, recipe) -> {seed: (run_dir, summary)}
     skipped: list[tuple[Path, str]] = []
     for run_dir in map(Path, run_dirs):
+        folder = RunDir(run_dir)
         try:
-            s = read_summary(run_dir)
-            recipe = recipe_of(run_dir)
+            s = folder.summary
+            recipe = recipe_of(folder)
         except FashionbenchError as e:
             skipped.append((run_dir, str(e)))
             continue
-        if is_binary(run_dir, s):
+        if folder.kind is Kind.BINARY:
             skipped.append((run_dir, f"a binary run ({s.variant or 'data.positive_class set'}), "
                                      "no ten-class result (table the one-vs-all or specialists run "
                                      "it belongs to)"))

@@ -1,7 +1,7 @@
 """``fashionbench one-vs-all``: ten binary networks, one per class (the reference
 project's "future work").
 
-Each member is an ordinary run, ``RUN_DIR/class-C``, trained with the model's
+Each member is an ordinary run in its own folder (``rundir.member_name``), trained with the model's
 recipe on "class C against the rest" with class-balanced batches (half
 positives), so a member never learns that answering "no" is right 90% of the
 time. A member that is complete is kept and one that was interrupted resumed,
@@ -9,8 +9,8 @@ so the whole run resumes member by member. The members' scores are not
 comparable as they are, so each is calibrated on the validation split with Platt
 scaling (a logistic regression on its logit margin); the ten calibrated
 probabilities, normalized, are the run's prediction. The ten networks and their
-calibration are saved together as the run's model.pt (``OneVsAllNetwork``), so
-that every command taking a finished run takes this one. The test set is used
+calibration are saved together as the run's model (``OneVsAllNetwork``), so that
+every command taking a finished run takes this one. The test set is used
 once, at the end.
 """
 
@@ -25,12 +25,13 @@ from sklearn.linear_model import LogisticRegression
 
 from .. import runs
 from ..combine import combined_summary, split_scores
-from ..config import Config, ConfigError, dump_config
+from ..config import Config, ConfigError
 from ..data import CLASSES, FashionMNIST
 from ..inference import LoadedModel, load_model, place_model, predict
 from ..models.one_vs_all import OneVsAllNetwork
 from ..plan import training_plan
 from ..progress import Progress
+from ..rundir import REPORT, RunDir, Summary, member_name
 from ..splits import prepare_splits
 from ..training import train_or_resume
 from .report import headline, split_predictions, write_report
@@ -49,10 +50,6 @@ def member_config(cfg: Config, c: int) -> Config:
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, positive_class=c))
 
 
-def member_dir(run_dir: Path, c: int) -> Path:
-    return Path(run_dir) / f"class-{c}"
-
-
 def platt_scale(margins: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
     """(a, b) of p = sigmoid(a * margin + b), fitted by maximum likelihood."""
     fit = LogisticRegression(C=1e6, max_iter=1000).fit(margins[:, None], positive)
@@ -63,25 +60,27 @@ def one_vs_all_plan(cfg: Config, run_dir: Path) -> str:
     """``--dry-run``: what ``train_one_vs_all`` would do."""
     lines = [f"ten binary networks ({CLASSES[0]} against the rest, ...), each:"]
     lines += ["  " + line for line in training_plan(member_config(cfg, 0))]
-    lines.append(f"run folder: {run_dir} (class-0 ... class-9, then the combined report)")
+    lines.append(f"run folder: {run_dir} ({member_name(0)} ... {member_name(len(CLASSES) - 1)}, "
+                 "then the combined report)")
     return "\n".join(lines)
 
 
-def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> runs.Summary:
+def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> Summary:
     """Train (or resume, or keep) the ten members in ``run_dir``, calibrate and combine
-    them, and write the run's model.pt, summary.json and report."""
-    run_dir = Path(run_dir)
-    members = [member_dir(run_dir, c) for c in range(len(CLASSES))]
-    runs.make_dir(members[0])  # first: a folder with class-0/ is one-vs-all's, however early it stopped
-    runs.write_text(run_dir / "config.yaml", dump_config(cfg))
-    member_summaries = [train_or_resume(member_config(cfg, c), data, d,
+    them, and write the run's model, summary and report."""
+    folder = RunDir(run_dir)
+    run_dir = folder.path
+    members = [folder.member(c) for c in range(len(CLASSES))]
+    runs.make_dir(members[0].path)  # first: it makes the folder one-vs-all's (rundir), however early it stopped
+    folder.write_config(cfg)
+    member_summaries = [train_or_resume(member_config(cfg, c), data, d.path,
                                         f"[{c + 1}/10] {CLASSES[c]} against the rest")
                         for c, d in enumerate(members)]
 
     # Each network predicts each split once, on one copy of the splits (ten-class labels):
     # its validation margins are calibrated, and the calibrated margins are the run's
-    # predictions, as its model.pt gives them.
-    loaded = [load_model(d) for d in members]
+    # predictions, as its model gives them.
+    loaded = [load_model(RunDir(d.path, s).finished()) for d, s in zip(members, member_summaries)]
     device, precision = loaded[0].device, loaded[0].precision
     splits = prepare_splits(data, cfg, device)
     labels = {split: splits[split].labels.cpu().numpy() for split in ("val", "test")}
@@ -99,19 +98,18 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> runs.Sum
     combined = OneVsAllNetwork([m.model for m in loaded], a, b)
     probs = {split: combined.log_probs(margins[split]).softmax(1).numpy().astype(np.float64) for split in labels}
     combined = place_model(combined, device, cfg.channels_last).eval()
-    runs.save_torch(run_dir / "model.pt", {"model": cfg.model, "kind": "one-vs-all", "weights": "ova",
-                                           "num_classes": len(CLASSES), "state_dict": combined.state_dict()})
+    folder.write_model(combined, cfg.model, "ova", len(CLASSES))
     results = split_scores(probs, labels)
     first = member_summaries[0]
     summary = combined_summary(
-        "one-vs-all", cfg.model, "ova", {"ova": results}, members, member_summaries, labels, data,
+        "one-vs-all", cfg.model, "ova", {"ova": results}, [m.path for m in members], member_summaries, labels, data,
         seed=cfg.seed, variant="one-vs-all, 10 binary", precision=first.precision,
         extra={"calibration": [{"class": CLASSES[c], "a": a, "b": b} for c, (a, b) in enumerate(calibration)],
                "members": {CLASSES[c]: s.reported for c, s in enumerate(member_summaries)},
                **{k: first.extra[k] for k in ("python", "torch", "git_commit") if k in first.extra}})
-    runs.write_summary(run_dir, summary)
+    folder.write_summary(summary)
     pred = split_predictions(splits["test"], probs["test"], labels["test"])
-    write_report(run_dir / "report", pred, f"{cfg.model}, ten one-vs-all networks: {run_dir.name}", headline(
+    write_report(run_dir / REPORT, pred, f"{cfg.model}, ten one-vs-all networks: {run_dir.name}", headline(
         ("model", f"{cfg.model}, ten binary one-vs-all networks, Platt-calibrated on validation"), pred, "test",
         {"accuracy": f"{100 * results['test']['acc']:.2f}%"}, summary, {"seed": str(cfg.seed)},
         parameters_note=" (10 networks)"))

@@ -23,12 +23,11 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from .. import runs
 from ..config import LEAKY
 from ..data import CLASSES, FashionMNIST
-from ..errors import FashionbenchError
 from ..figures import plt, png
-from ..inference import FinishedRun, load_run
+from ..inference import LoadedModel, load_run
 from ..pages import html_page, html_table, md_table
 from ..progress import Progress, stage
-from ..runs import Summary
+from ..rundir import REPORT, FinishedRun, Kind, Summary
 from ..splits import Split
 
 SHORT = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
@@ -258,7 +257,7 @@ def split_predictions(split: Split, probs: np.ndarray, labels: np.ndarray | None
     return Predictions(labels, probs, split.images.cpu().numpy()[:, 0], split.index.numpy())
 
 
-def predictions(run: FinishedRun, split: str) -> Predictions:
+def predictions(run: LoadedModel, split: str) -> Predictions:
     """A finished run's predictions on one of its splits (said as they start: on a whole
     split, they take as long as evaluating it)."""
     probs = stage(f"{run.cfg.model}: predictions on the {split} split ({len(run.splits[split].labels):,} images)",
@@ -289,15 +288,17 @@ def headline(subject: tuple[str, str], pred: Predictions, split: str, figures: d
             **(tail or {})}
 
 
-def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
+# The kinds of run a report is made of, and what is said of the others (a binary member).
+REPORTED = (Kind.RUN, Kind.ONE_VS_ALL)
+NOT_REPORTED = "is one binary member of a one-vs-all run; its parent folder has the report"
+
+
+def report_run(finished: FinishedRun, data: FashionMNIST, split: str = "test",
                device: str | None = None, n_errors: int = 25) -> Path:
-    """``RUN_DIR/report`` (``report-val`` for the validation split) for a finished run."""
-    run_dir = Path(run_dir)
-    summary = runs.read_summary(run_dir)
-    run = load_run(run_dir, data, device)
-    if run.cfg.data.positive_class is not None:
-        raise FashionbenchError(f"{run_dir} is one binary member of a one-vs-all run; "
-                                "its parent folder has the report")
+    """``RUN_DIR/report`` (``report-val`` for the validation split) for a finished run
+    of a kind in REPORTED."""
+    run_dir, summary = finished.path, finished.summary
+    run = load_run(finished, data, device)
     pred = predictions(run, split)
     figures = {}
     for weights, label in (("swa", "SWA model"), ("best_on_test", f"best epoch ({LEAKY})"),
@@ -307,9 +308,9 @@ def report_run(run_dir: Path, data: FashionMNIST, split: str = "test",
     figures["reported model"] = f"{summary.weights} (this report's figures)"
     head = headline(("model", summary.model), pred, split, figures, summary, {
         "device": f"{summary.device}, {summary.precision}", "seed": str(summary.seed)})
-    history = runs.read_history(run_dir) or None  # a one-vs-all run's are in its members' folders
+    history = finished.folder.read_history() or None  # a one-vs-all run's are in its members' folders
     swa_start = run.cfg.swa.start_epoch if summary.extra.get("swa_snapshots") else None
-    out = run_dir / ("report" if split == "test" else f"report-{split}")
+    out = run_dir / (REPORT if split == "test" else f"{REPORT}-{split}")
     title = f"{summary.model}: {run_dir.name}" + (f" ({LEAKY.upper()})" if summary.leaky else "")
     return write_report(out, pred, title, head, history,
                         swa_start, n_errors)

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from .. import runs
-from ..config import LEAKY, Config, config_from_dict, load_config, parse_override, read_yaml, reference_recipe
+from ..config import LEAKY, Config, load_config, parse_override, reference_recipe
 from ..costs import SAFETY, CostTable
 from ..data import FashionMNIST
 from ..deadline import Deadline, DeadlineReached
@@ -29,7 +29,7 @@ from ..hardware import device_name, resolve_device
 from ..models import reference_figures
 from ..pages import md_table
 from ..plan import training_plan
-from ..runs import read_summary
+from ..rundir import CONFIG, HISTORY, RunDir, State, read_history, read_summary, state_of
 from ..training import train_or_resume
 from .leaderboard import collect, mean_std, write_tables
 
@@ -80,10 +80,10 @@ def default_models(protocol: str) -> list[str]:
 
 def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
                    device: str | None = None, protocol: str = "ours",
-                   compile: bool = False) -> list[tuple[Config, Path, str]]:
+                   compile: bool = False) -> list[tuple[Config, Path, State]]:
     """Every (config, run folder, state) of a reproduction, in the order they train
-    (``PRIORITY``); state is "train", "resume" or "complete". A folder trained with
-    another configuration stops it here, before anything is trained."""
+    (``PRIORITY``). A folder trained with another configuration stops it here, before
+    anything is trained."""
     overrides = BUDGETS[budget] + ([f"device={device}"] if device else []) + (["compile=true"] if compile else [])
     recipes = {model: recipe_for(model, protocol) for model in models}
     plan = []
@@ -92,15 +92,15 @@ def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
             recipe = recipes[model]
             cfg = load_config(model, recipe, [parse_override(o) for o in overrides + [f"seed={seed}"]])
             run_dir = out / "runs" / f"{model}-s{seed}"
-            state = ("complete" if (run_dir / "summary.json").exists() else
-                     "resume" if (run_dir / "checkpoint.pt").exists() else "train")
+            folder = RunDir(run_dir)
+            state = folder.state
             # A folder is only ever continued by the configuration that started it; a
             # finished one is kept whatever device or compilation trained it.
             if run_dir.exists():
-                if not (run_dir / "config.yaml").is_file():
+                if not folder.has_config:
                     raise FashionbenchError(f"{run_dir} exists but is not a run of this reproduction "
-                                            "(no config.yaml); remove it or choose another --out")
-                if not same_config(run_dir / "config.yaml", cfg, SETTINGS if state == "complete" else ()):
+                                            f"(no {CONFIG}); remove it or choose another --out")
+                if not same_config(folder, cfg, SETTINGS if state is State.COMPLETE else ()):
                     raise FashionbenchError(f"{run_dir} was trained with another configuration "
                                             "(budget or recipe changed); remove it or choose another --out")
             plan.append((cfg, run_dir, state))
@@ -112,33 +112,32 @@ def reproduce_plan(models: list[str], seeds: list[int], budget: str, out: Path,
 SETTINGS = ("device", "compile")
 
 
-def same_config(path: Path, cfg: Config, ignore: tuple[str, ...] = ()) -> bool:
-    """Does the config file at ``path`` describe ``cfg`` (but for the keys ``ignore``)?
+def same_config(folder: RunDir, cfg: Config, ignore: tuple[str, ...] = ()) -> bool:
+    """Does the config ``folder`` trained with describe ``cfg`` (but for the keys ``ignore``)?
     Compared as configurations, not as text: a run folder written before a config key
     was retired still matches."""
     try:
-        return dataclasses.replace(config_from_dict(read_yaml(path)), **{k: getattr(cfg, k) for k in ignore}) == cfg
+        return dataclasses.replace(folder.config, **{k: getattr(cfg, k) for k in ignore}) == cfg
     except FashionbenchError:  # unreadable, or no longer a valid configuration
         return False
 
 
-def describe_plan(plan: list[tuple[Config, Path, str]]) -> str:
+def describe_plan(plan: list[tuple[Config, Path, State]]) -> str:
     lines = []
     for i, (cfg, run_dir, state) in enumerate(plan, 1):
-        doing = {"train": "would train", "resume": "would resume", "complete": "already complete"}
+        doing = {State.NEW: "would train", State.INTERRUPTED: "would resume", State.COMPLETE: "already complete"}
         lines.append(f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}: {doing[state]} in {run_dir}")
-        if state != "complete":
+        if state is not State.COMPLETE:
             lines += ["    " + line for line in training_plan(cfg)]
     return "\n".join(lines)
 
 
-def describe_outcome(plan: list[tuple[Config, Path, str]]) -> tuple[str, bool]:
+def describe_outcome(plan: list[tuple[Config, Path, State]]) -> tuple[str, bool]:
     """What of the plan is finished, partial (with its epochs) or not started, as its
     folders are now; and whether all is finished."""
-    finished = [run_dir for _, run_dir, _ in plan if (run_dir / "summary.json").exists()]
-    partial = [f"{cfg.model} seed {cfg.seed}: {len(runs.read_history(run_dir))} of {cfg.epochs} epochs"
-               for cfg, run_dir, _ in plan
-               if (run_dir / "checkpoint.pt").exists() and not (run_dir / "summary.json").exists()]
+    finished = [run_dir for _, run_dir, _ in plan if state_of(run_dir) is State.COMPLETE]
+    partial = [f"{cfg.model} seed {cfg.seed}: {len(read_history(run_dir))} of {cfg.epochs} epochs"
+               for cfg, run_dir, _ in plan if state_of(run_dir) is State.INTERRUPTED]
     line = (f"{len(finished)} of {len(plan)} runs finished, {len(partial)} partial"
             + (f" ({'; '.join(partial)})" if partial else "")
             + f", {len(plan) - len(finished) - len(partial)} not started")
@@ -150,7 +149,7 @@ class FallingBehind(Exception):
     epoch's checkpoint is written)."""
 
 
-def train_plan(data: FashionMNIST, plan: list[tuple[Config, Path, str]], deadline: Deadline | None = None,
+def train_plan(data: FashionMNIST, plan: list[tuple[Config, Path, State]], deadline: Deadline | None = None,
                costs: CostTable | None = None) -> None:
     """Train (or resume, or read back) the plan's runs in order. With a ``deadline``
     (and the cost table ``costs``, measured as the runs go), each run only as far as
@@ -178,11 +177,12 @@ def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, dea
     session plans from it). After each epoch the table is updated, and the run stops
     there, its checkpoint written, when its remaining epochs and finish would end
     after the deadline."""
-    if (run_dir / "summary.json").exists():
+    state = state_of(run_dir)
+    if state is State.COMPLETE:
         train_or_resume(cfg, data, run_dir, label)  # read back, said so
         return
     device = device_name(resolve_device(cfg.device))
-    epochs_left = cfg.epochs - (len(runs.read_history(run_dir)) if (run_dir / "checkpoint.pt").exists() else 0)
+    epochs_left = cfg.epochs - (len(read_history(run_dir)) if state is State.INTERRUPTED else 0)
     cost = costs.get(device, cfg)
     need = None if cost is None else cost.to_start(epochs_left)
     left = deadline.left()
@@ -219,27 +219,27 @@ def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, dea
         print(e, flush=True)
         return
     except DeadlineReached:
-        if (run_dir / "checkpoint.pt").exists():
-            done = len(runs.read_history(run_dir))
+        if state_of(run_dir) is State.INTERRUPTED:
+            done = len(read_history(run_dir))
             during = f"epoch {done + 1}" if done < cfg.epochs else "its final evaluation"
             print(f"{label}: the deadline came during {during}; the checkpoint of epoch {done} is kept",
                   flush=True)
         else:
             print(f"{label}: the deadline came before its first epoch ended; nothing of it is kept", flush=True)
-            if not existed:  # only its config.yaml: no folder is better than a run that never ran
+            if not existed:  # only its config: no folder is better than a run that never ran
                 shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if not first:  # an epoch trained in this call: what finishing took
         costs.record(device, cfg, finish=deadline.clock() - mark)
 
 
-def reproduce(data: FashionMNIST, plan: list[tuple[Config, Path, str]], budget: str,
+def reproduce(data: FashionMNIST, plan: list[tuple[Config, Path, State]], budget: str,
               out: Path, protocol: str = "ours", deadline: Deadline | None = None,
               costs: CostTable | None = None) -> list[Path]:
     """Train the plan (``train_plan``), then write the tables of its finished runs
     (none: no table, and [] returned)."""
     train_plan(data, plan, deadline, costs)
-    run_dirs = [run_dir for _, run_dir, _ in plan if (run_dir / "summary.json").exists()]
+    run_dirs = [run_dir for _, run_dir, _ in plan if state_of(run_dir) is State.COMPLETE]
     if not run_dirs:
         return []
     seeds = ",".join(map(str, dict.fromkeys(cfg.seed for cfg, _, _ in plan)))
@@ -253,11 +253,11 @@ def reproduce(data: FashionMNIST, plan: list[tuple[Config, Path, str]], budget: 
 
 
 def val_chosen(run_dir: Path) -> dict:
-    """The epoch (metrics.jsonl's row) with the best validation accuracy, the first of
+    """The epoch (its history's row) with the best validation accuracy, the first of
     equals: what an honest early stop would keep of the same training."""
-    history = runs.read_history(run_dir)
+    history = read_history(run_dir)
     if not history or any("test_acc" not in row for row in history):
-        raise FashionbenchError(f"{run_dir}: metrics.jsonl lacks the per-epoch test accuracy of the reference protocol")
+        raise FashionbenchError(f"{run_dir}: {HISTORY} lacks the per-epoch test accuracy of the reference protocol")
     return max(history, key=lambda row: row["val_acc"])  # max keeps the first of equals
 
 

@@ -7,7 +7,7 @@ recipe. It takes over when the generalist's top two classes are exactly its
 pair and the generalist's margin between them is below a threshold; each
 threshold is the one that maximizes validation accuracy (zero, never taking
 over, is a candidate, so a specialist cannot lower validation accuracy). The
-specialists are ordinary runs in ``OUT/pair-I-J``, resumed when interrupted.
+specialists are ordinary runs in ``OUT`` (``rundir.pair_name``), resumed when interrupted.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from ..combine import combined_summary, split_scores
 from ..config import Config, validate
 from ..data import CLASSES, FashionMNIST
 from ..errors import FashionbenchError
-from ..inference import FinishedRun, load_run, predict
+from ..inference import LoadedModel, load_run, predict
 from ..progress import stage
+from ..rundir import REPORT, SETUP, FinishedRun, Kind, RunDir, State, Summary
 from ..training import train_or_resume
 from .report import confusion, headline, split_predictions, write_report
 
@@ -64,34 +65,36 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray, pair: tuple[int, int
     return float(candidates[int(np.argmax(accuracy))])
 
 
+# What a generalist must be, and what is said of any other kind of run.
+GENERALIST, NOT_A_GENERALIST = (Kind.RUN,), "is not a ten-class run"
+
+
 def check_specialists_dir(out: Path) -> None:
     """``out`` is new, or specialists interrupted there (resumed); never anything else."""
-    out = Path(out)
-    if not out.exists():
+    folder = RunDir(out)
+    if not folder.path.exists():
         return
-    if not (out / "setup.json").exists():
+    if folder.kind is not Kind.SPECIALISTS:
         raise FashionbenchError(f"{out} already exists and holds no specialists; choose another --name")
-    if (out / "summary.json").exists():
+    if folder.state is State.COMPLETE:
         raise FashionbenchError(f"{out} already exists and is complete; choose another --name")
 
 
-def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: int,
-                      epochs: int | None = None, device: str | None = None) -> runs.Summary:
-    general = load_run(generalist, data, device)
-    general_summary = runs.read_summary(generalist)
-    if general.cfg.data.positive_class is not None or general_summary.kind != "run":
-        raise FashionbenchError(f"{generalist} is not a ten-class run")
+def train_specialists(run: FinishedRun, data: FashionMNIST, out: Path, pairs: int,
+                      epochs: int | None = None, device: str | None = None) -> Summary:
+    """Specialists for the generalist ``run`` (finished, of a kind in GENERALIST) in the folder ``out``."""
+    general, general_summary, generalist = load_run(run, data, device), run.summary, run.path
     labels = {split: general.splits[split].labels.cpu().numpy() for split in ("val", "test")}
     probs = stage(f"specialists: the generalist's predictions on val and test ({generalist})",
                   lambda: {split: general.probs(split).numpy() for split in labels})
     chosen = confused_pairs(confusion(labels["val"], probs["val"].argmax(1)), pairs)
     setup = {"generalist": str(generalist), "pairs": chosen, "epochs": epochs}
-    setup_file = Path(out) / "setup.json"
+    setup_file = Path(out) / SETUP
     if setup_file.exists() and json.loads(setup_file.read_text()) != json.loads(json.dumps(setup)):
         raise FashionbenchError(f"{out} holds specialists of another setup; choose another --name")
     runs.write_json(setup_file, setup)
 
-    def first_class_probs(spec: FinishedRun) -> dict[str, np.ndarray]:
+    def first_class_probs(spec: LoadedModel) -> dict[str, np.ndarray]:
         """A specialist's probability of its pair's first class, on the generalist's images."""
         return {split: predict(spec.model, general.splits[split].images, spec.precision,
                                spec.cfg.channels_last).softmax(1)[:, 1].numpy() for split in labels}
@@ -99,13 +102,13 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
     combined = dict(probs)
     specialists, summaries = [], [general_summary]
     for k, (i, j) in enumerate(chosen, 1):
-        run_dir = Path(out) / f"pair-{i}-{j}"
+        run_dir = RunDir(out).pair(i, j).path
         cfg: Config = validate(dataclasses.replace(  # validate: resolves swa.start at these epochs
             general.cfg, epochs=epochs or general.cfg.epochs,
             data=dataclasses.replace(general.cfg.data, positive_class=i, negative_class=j)))
         label = f"[{k}/{len(chosen)}] {CLASSES[i]} against {CLASSES[j]}"
         spec_summary = train_or_resume(cfg, data, run_dir, label)
-        spec = load_run(run_dir, data, device)
+        spec = load_run(RunDir(run_dir, spec_summary).finished(), data, device)
         summaries.append(spec_summary)
         p_first = stage(f"{label}: the specialist's predictions on val and test", first_class_probs, spec)
         threshold = choose_threshold(combined["val"], labels["val"], (i, j), p_first["val"])
@@ -123,9 +126,9 @@ def train_specialists(generalist: Path, data: FashionMNIST, out: Path, pairs: in
         trained, summaries, labels, data, seed=general_summary.seed,
         variant=f"generalist + {len(chosen)} specialists",
         extra={"generalist": str(generalist), "specialists": specialists})
-    runs.write_summary(out, summary)
+    RunDir(out).write_summary(summary)
     pred = split_predictions(general.splits["test"], combined["test"])
-    write_report(Path(out) / "report", pred, f"{general.cfg.model} + specialists: {Path(out).name}", headline(
+    write_report(Path(out) / REPORT, pred, f"{general.cfg.model} + specialists: {Path(out).name}", headline(
         ("model", f"{general.cfg.model} generalist ({generalist}) + specialists for "
                   + "; ".join(" / ".join(s["pair"]) for s in specialists)), pred, "test",
         {"accuracy, with specialists": f"{100 * results['test']['acc']:.2f}%",

@@ -33,6 +33,7 @@ from .. import runs
 from ..config import MAX_EPOCHS, Config, config_from_dict
 from ..data import FashionMNIST
 from ..errors import FashionbenchError, UsageError
+from ..rundir import State, Summary, state_of
 from ..training import Trainer, train_or_resume
 
 RECIPE = "speedrun_net"
@@ -136,7 +137,7 @@ def read_plan(folder: Path) -> Plan:
         raise FashionbenchError(f"{folder / PLAN}: not a speedrun plan ({e})") from None
 
 
-def timed_seconds(summary: runs.Summary) -> float:
+def timed_seconds(summary: Summary) -> float:
     return summary.train_seconds + summary.extra.get("swa_bn_seconds", 0.0)
 
 
@@ -147,7 +148,7 @@ def speedrun(plan: Plan, data: FashionMNIST, out: Path) -> dict:
     per_seed = []
     for seed in range(plan.seeds):
         run_dir = out / f"seed-{seed}"
-        resumed = (run_dir / "checkpoint.pt").exists() and not (run_dir / "summary.json").exists()
+        resumed = state_of(run_dir) is State.INTERRUPTED
         summary = train_or_resume(dataclasses.replace(cfg, seed=seed), data, run_dir,
                                   f"[{seed + 1}/{plan.seeds}] {cfg.model} seed {seed}")
         device = summary.device

@@ -1,0 +1,535 @@
+"""A run folder, and the one module that knows one: the names of its files, what kind
+of folder it is, what state it is in, and every file read from or written to it.
+
+Every folder fashionbench trains or combines into (a run, one-vs-all's ten networks,
+an ensemble, a generalist with specialists, and their binary members) is a
+``RunDir``. Nothing else in the package spells its files' names (``CONFIG``,
+``CHECKPOINT``, ``HISTORY``, ``MODEL``, ``SUMMARY``, ...), tells its kind (``Kind``,
+from ``kind_of`` alone) or its state (``State``, from ``state_of`` alone), or reads
+and writes them. ``Summary`` is the one schema of every finished folder's results.
+
+A command that needs a trained run's model asks for a ``FinishedRun``
+(``RunDir.finished``): its config and summary read strictly, once, and its kind
+checked, or one line saying why the folder is not that, before any data loads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from . import runs
+from .config import Config, ConfigError, config_from_dict, dump_config, read_yaml
+from .errors import FashionbenchError, UsageError
+from .models import build_model
+from .models.one_vs_all import OneVsAllNetwork
+
+# -- the files ---------------------------------------------------------------------------
+
+CONFIG = "config.yaml"          # the resolved configuration, written first
+HISTORY = "metrics.jsonl"       # one JSON line per finished epoch
+CHECKPOINT = "checkpoint.pt"    # the state after the last finished epoch: what a resume continues
+MODEL = "model.pt"              # the final model
+SUMMARY = "summary.json"        # the results, one schema for every kind: the mark of a finished folder
+SETUP = "setup.json"            # specialists: the generalist and the pairs they were set up with
+REPORT = "report"               # the report folder (the test split's)
+# A trained run's files, in the order they are first written.
+FILES = (CONFIG, HISTORY, CHECKPOINT, MODEL, SUMMARY)
+# A model exported next to its run (``fashionbench export`` without --out).
+EXPORTS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+
+
+def member_name(c: int) -> str:
+    """One-vs-all's member folder for class ``c`` (the first is made before anything
+    else: it marks the folder as one-vs-all's however early it stopped)."""
+    return f"class-{c}"
+
+
+def pair_name(i: int, j: int) -> str:
+    """The specialists' member folder for the pair of classes ``i``, ``j``."""
+    return f"pair-{i}-{j}"
+
+
+# -- kind and state ----------------------------------------------------------------------
+
+class Kind(StrEnum):
+    """What a folder is. A value is also a summary's ``kind`` (but BINARY: a binary
+    member's summary says "run")."""
+    RUN = "run"                  # one ten-class network (softmax, or the one-vs-all head)
+    ONE_VS_ALL = "one-vs-all"    # ten binary members (``member_name``) combined into one model
+    ENSEMBLE = "ensemble"        # finished runs combined; no model of its own
+    SPECIALISTS = "specialists"  # a generalist and binary specialists (``pair_name``); no model of its own
+    BINARY = "binary"            # one binary network (data.positive_class): a one-vs-all member, a specialist
+
+    @classmethod
+    def of(cls, kind: Kind | str) -> Kind:
+        """A kind, from itself, its value or the name of the command that trains it
+        ("train", "one-vs-all")."""
+        if isinstance(kind, Kind):
+            return kind
+        if kind == "train":
+            return cls.RUN
+        try:
+            return cls(kind)
+        except ValueError:
+            raise UsageError(f"kind must be train or one-vs-all, not {kind!r}") from None
+
+    @property
+    def trained(self) -> bool:
+        """Does a folder of this kind have a config and a model of its own?"""
+        return self in TRAINED
+
+    @property
+    def command(self) -> str | None:
+        """The command that trains (and resumes) a folder of this kind."""
+        return {Kind.RUN: "train", Kind.BINARY: "train", Kind.ONE_VS_ALL: "one-vs-all"}.get(self)
+
+    @property
+    def described(self) -> str:
+        return DESCRIBED[self]
+
+
+DESCRIBED = {Kind.RUN: "a single run", Kind.ONE_VS_ALL: "a one-vs-all run", Kind.ENSEMBLE: "an ensemble",
+             Kind.SPECIALISTS: "a run with specialists", Kind.BINARY: "a binary run"}
+# The kinds with a model of their own: what evaluate, report, predict, audit, export,
+# ensemble and specialists take.
+TRAINED = (Kind.RUN, Kind.ONE_VS_ALL, Kind.BINARY)
+# The kinds a summary names (a binary member's summary is a run's).
+SUMMARY_KINDS = (Kind.RUN, Kind.ENSEMBLE, Kind.ONE_VS_ALL, Kind.SPECIALISTS)
+
+
+class State(StrEnum):
+    """How far a folder got. A combination (one-vs-all, specialists) has no checkpoint of
+    its own: until it is complete it is NEW, and each member has its own state (they
+    resume member by member)."""
+    NEW = "new"                  # nothing to continue from: no folder, or stopped before its first checkpoint
+    INTERRUPTED = "interrupted"  # a checkpoint and no summary: resumes from the checkpoint
+    COMPLETE = "complete"        # a summary: finished, read back and never trained again
+
+
+def state_of(path: str | Path) -> State:
+    """The one rule of a folder's state: a summary is COMPLETE, else a checkpoint is
+    INTERRUPTED, else NEW."""
+    path = Path(path)
+    if (path / SUMMARY).exists():
+        return State.COMPLETE
+    if (path / CHECKPOINT).exists():
+        return State.INTERRUPTED
+    return State.NEW
+
+
+def kind_of(path: str | Path) -> Kind | None:
+    """The one rule of a folder's kind (None: not a run folder)."""
+    return RunDir(path).kind
+
+
+# -- the summary -------------------------------------------------------------------------
+
+# 1: no "schema" or "kind" (kind only on ensembles, whose "weights" were the fitted
+#    member weights); 2: both always present, "weights" always names the reported
+#    result, validation timed apart from training ("val_seconds").
+SUMMARY_SCHEMA = 2
+# What every finished summary holds, of any kind and schema: a table row and a
+# combination of runs are made of these.
+FINISHED = ("model", "test_acc", "results", "seed", "parameters", "epochs", "seconds_per_epoch",
+            "device")
+
+
+@dataclass
+class Summary:
+    """What a finished run (or combination of runs) reports, as its summary holds it.
+
+    The fields are common to every kind; what only one kind has (an ensemble's
+    method, one-vs-all's calibration, a run's environment and SWA snapshots) is in
+    ``extra`` and written beside them, flat, in the same JSON object."""
+    kind: Kind                   # one of SUMMARY_KINDS (given as a Kind or its value)
+    model: str                   # architecture, or a combination's description
+    test_acc: float | None       # of the reported model; None: validation only (a sweep's trial)
+    results: dict                # weights -> split -> {"acc", "loss"}
+    seed: int | str              # a combination's: its members' joined by "+"
+    parameters: int
+    epochs: int
+    seconds_per_epoch: float     # training only (validation excluded from schema 2 on)
+    device: str
+    weights: str = ""            # the key of ``results`` that is reported: swa, last, ova, ...
+    val_acc: float | None = None
+    train_seconds: float = 0.0
+    val_seconds: float | None = None  # None: a schema-1 summary, whose training time includes it
+    train_size: int = 0
+    val_size: int = 0
+    test_size: int = 10_000
+    variant: str | None = None   # e.g. "one-vs-all head", "binary: Shirt against the rest"
+    # "val": the reported model was never chosen by a test figure. "test": the leaky
+    # reference protocol (eval.select_on test), the best epoch on the test set: its test
+    # accuracy is optimistic, and every table and report says so (``leaky``).
+    selected_on: str = "val"
+    precision: str | None = None
+    data_md5: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    schema: int = SUMMARY_SCHEMA
+
+    def __post_init__(self):
+        self.kind = Kind(self.kind)
+
+    @property
+    def leaky(self) -> bool:
+        """Was the reported model chosen on the test set (its test accuracy optimistic)?"""
+        return self.selected_on == "test"
+
+    @property
+    def reported(self) -> dict:
+        """The reported model's results per split."""
+        return self.results[self.weights]
+
+    @property
+    def binary(self) -> bool:
+        """A binary run's (data.positive_class), by its variant."""
+        return (self.variant or "").startswith("binary")
+
+    def accuracy(self, weights: str, split: str) -> float | None:
+        """Accuracy of ``weights`` on ``split``, or None where the summary has none
+        (an ensemble has no last-epoch model)."""
+        return self.results.get(weights, {}).get(split, {}).get("acc")
+
+    def to_dict(self) -> dict:
+        fields = {k: v for k, v in vars(self).items() if k != "extra"}
+        fields["kind"] = fields["kind"].value
+        return {"schema": fields.pop("schema"), **fields, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict, path: Path) -> Summary:
+        """A summary of any schema up to this one, checked; ``path`` names it in errors."""
+        data = dict(data)
+        schema = data.pop("schema", 1)
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema > SUMMARY_SCHEMA:
+            raise FashionbenchError(f"{path}: summary schema {schema!r} is not one this fashionbench "
+                                    f"reads (1 to {SUMMARY_SCHEMA}); a newer fashionbench wrote it?")
+        missing = [key for key in FINISHED + (("kind", "weights") if schema > 1 else ()) if key not in data]
+        if missing:
+            raise FashionbenchError(f"{path}: not a finished run (no {', '.join(missing)})")
+        acc = data["test_acc"]
+        validation_only = acc is None and schema > 1  # eval.test false: a sweep's trial
+        if not validation_only and (isinstance(acc, bool) or not isinstance(acc, (int, float))):
+            raise FashionbenchError(f"{path}: not a finished run (test_acc {acc!r} is not a number)")
+        if not isinstance(data["results"], dict):
+            raise FashionbenchError(f"{path}: not a finished run (results is not a mapping)")
+        if schema == 1:
+            data = _from_schema_1(data)
+        if not isinstance(data["kind"], str) or data["kind"] not in SUMMARY_KINDS:
+            raise FashionbenchError(f"{path}: not a finished run (unknown kind {data['kind']!r})")
+        known = {f for f in cls.__dataclass_fields__ if f not in ("extra", "schema")}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+
+def _from_schema_1(data: dict) -> dict:
+    """A schema-1 summary in today's terms: its kind (only ensembles said), and an
+    ensemble's fitted member weights under their own name."""
+    kind = data.get("kind") or {"ova": "one-vs-all", "specialists": "specialists"}.get(data.get("weights"), "run")
+    if kind == "ensemble":
+        data["member_weights"] = data.pop("weights", None)
+        data["weights"] = "ensemble"
+    return {**data, "kind": kind, "weights": data.get("weights") or next(iter(data["results"]), "")}
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as inf
+        raise _NonFinite(text)
+    return value
+
+
+def read_summary(run_dir: str | Path) -> Summary:
+    """A finished folder's summary, strictly: valid JSON without NaN or Infinity (a
+    diverged run's), with the fields every finished run writes; any schema so far."""
+    path = Path(run_dir) / SUMMARY
+    try:
+        data = json.loads(path.read_text(), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except FileNotFoundError:
+        raise FashionbenchError(f"{run_dir}: no {SUMMARY} (run not finished?)") from None
+    except OSError as e:
+        raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
+    except _NonFinite as e:
+        raise FashionbenchError(f"{path}: not a finished run (non-finite value {e})") from None
+    except json.JSONDecodeError as e:
+        raise FashionbenchError(f"{path}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise FashionbenchError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    if not isinstance(data, dict):
+        raise FashionbenchError(f"{path}: not a finished run (not a JSON object)")
+    return Summary.from_dict(data, path)
+
+
+def write_summary(run_dir: str | Path, summary: Summary) -> None:
+    """The folder's summary: the mark of a finished folder, written last."""
+    runs.write_json(Path(run_dir) / SUMMARY, summary.to_dict())
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """One dict per finished epoch (losses, accuracies, LR, SWA snapshots, seconds); []
+    where there is none (an ensemble; a one-vs-all run keeps its members' in their folders)."""
+    path = Path(run_dir) / HISTORY
+    if not path.exists():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FashionbenchError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+
+
+def finished_under(path: str | Path, recursive: bool = True) -> list[Path]:
+    """The finished folders under ``path`` (at any depth, or directly in it), in name order."""
+    pattern = f"**/{SUMMARY}" if recursive else f"*/{SUMMARY}"
+    return sorted(p.parent for p in Path(path).glob(pattern))
+
+
+# -- the model ---------------------------------------------------------------------------
+
+@dataclass
+class SavedModel:
+    """A run's final model as saved: the network on the CPU (without the TTA wrapper
+    it may be evaluated in) and which weights it is ("swa", "last", "best_on_test", "ova")."""
+    network: nn.Module
+    weights: str
+
+
+# -- a folder ----------------------------------------------------------------------------
+
+class RunDir:
+    """A run folder of any kind, in any state. What it holds is read when first asked
+    for and kept (``config``, ``summary``); ``kind`` and ``state`` look again each time."""
+
+    def __init__(self, path: str | Path, summary: Summary | None = None):
+        self.path = Path(path)
+        if summary is not None:
+            self.__dict__["summary"] = summary  # cached_property's slot: no second read
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # -- creating ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, out: str | Path, name: str | None, model: str, resumable: bool = True) -> RunDir:
+        """A new folder ``out``/``name`` (default MODEL-YYYYmmdd-HHMMSS), made when its
+        first file is written; an existing one is refused ("choose another --name", or
+        "--resume it" for a kind that resumes)."""
+        return cls(runs.new_run_dir(out, name, model, resumable))
+
+    def member(self, c: int) -> RunDir:
+        """One-vs-all's member for class ``c``."""
+        return RunDir(self.path / member_name(c))
+
+    def pair(self, i: int, j: int) -> RunDir:
+        """The specialist for the pair of classes ``i``, ``j``."""
+        return RunDir(self.path / pair_name(i, j))
+
+    # -- kind and state ------------------------------------------------------------------
+    @property
+    def kind(self) -> Kind | None:
+        """The one rule of a folder's kind. A one-vs-all member folder (made first) makes
+        it ONE_VS_ALL; a config makes it a RUN, or BINARY where data.positive_class is
+        set; the specialists' setup makes it SPECIALISTS; else its summary's kind says
+        (a run's binary by its variant); neither: None, not a run folder."""
+        if (self.path / member_name(0)).is_dir():
+            return Kind.ONE_VS_ALL
+        if self.has_config:
+            written = self._written_config_or_none()
+            data = written.get("data") if written else None
+            if isinstance(data, dict) and data.get("positive_class") is not None:
+                return Kind.BINARY
+            if written is not None:
+                return Kind.RUN
+        elif (self.path / SETUP).is_file():
+            return Kind.SPECIALISTS
+        try:
+            summary = self.summary
+        except FashionbenchError:  # a config that cannot be read is still a run's
+            return Kind.RUN if self.has_config else None
+        return Kind.BINARY if summary.kind is Kind.RUN and summary.binary else summary.kind
+
+    @property
+    def state(self) -> State:
+        return state_of(self.path)
+
+    @property
+    def has_config(self) -> bool:
+        return (self.path / CONFIG).is_file()
+
+    # -- the config ----------------------------------------------------------------------
+    @cached_property
+    def _written_config(self) -> dict:
+        """The config file's keys, parsed once."""
+        return read_yaml(self.path / CONFIG)
+
+    def _written_config_or_none(self) -> dict | None:
+        try:
+            return self._written_config
+        except FashionbenchError:
+            return None
+
+    @cached_property
+    def config(self) -> Config:
+        """The resolved config the run trained with, read strictly (a damaged file is
+        one line naming it); a folder without one is not a trained run (``not_a_run``)."""
+        path = self.path / CONFIG
+        if not path.exists():
+            raise self.not_a_run()
+        try:
+            return config_from_dict(self._written_config)
+        except ConfigError as e:  # a damaged file, not a mistake on the command line
+            raise FashionbenchError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
+
+    def write_config(self, cfg: Config) -> None:
+        runs.write_text(self.path / CONFIG, dump_config(cfg))
+
+    def not_a_run(self) -> FashionbenchError:
+        """Why this folder, without a config, is not a trained run: an ensemble (or
+        specialists) is named as such, with the one command that takes it; anything else
+        is not a run folder."""
+        kind = self.kind
+        if kind not in (Kind.ENSEMBLE, Kind.SPECIALISTS):
+            return FashionbenchError(f"{self.path}: not a run folder (no {CONFIG})")
+        return FashionbenchError(
+            f"{self.path} is {kind.described}, not a trained run: it has no model of its own. "
+            f"fashionbench table lists it (its report: {self.path / REPORT}); evaluate, report, "
+            "predict, audit, export, ensemble and specialists take trained runs, such as the ones it "
+            f"combines (runs, in its {SUMMARY})")
+
+    # -- checkpoint and history ----------------------------------------------------------
+    def write_checkpoint(self, state: dict, history: list[dict]) -> None:
+        """The state after an epoch, then the history up to it."""
+        runs.save_torch(self.path / CHECKPOINT, state)
+        runs.write_text(self.path / HISTORY, "".join(json.dumps(row) + "\n" for row in history))
+
+    def read_checkpoint(self) -> dict:
+        return runs.load_torch(self.path / CHECKPOINT)
+
+    def read_history(self) -> list[dict]:
+        return read_history(self.path)
+
+    def discard_new(self) -> None:
+        """Remove the folder of a run that never finished an epoch: it holds its config
+        alone. A folder holding anything else is kept, as is one not ours to remove."""
+        try:
+            if [path.name for path in self.path.iterdir()] == [CONFIG]:
+                (self.path / CONFIG).unlink()
+                self.path.rmdir()
+        except OSError:
+            pass  # gone, or not ours to remove: what stopped the run is what the user must hear of
+
+    # -- the model -----------------------------------------------------------------------
+    def write_model(self, network: nn.Module, model: str, weights: str, num_classes: int) -> None:
+        """The final model: a single network of architecture ``model``, or one-vs-all's
+        combined ``OneVsAllNetwork`` of ``num_classes`` binary ``model`` networks."""
+        layout: dict[str, Any] = {"model": model}
+        if isinstance(network, OneVsAllNetwork):
+            layout["kind"] = Kind.ONE_VS_ALL.value
+        layout |= {"weights": weights, "num_classes": num_classes, "state_dict": network.state_dict()}
+        runs.save_torch(self.path / MODEL, layout)
+
+    def read_model(self) -> SavedModel:
+        """The final model, either layout, built and loaded on the CPU."""
+        path = self.path / MODEL
+        if not path.exists():
+            raise FashionbenchError(f"{self.path}: no {MODEL} (run not finished?)")
+        saved = runs.load_torch(path)
+        try:
+            if saved.get("kind") == Kind.ONE_VS_ALL:
+                network = OneVsAllNetwork([build_model(saved["model"], 2) for _ in range(saved["num_classes"])])
+            else:
+                network = build_model(saved["model"], saved.get("num_classes", 10))
+            network.load_state_dict(saved["state_dict"])
+        except (AttributeError, KeyError, TypeError, RuntimeError) as e:
+            raise FashionbenchError(f"{path}: not a model of this fashionbench ({type(e).__name__})") from None
+        return SavedModel(network, saved["weights"])
+
+    # -- the summary ---------------------------------------------------------------------
+    @cached_property
+    def summary(self) -> Summary:
+        return read_summary(self.path)
+
+    def write_summary(self, summary: Summary) -> None:
+        write_summary(self.path, summary)
+        self.__dict__["summary"] = summary
+
+    def export_file(self, format: str) -> Path:
+        """Where ``fashionbench export`` writes the model by default."""
+        return self.path / EXPORTS[format]
+
+    # -- requirements --------------------------------------------------------------------
+    def finished(self, kinds: Iterable[Kind] = TRAINED, refusal: str | None = None) -> FinishedRun:
+        """This folder as a finished trained run, or one line saying why it is not: not a
+        run folder, an ensemble, a damaged config or summary, not finished, or a kind
+        not in ``kinds`` (``refusal`` says why, after the path; by default its kind)."""
+        kinds = tuple(kinds)
+        cfg = self.config
+        summary = self.summary
+        kind = self.kind
+        if kind not in kinds:
+            raise FashionbenchError(f"{self.path} {refusal}" if refusal else
+                                    f"{self.path} is {kind.described}; this takes "
+                                    + " or ".join(k.described for k in kinds))
+        if not (self.path / MODEL).exists():
+            raise FashionbenchError(f"{self.path}: no {MODEL} (run not finished?)")
+        return FinishedRun(self.path, kind, cfg, summary)
+
+    def resumable(self, kind: Kind) -> Config:
+        """This folder's config, where ``kind``'s command can resume it; else one line: not
+        a run folder (or damaged), complete, or of the other command."""
+        cfg = self.config
+        self.require_unfinished()
+        mine = self.kind is Kind.ONE_VS_ALL
+        if mine != (kind is Kind.ONE_VS_ALL):
+            right = Kind.ONE_VS_ALL if mine else Kind.RUN
+            raise UsageError(f"{self.path} is {right.described}; "
+                             f"resume it with fashionbench {right.command} --resume {self.path}")
+        return cfg
+
+    def require_unfinished(self) -> None:
+        if self.state is State.COMPLETE:
+            raise FashionbenchError(f"{self.path} is already complete ({SUMMARY} exists)")
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished trained run: what every command that uses a run's model is given.
+    Its config and summary were read (strictly) and its kind checked once, by
+    ``RunDir.finished``."""
+    path: Path
+    kind: Kind
+    cfg: Config
+    summary: Summary
+
+    @property
+    def folder(self) -> RunDir:
+        return RunDir(self.path, self.summary)
+
+    def read_model(self) -> SavedModel:
+        return self.folder.read_model()
+
+
+def finished(run: FinishedRun | RunDir | str | Path, kinds: Iterable[Kind] = TRAINED,
+             refusal: str | None = None) -> FinishedRun:
+    """``run`` as a finished trained run of one of ``kinds`` (one already is)."""
+    if isinstance(run, FinishedRun):
+        return run
+    return (run if isinstance(run, RunDir) else RunDir(run)).finished(kinds, refusal)
