@@ -11,7 +11,7 @@ from PIL import Image
 from fashionbench import inference
 from fashionbench.data import CLASSES
 from fashionbench.rundir import finished
-from fashionbench.tasks.predict import class_probabilities, read_image, to_fashion_mnist
+from fashionbench.tasks.predict import read_image, to_fashion_mnist
 
 from conftest import run_cli, run_main
 
@@ -52,7 +52,7 @@ def write_images(folder, images, enlarge: int = 1, invert: bool = False) -> list
 def probabilities_of(model, paths) -> tuple[np.ndarray, torch.Tensor]:
     """The converted images and their probabilities, batched as inference.predict batches."""
     images = torch.from_numpy(np.stack([read_image(p) for p in paths])[:, None])
-    probs = torch.cat([class_probabilities(model, images[i:i + inference.EVAL_BATCH])
+    probs = torch.cat([model.probabilities(images[i:i + inference.EVAL_BATCH])
                        for i in range(0, len(images), inference.EVAL_BATCH)])
     return images[:, 0].numpy(), probs
 

@@ -9,7 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fashionbench.inference import FlipTTA, evaluate, evaluate_run, for_evaluation, load_model, load_run
+from fashionbench.inference import (
+    FlipTTA,
+    evaluate,
+    for_evaluation,
+    load_model,
+    load_run,
+    with_flip_tta,
+)
 from fashionbench.rundir import finished
 from fashionbench.runs import load_torch
 from fashionbench.splits import MEAN, STD
@@ -134,6 +141,8 @@ def test_flip_tta_averages_the_logits_of_an_image_and_its_mirror():
     assert torch.allclose(wrapped(x), (model(x) + model(x.flip(-1))) / 2)
     assert not torch.allclose(wrapped(x), model(x))  # the mirror image is another input
     assert for_evaluation(model, small_config()) is model  # off by default
+    # The one TTA of predict --tta and ensemble --tta: the same wrapper, never twice.
+    assert with_flip_tta(wrapped) is wrapped and torch.equal(with_flip_tta(model)(x), wrapped(x))
 
 
 def test_a_tta_run_is_evaluated_and_served_with_tta(data, tmp_path):
@@ -147,7 +156,7 @@ def test_a_tta_run_is_evaluated_and_served_with_tta(data, tmp_path):
     run = finished(tmp_path / "run")
     loaded = load_model(run)
     assert isinstance(loaded.model, FlipTTA)
-    assert evaluate_run(run, data, "val")["acc"] == summary.accuracy("last", "val")
+    assert load_run(run, data).evaluate("val")["acc"] == summary.accuracy("last", "val")
     plain = evaluate(loaded.model.model, load_run(run, data).splits["val"], loaded.precision,
                      loaded.cfg.channels_last)
     assert plain["loss"] != summary.results["last"]["val"]["loss"]  # the figures are TTA's, not the plain model's

@@ -33,10 +33,17 @@ class FlipTTA(nn.Module):
         return (self.model(x) + self.model(x.flip(-1))) / 2
 
 
+def with_flip_tta(model: nn.Module) -> nn.Module:
+    """The one flip test-time augmentation, wherever it is asked for (a recipe's eval.tta,
+    predict --tta, ensemble --tta): ``model`` in FlipTTA, once (a model a run evaluates
+    with eval.tta is wrapped already, and mirroring twice changes nothing)."""
+    return model if isinstance(model, FlipTTA) else FlipTTA(model)
+
+
 def for_evaluation(model: nn.Module, cfg: Config) -> nn.Module:
     """The model as the run evaluates and serves it (``eval.tta``); its weights are the
     trained model's own, saved without the wrapper."""
-    return FlipTTA(model) if cfg.eval.tta else model
+    return with_flip_tta(model) if cfg.eval.tta else model
 
 
 def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
@@ -96,14 +103,20 @@ class LoadedModel:
     precision: str
     splits: dict[str, Split] = field(default_factory=dict)
 
-    def predict(self, split: str, flip: bool = False) -> torch.Tensor:
-        """Logits on one of its splits; ``flip`` mirrors every image first (test-time augmentation)."""
-        images = self.splits[split].images
-        return predict(self.model, images.flip(-1) if flip else images, self.precision,
-                       self.cfg.channels_last)
+    def probabilities(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Class probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28), run
+        as the test set is; ``tta``: with flip test-time augmentation (``with_flip_tta``)."""
+        model = with_flip_tta(self.model) if tta else self.model
+        logits = predict(model, images.to(self.device), self.precision, self.cfg.channels_last)
+        return probabilities(logits, self.cfg.head)
 
-    def probs(self, split: str, flip: bool = False) -> torch.Tensor:
-        return probabilities(self.predict(split, flip), self.cfg.head)
+    def evaluate(self, split: str) -> dict:
+        """Loss and accuracy on one of its splits, as the run evaluated it (``evaluate``)."""
+        return evaluate(self.model, self.splits[split], self.precision, self.cfg.channels_last, self.cfg.head)
+
+    def probs(self, split: str, tta: bool = False) -> torch.Tensor:
+        """Class probabilities on one of its splits (loaded with the data: ``load_run``)."""
+        return self.probabilities(self.splits[split].images, tta)
 
 
 def load_model(run: FinishedRun, device: str | None = None) -> LoadedModel:
@@ -121,10 +134,3 @@ def load_run(run: FinishedRun, data: FashionMNIST, device: str | None = None) ->
     loaded = load_model(run, device)
     loaded.splits = prepare_splits(data, loaded.cfg, loaded.device)
     return loaded
-
-
-def evaluate_run(run: FinishedRun, data: FashionMNIST, split: str, device: str | None = None) -> dict:
-    loaded = load_run(run, data, device)
-    result = evaluate(loaded.model, loaded.splits[split], loaded.precision, loaded.cfg.channels_last,
-                      loaded.cfg.head)
-    return {"run": str(run.path), "weights": loaded.weights, "split": split, **result}

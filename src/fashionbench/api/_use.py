@@ -14,12 +14,12 @@ from PIL import Image
 
 from ..data import FashionMNIST
 from ..errors import FashionbenchError, UsageError
-from ..inference import LoadedModel, evaluate_run, load_model
+from ..inference import LoadedModel, load_model
 from ..inference import load_run as load_with_splits
 from ..splits import class_names
 from ..tasks.audit import audit_run
 from ..tasks.export import export_run
-from ..tasks.predict import class_probabilities, expand_folders, image_pixels
+from ..tasks.predict import expand_folders, image_pixels
 from ..tasks.report import NOT_REPORTED, REPORTED, Predictions, report_run
 from ..tasks.report import predictions as split_predictions
 from ._run import PathLike, Run, as_finished, dataset
@@ -34,7 +34,9 @@ def evaluate(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | No
     set is for final reporting only)."""
     if split not in ("val", "test"):
         raise UsageError(f"split must be val or test, not {split!r}")
-    return evaluate_run(as_finished(run), dataset(data, data_dir), split, device)
+    finished = as_finished(run)  # not a finished run: said before any data loads
+    loaded = load_with_splits(finished, dataset(data, data_dir), device)
+    return {"run": str(finished.path), "weights": loaded.weights, "split": split, **loaded.evaluate(split)}
 
 
 def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: FashionMNIST | None = None,
@@ -116,7 +118,7 @@ def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int =
         sources.append(source)
     if not pixels:
         return []
-    probs = class_probabilities(loaded, torch.from_numpy(np.stack(pixels)[:, None]), tta).numpy()
+    probs = loaded.probabilities(torch.from_numpy(np.stack(pixels)[:, None]), tta).numpy()
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
     return [Prediction(source, [(names[j], float(p[j])) for j in top], p, [int(j) for j in top])
             for source, p, top in zip(sources, probs, order)]

@@ -39,9 +39,7 @@ def ensemble_runs(finished: list[FinishedRun], data: FashionMNIST, method: str, 
                                         "(data.val_size, data.split_seed or data.test_subset differ)")
 
     def member_probs(m: LoadedModel) -> dict[str, np.ndarray]:
-        def probs(split: str) -> torch.Tensor:
-            return (m.probs(split) + m.probs(split, flip=True)) / 2 if tta else m.probs(split)
-        return {split: probs(split).numpy() for split in ("val", "test")}
+        return {split: m.probs(split, tta).numpy() for split in ("val", "test")}
 
     # A member's predictions take as long as evaluating it (twice with flip TTA): each says so.
     labels = {split: first[split].labels.cpu().numpy() for split in ("val", "test")}

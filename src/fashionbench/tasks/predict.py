@@ -19,7 +19,6 @@ from PIL import Image, ImageOps
 
 from ..data import IMAGE_SIZE
 from ..errors import FashionbenchError, UsageError
-from ..inference import LoadedModel, predict, probabilities
 
 # Zalando trimmed edges within 5% of the maximum intensity of the corner colour on
 # their 762x1000 product photos, where that trims a sliver of one output pixel. On a
@@ -186,19 +185,6 @@ def expand_folders(paths: list[str]) -> tuple[list[Path], list[str]]:
             errors.append(f"{arg}: no image files in this folder")
         files += found
     return files, errors
-
-
-def class_probabilities(loaded: LoadedModel, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """Probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28), run as the
-    test set is (inference.predict); ``flip`` averages them with the mirrored images'."""
-    images = images.to(loaded.device)
-
-    def probs_of(batch: torch.Tensor) -> torch.Tensor:
-        logits = predict(loaded.model, batch, loaded.precision, loaded.cfg.channels_last)
-        return probabilities(logits, loaded.cfg.head)
-
-    probs = probs_of(images)
-    return (probs + probs_of(images.flip(-1))) / 2 if flip else probs
 
 
 def report_warning(message: str) -> None:
