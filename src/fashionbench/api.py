@@ -192,7 +192,7 @@ def prepare_run(kind: Kind | str, model: str | None = None, config_file: PathLik
     or the command's name, "train" or "one-vs-all"): a new folder from the recipe and
     overrides, or ``resume``'s own. ``start`` joins the process group under torchrun
     (not for a plan), where rank 0 names a new run's folder."""
-    kind = Kind.of(kind)
+    kind = Kind.of_command(kind)
     overrides = overrides or []
     if resume is not None:  # exactly as configured: the overrides are not looked at
         folder = RunDir(resume)
@@ -279,7 +279,7 @@ def resume(run: Run | PathLike, *, model: str | None = None, kind: Kind | str | 
     run_dir = as_path(run)
     if kind is None:
         kind = Kind.ONE_VS_ALL if RunDir(run_dir).kind is Kind.ONE_VS_ALL else Kind.RUN
-    kind = Kind.of(kind)
+    kind = Kind.of_command(kind)
     world = World.from_env() if kind is Kind.RUN else ONE_PROCESS
     cfg, run_dir, _ = prepare_run(kind, model, resume=run_dir, world=world)
     return _fit(kind, cfg, run_dir, data, data_dir, on_start, world)
