@@ -213,6 +213,10 @@ def test_a_command_asks_for_the_kinds_it_takes(tmp_path):
     assert one_line(e) == f"{member} is one binary member; not this"
     with pytest.raises(FashionbenchError, match=r"is a binary run; this takes a single run$"):
         RunDir(member).finished((Kind.RUN,))
+    loaded = RunDir(member).finished()
+    assert rundir.finished(loaded) is loaded  # a finished run is not read again...
+    with pytest.raises(FashionbenchError, match=r"is a binary run; this takes a single run or a one-vs-all run$"):
+        rundir.finished(loaded, (Kind.RUN, Kind.ONE_VS_ALL))  # ...but its kind is still asked for
     with pytest.raises(FashionbenchError, match="is one binary member of a one-vs-all run; its parent folder"):
         fb.report(member)  # before any data is asked for
     with pytest.raises(FashionbenchError, match="is not a ten-class run"):
