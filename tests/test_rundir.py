@@ -104,11 +104,13 @@ def test_the_kind_of_each_folder(tmp_path):
 
 def test_a_kind_is_its_summary_s_kind_and_a_command_s():
     assert Kind("one-vs-all") is Kind.ONE_VS_ALL and Kind.RUN == "run" and json.dumps(Kind.ENSEMBLE) == '"ensemble"'
-    assert Kind.of("train") is Kind.RUN and Kind.of("one-vs-all") is Kind.ONE_VS_ALL and Kind.of(Kind.RUN) is Kind.RUN
+    assert Kind.of_command("train") is Kind.RUN and Kind.of_command("one-vs-all") is Kind.ONE_VS_ALL
+    assert Kind.of_command(Kind.RUN) is Kind.RUN and Kind.of_command(Kind.ONE_VS_ALL) is Kind.ONE_VS_ALL
     assert (Kind.RUN.command, Kind.BINARY.command, Kind.ONE_VS_ALL.command, Kind.ENSEMBLE.command) == \
         ("train", "train", "one-vs-all", None)
-    with pytest.raises(UsageError, match="kind must be train or one-vs-all, not 'tran'"):
-        Kind.of("tran")
+    for other in ("tran", Kind.ENSEMBLE, Kind.BINARY, "specialists"):  # no command trains these
+        with pytest.raises(UsageError, match=f"kind must be train or one-vs-all, not {str(other)!r}$"):
+            Kind.of_command(other)
     assert a_summary(kind="ensemble").kind is Kind.ENSEMBLE  # given as its value, held as the type
     with pytest.raises(ValueError):
         a_summary(kind="binary-ish")
@@ -211,6 +213,10 @@ def test_a_command_asks_for_the_kinds_it_takes(tmp_path):
     assert one_line(e) == f"{member} is one binary member; not this"
     with pytest.raises(FashionbenchError, match=r"is a binary run; this takes a single run$"):
         RunDir(member).finished((Kind.RUN,))
+    loaded = RunDir(member).finished()
+    assert rundir.finished(loaded) is loaded  # a finished run is not read again...
+    with pytest.raises(FashionbenchError, match=r"is a binary run; this takes a single run or a one-vs-all run$"):
+        rundir.finished(loaded, (Kind.RUN, Kind.ONE_VS_ALL))  # ...but its kind is still asked for
     with pytest.raises(FashionbenchError, match="is one binary member of a one-vs-all run; its parent folder"):
         fb.report(member)  # before any data is asked for
     with pytest.raises(FashionbenchError, match="is not a ten-class run"):
@@ -243,7 +249,7 @@ def test_resuming_asks_for_an_unfinished_folder_of_its_own_command(tmp_path):
     with pytest.raises(UsageError, match="resume it with fashionbench one-vs-all"):
         fb.resume(ova, kind="train")
     with pytest.raises(UsageError, match="kind must be train or one-vs-all"):
-        fb.resume(ova, kind="ensemble-ish")
+        fb.resume(run, kind="ensemble")
 
 
 # -- the model: both layouts -------------------------------------------------------------

@@ -283,9 +283,9 @@ class RunDir:
             else:
                 network = build_model(saved["model"], saved.get("num_classes", 10))
             network.load_state_dict(saved["state_dict"])
-        except (AttributeError, KeyError, TypeError, RuntimeError) as e:
+            return SavedModel(network, saved["weights"])
+        except (AttributeError, KeyError, TypeError, RuntimeError) as e:  # another layout, or another network's
             raise FashionbenchError(f"{path}: not a model of this fashionbench ({type(e).__name__})") from None
-        return SavedModel(network, saved["weights"])
 
     # -- the summary ---------------------------------------------------------------------
     @cached_property
@@ -305,17 +305,10 @@ class RunDir:
         """This folder as a finished trained run, or one line saying why it is not: not a
         run folder, an ensemble, a damaged config or summary, not finished, or a kind
         not in ``kinds`` (``refusal`` says why, after the path; by default its kind)."""
-        kinds = tuple(kinds)
-        cfg = self.config
-        summary = self.summary
-        kind = self.kind
-        if kind not in kinds:
-            raise FashionbenchError(f"{self.path} {refusal}" if refusal else
-                                    f"{self.path} is {kind.described}; this takes "
-                                    + " or ".join(k.described for k in kinds))
+        cfg, summary = self.config, self.summary
         if not (self.path / MODEL).exists():
             raise FashionbenchError(f"{self.path}: no {MODEL} (run not finished?)")
-        return FinishedRun(self.path, kind, cfg, summary)
+        return FinishedRun(self.path, self.kind, cfg, summary).of_kind(kinds, refusal)
 
     def resumable(self, kind: Kind) -> Config:
         """This folder's config, where ``kind``'s command can resume it; else one line: not
@@ -348,13 +341,24 @@ class FinishedRun:
     def folder(self) -> RunDir:
         return RunDir(self.path, self.summary)
 
+    def of_kind(self, kinds: Iterable[Kind] = TRAINED, refusal: str | None = None) -> FinishedRun:
+        """Itself, if its kind is one of ``kinds``; else one line: ``refusal`` after the
+        path, or by default what it is and what is taken."""
+        kinds = tuple(kinds)
+        if self.kind not in kinds:
+            raise FashionbenchError(f"{self.path} {refusal}" if refusal else
+                                    f"{self.path} is {self.kind.described}; this takes "
+                                    + " or ".join(k.described for k in kinds))
+        return self
+
     def read_model(self) -> SavedModel:
         return self.folder.read_model()
 
 
 def finished(run: FinishedRun | RunDir | str | Path, kinds: Iterable[Kind] = TRAINED,
              refusal: str | None = None) -> FinishedRun:
-    """``run`` as a finished trained run of one of ``kinds`` (one already is)."""
+    """``run`` as a finished trained run of one of ``kinds`` (one already is: its kind is
+    checked again, nothing is read)."""
     if isinstance(run, FinishedRun):
-        return run
+        return run.of_kind(kinds, refusal)
     return (run if isinstance(run, RunDir) else RunDir(run)).finished(kinds, refusal)

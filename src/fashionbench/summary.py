@@ -23,17 +23,13 @@ class Kind(StrEnum):
     BINARY = "binary"            # one binary network (data.positive_class): a one-vs-all member, a specialist
 
     @classmethod
-    def of(cls, kind: Kind | str) -> Kind:
-        """A kind, from itself, its value or the name of the command that trains it
-        ("train", "one-vs-all")."""
-        if isinstance(kind, Kind):
-            return kind
-        if kind == "train":
-            return cls.RUN
-        try:
-            return cls(kind)
-        except ValueError:
-            raise UsageError(f"kind must be train or one-vs-all, not {kind!r}") from None
+    def of_command(cls, kind: Kind | str) -> Kind:
+        """The kind a training command trains and resumes, RUN or ONE_VS_ALL, given as
+        itself or as the command's name ("train", "one-vs-all")."""
+        found = {"train": cls.RUN, cls.RUN: cls.RUN, cls.ONE_VS_ALL: cls.ONE_VS_ALL}.get(kind)
+        if found is None:
+            raise UsageError(f"kind must be train or one-vs-all, not {str(kind)!r}")
+        return found
 
     @property
     def trained(self) -> bool:

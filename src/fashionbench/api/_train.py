@@ -30,7 +30,7 @@ def prepare_run(kind: Kind | str, model: str | None = None, config_file: PathLik
     or the command's name, "train" or "one-vs-all"): a new folder from the recipe and
     overrides, or ``resume``'s own. ``start`` joins the process group under torchrun
     (not for a plan), where rank 0 names a new run's folder."""
-    kind = Kind.of(kind)
+    kind = Kind.of_command(kind)
     overrides = overrides or []
     if resume is not None:  # exactly as configured: the overrides are not looked at
         folder = RunDir(resume)
@@ -116,7 +116,7 @@ def resume(run: Run | PathLike, *, model: str | None = None, kind: Kind | str | 
     run_dir = as_path(run)
     if kind is None:
         kind = Kind.ONE_VS_ALL if RunDir(run_dir).kind is Kind.ONE_VS_ALL else Kind.RUN
-    kind = Kind.of(kind)
+    kind = Kind.of_command(kind)
     world = World.from_env() if kind is Kind.RUN else ONE_PROCESS
     cfg, run_dir, _ = prepare_run(kind, model, resume=run_dir, world=world)
     return fit(kind, cfg, run_dir, data, data_dir, on_start, world)
@@ -128,7 +128,7 @@ def train_plan(model: str | None = None, *, kind: Kind | str = Kind.RUN, config_
                **options) -> str:
     """What ``train`` (or ``one_vs_all``, or ``resume``) would do, as text: the config
     resolved and checked, parameters, steps, SWA snapshots, the run folder; nothing written."""
-    kind = Kind.of(kind)
+    kind = Kind.of_command(kind)
     cfg, run_dir, resuming = prepare_run(kind, model, config_file, config_overrides(overrides, **options),
                                          out, name, resume, start=False, world=world)
     return run_plan(cfg, run_dir, resuming) if kind is Kind.RUN else one_vs_all_plan(cfg, run_dir)
