@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -157,7 +158,12 @@ class RunDir:
         """A new folder ``out``/``name`` (default MODEL-YYYYmmdd-HHMMSS), made when its
         first file is written; an existing one is refused ("choose another --name", or
         "--resume it" for a kind that resumes)."""
-        return cls(runs.new_run_dir(out, name, model, resumable))
+        name = f"{model}-{datetime.now():%Y%m%d-%H%M%S}" if name is None else runs.check_name(name)
+        path = runs.check_out_dir(out) / name
+        if path.exists():
+            hint = "choose another --name or --resume it" if resumable else "choose another --name"
+            raise FashionbenchError(f"{path} already exists; {hint}")
+        return cls(path)
 
     def member(self, c: int) -> RunDir:
         """One-vs-all's member for class ``c``."""

@@ -1,9 +1,9 @@
-"""Files written safely, new folders under --out, and the provenance recorded beside
-every result: atomic writes (``write_text``, ``write_json``, ``save_torch``, ...) that
-fail in one line naming the file and the cause, ``new_run_dir`` (never an existing
-folder), and ``environment`` (the code, machine and command behind a result).
+"""Files written safely and the provenance recorded beside every result: atomic writes
+(``write_text``, ``write_json``, ``save_torch``, ...) that fail in one line naming the
+file and the cause, the checks of an --out folder and a --name, and ``environment``
+(the code, machine and command behind a result).
 
-What a run folder holds, and in which files, is rundir.py's.
+A run folder (its creation, what it holds, in which files) is rundir.py's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -143,17 +142,6 @@ def check_name(name: str) -> str:
         raise UsageError(f"--name {name!r}: expected a folder name (no path, not empty, not . or ..); "
                          "--out says where the folder goes")
     return name
-
-
-def new_run_dir(out: str | Path, name: str | None, model: str, resumable: bool = True) -> Path:
-    """A fresh folder ``out/name`` (a run's, an ensemble's, a speedrun's; default
-    MODEL-YYYYmmdd-HHMMSS); an existing one is never written into."""
-    name = f"{model}-{datetime.now():%Y%m%d-%H%M%S}" if name is None else check_name(name)
-    run_dir = check_out_dir(out) / name
-    if run_dir.exists():
-        hint = "choose another --name or --resume it" if resumable else "choose another --name"
-        raise FashionbenchError(f"{run_dir} already exists; {hint}")
-    return run_dir
 
 
 def git_commit() -> str | None:

@@ -11,7 +11,7 @@ from ..config import Config, load_config, override
 from ..data import FashionMNIST
 from ..errors import UsageError
 from ..plan import run_plan
-from ..runs import new_run_dir
+from ..rundir import RunDir
 from ..tasks import speedrun as speedruns
 from ._run import PathLike, config_overrides, dataset
 
@@ -69,7 +69,7 @@ def speedrun(seeds: int = 5, *, epochs: int | None = None, budget: float | None 
     content."""
     speedrun_config(epochs=epochs, budget=budget, overrides=overrides, train_subset=train_subset, device=device)
     speedruns.check_target(target)  # both before the folder is looked at and the data loaded
-    folder = new_run_dir(out, name, "speedrun")
+    folder = RunDir.create(out, name, "speedrun").path
     plan, data = _speedrun_plan(seeds, epochs, budget, target, overrides, train_subset, device, data, data_dir)
     if budget:
         print(f"budget {budget:g} s: {plan.cfg.epochs} epoch(s) at {plan.warmup.seconds_per_step * 1000:.0f} ms "
@@ -104,7 +104,7 @@ def speedrun_dry_run(seeds: int = 5, *, epochs: int | None = None, budget: float
     the first seed's plan; nothing written."""
     options = dict(epochs=epochs, budget=budget, overrides=overrides, train_subset=train_subset, device=device)
     cfg = speedrun_config(**options)  # checked before any data is loaded for a budget's warm-up
-    folder = new_run_dir(out, name, "speedrun")
+    folder = RunDir.create(out, name, "speedrun").path
     chosen = str(cfg.epochs)
     if budget:
         plan = speedrun_plan(seeds, target=target, data=data, data_dir=data_dir, **options)
