@@ -34,7 +34,7 @@ from .models import build_model, count_parameters
 from .progress import Progress
 from .runs import Summary
 from .schedule import SchedulePlan, steps_per_epoch
-from .splits import Split, binary_task, normalize, prepare_splits, to_float
+from .splits import Split, binary_task, epoch_order, normalize, prepare_splits, to_float
 from .threads import CpuShare
 
 # A training loss above this multiple of the run's first one has diverged (a healthy
@@ -44,25 +44,6 @@ DIVERGED = 20.0
 
 class Diverged(FashionbenchError):
     """A non-finite or exploding loss: the run stops, and nothing of it is published."""
-
-
-def epoch_order(labels: torch.Tensor, size: int, generator: torch.Generator,
-                balanced: bool) -> torch.Tensor:
-    """Indices of one epoch: a permutation, or for a binary task half positives and half
-    negatives, shuffled; a side drawn without replacement where it has enough images,
-    else with (one-vs-all positives are the rarer tenth)."""
-    device = labels.device
-    if not balanced:
-        return torch.randperm(len(labels), device=device, generator=generator)
-
-    def draw(pool: torch.Tensor, k: int) -> torch.Tensor:
-        if len(pool) >= k:
-            return pool[torch.randperm(len(pool), device=device, generator=generator)[:k]]
-        return pool[torch.randint(len(pool), (k,), device=device, generator=generator)]
-
-    picks = torch.cat([draw(torch.nonzero(labels == 1).flatten(), size // 2),
-                       draw(torch.nonzero(labels == 0).flatten(), size - size // 2)])
-    return picks[torch.randperm(len(picks), device=device, generator=generator)]
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
