@@ -227,7 +227,7 @@ class Trainer:
                 correct += (logits.argmax(1) == (y[self.shard] if world.distributed else y)).sum()
                 if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
                     self.cpu_share.rebalance()
-                    for hook in self.hooks:  # every process stops together
+                    for hook in self.hooks:  # theirs read here too (under torchrun, on every process in step)
                         hook.on_sync(self, step)
                     totals = loss_sum, correct
                     if world.distributed:  # the global batch's figures
