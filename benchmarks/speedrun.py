@@ -52,6 +52,7 @@ from fashionbench import runs
 from fashionbench.config import load_config, parse_override
 from fashionbench.data import load_fashion_mnist
 from fashionbench.hardware import cpu_has_native_bf16
+from fashionbench.hooks import StochasticWeightAveraging
 from fashionbench.inference import evaluate
 from fashionbench.models import build_model
 from fashionbench.splits import prepare_splits
@@ -82,11 +83,12 @@ class Engine:
         row = t.train_epoch()
         t.epoch += 1
         t.history.append(row)
-        if not self.finished or t.swa_model is None:
+        swa = t.hook(StochasticWeightAveraging)
+        if not self.finished or swa.averaged is None:
             return row["seconds"], row["val_acc"], "live"
         # The recipe's final model is the average: its BatchNorm pass is training time.
-        seconds = row["seconds"] + t.recompute_swa_bn()
-        return seconds, t.evaluate(t.swa_model.module, "val")["acc"], "swa"
+        seconds = row["seconds"] + swa.recompute_bn(t)
+        return seconds, t.evaluate(swa.averaged.module, "val")["acc"], "swa"
 
 
 class Conventional:

@@ -1,16 +1,32 @@
-"""Before/after equivalence: the refactor of issue "Architecture" (engine.py split into
-training and inference modules, a schedule object, the CLI rewrite) must not change any
-number. The same command, trained at one intra-op thread, must give bit-identical
-metrics, summary and model weights with the package as it was and as it is.
+"""Before/after equivalence: a refactor must not change any number. The same commands,
+trained at one intra-op thread, must give bit-identical metrics, summaries and model
+weights with the package as it was (BEFORE) and as it is (AFTER).
 
-BEFORE is REFERENCE_COMMIT, the last commit before that refactor, extracted from this
-repository's own git history (``git archive``) into a temporary folder and imported from
-there through PYTHONPATH; AFTER is the package this test process imports (the working
-tree, through the editable install). Each side trains in a fresh interpreter.
+BEFORE is a case's reference commit, extracted from this repository's own git history
+(``git archive``) into a temporary folder and imported from there through PYTHONPATH;
+AFTER is the package this test process imports (the working tree, through the editable
+install or PYTHONPATH), put first on its children's path too. Each command of a
+side runs in a fresh interpreter, in that side's folder; both sides run side by side.
 
-When behaviour is changed on purpose later, REFERENCE_COMMIT moves to the commit that
+The references, and why each case has its own:
+
+- REFERENCE_COMMIT (1e6fdb4), the last commit before the refactor of issue
+  "Architecture" (engine.py split into training and inference modules, a schedule
+  object, the CLI rewrite): the cases "train" and "one-vs-all" guard it.
+- HOOKS_REFERENCE (13501e8), the last commit before SWA, the divergence watch and the
+  leaky best-on-test selection became the trainer's hooks (hooks.py), each with its
+  state under its own key of the checkpoint: the cases "resume", "resume-old-checkpoint"
+  and "ensemble" were added with that refactor and compare with the code just before
+  it. 1e6fdb4 could not serve them: it has no eval.select_on (whose best epoch is one
+  of the hooks' states) and no fashionbench.training, where the test stops a run after
+  its first checkpoint; and "resume-old-checkpoint" needs a checkpoint in the layout
+  that runs started before hooks have (swa_model, loss_start and best_on_test at its top
+  level), which the new code must resume to the numbers the old code reaches.
+
+When behaviour is changed on purpose later, a case's reference moves to the commit that
 changed it, with a note beside it saying why, so the test goes on guarding everything else.
-A command whose spelling changed gets its own entry in CASES (before_argv, after_argv).
+A command whose spelling changed is written per side (one-vs-all: ``train --one-vs-all``
+BEFORE, the ``one-vs-all`` command AFTER).
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ import os
 import struct
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,6 +48,8 @@ import fashionbench
 
 # The last commit before the refactor of issue "Architecture".
 REFERENCE_COMMIT = "1e6fdb4b7dad0ba0fa8bb3132bd5541af80202c5"
+# The last commit before the trainer's features became hooks (branch hooks' start).
+HOOKS_REFERENCE = "13501e880a8706a88c550105b4e325771a39f3d0"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,8 +59,15 @@ SUMMARY_KEYS = ("model", "weights", "results", "val_acc", "test_acc", "swa_snaps
 
 MAX_REPORTED = 30  # differences listed in one failure message
 
-# Each side's interpreter: one intra-op thread, and the package from where it must come
-# (the first argument), then the CLI with the rest.
+# A command stopped after its run's first checkpoint exits with this status, as if killed.
+KILLED = 137
+
+# Each command's interpreter: one intra-op thread, and the package from where it must come
+# (the first argument), then the CLI with the rest. With EQUIVALENCE_STOP set, the
+# process ends the moment its run's first checkpoint is written, as a kill -9 landing
+# there would end it: at the same point of the training on both sides (a signal sent from
+# outside lands wherever the process has got to). fashionbench.training.Trainer.save_checkpoint
+# is where both sides write their checkpoint (and metrics.jsonl after it).
 CHILD = """\
 import os, sys, torch
 torch.set_num_threads(1)
@@ -49,16 +75,36 @@ import fashionbench
 expected = sys.argv.pop(1)
 if os.path.realpath(fashionbench.__file__) != expected:
     sys.exit(f"equivalence: fashionbench imported from {fashionbench.__file__}, expected {expected}")
+if os.environ.get("EQUIVALENCE_STOP"):
+    from fashionbench.training import Trainer
+    save_checkpoint = Trainer.save_checkpoint
+
+    def save_and_die(self):
+        save_checkpoint(self)
+        os._exit(int(os.environ["EQUIVALENCE_STOP"]))
+    Trainer.save_checkpoint = save_and_die
 from fashionbench.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
+class Step(NamedTuple):
+    """One command of a side, run in the side's folder (its runs go under runs/):
+    ``argv`` after ``fashionbench``, to which the test adds --data-dir."""
+    argv: list[str]
+    code: str = "side"   # whose package runs it: "side" (each side's own) or "before" (BEFORE's on both)
+    stop: bool = False   # stopped after its run's first checkpoint (exit status KILLED)
+
+
 class Case(NamedTuple):
     id: str
-    before_argv: list[str]   # without --data-dir, --out and --name, which the test adds
-    after_argv: list[str]
+    before: list[Step]
+    after: list[Step]
+    reference: str = REFERENCE_COMMIT    # BEFORE's commit
+    compared: tuple[str, ...] = ("run",)  # the folders under runs/ compared
 
+
+RUN = ["--out", "runs", "--name", "run"]
 
 # Two SWA snapshots and BatchNorm recomputed, on slices small enough for seconds a side.
 TRAIN = ["train", "basic_cnn", "--epochs", "2", "--train-subset", "2000", "--set", "data.val_size=500",
@@ -72,9 +118,37 @@ ONE_VS_ALL = ["basic_cnn", "--epochs", "1", "--batch-size", "50", "--train-subse
               "--set", "data.val_size=200", "--set", "data.test_subset=200", "--set", "precision=fp32",
               "--set", "schedule.cycle_epochs=1", "--set", "swa.start=1"]
 
+# Every hook with a state in the checkpoint, each run stopped after epoch 1 and resumed:
+# "run" has SWA (its average of one snapshot by then) and the divergence watch (the
+# first loss); "leaky" the best epoch on the test set (eval.select_on test, which
+# excludes SWA) and the divergence watch.
+SWA_RUN = [*TRAIN, *RUN]
+LEAKY_RUN = [*TRAIN, "--set", "swa.enabled=false", "--set", "eval.select_on=test", "--out", "runs", "--name", "leaky"]
+
+
+def resumed(argv: list[str], first: str = "side") -> list[Step]:
+    """``argv``'s run stopped after its first checkpoint (by ``first``'s code), then resumed."""
+    return [Step(argv, first, stop=True), Step(["train", "--resume", f"runs/{argv[-1]}"])]
+
+
+# Two members of one epoch (seeds 0 and 1), then their ensemble.
+MEMBER = [*TRAIN, "--epochs", "1", "--out", "runs"]
+ENSEMBLE = [Step([*MEMBER, "--name", "a"]), Step([*MEMBER, "--seed", "1", "--name", "b"]),
+            Step(["ensemble", "runs/a", "runs/b", *RUN])]
+
 CASES = [
-    Case("train", TRAIN, TRAIN),
-    Case("one-vs-all", ["train", *ONE_VS_ALL, "--one-vs-all"], ["one-vs-all", *ONE_VS_ALL]),
+    Case("train", [Step([*TRAIN, *RUN])], [Step([*TRAIN, *RUN])]),
+    Case("one-vs-all", [Step(["train", *ONE_VS_ALL, "--one-vs-all", *RUN])], [Step(["one-vs-all", *ONE_VS_ALL, *RUN])]),
+    # Each side stops its runs after epoch 1 and resumes them.
+    Case("resume", [*resumed(SWA_RUN), *resumed(LEAKY_RUN)], [*resumed(SWA_RUN), *resumed(LEAKY_RUN)],
+         reference=HOOKS_REFERENCE, compared=("run", "leaky")),
+    # Checkpoints of the code before hooks resumed by the code of now, to the numbers of
+    # the old code's uninterrupted runs: runs in progress when the code changes finish as
+    # they would have.
+    Case("resume-old-checkpoint", [Step(SWA_RUN), Step(LEAKY_RUN)],
+         [*resumed(SWA_RUN, first="before"), *resumed(LEAKY_RUN, first="before")],
+         reference=HOOKS_REFERENCE, compared=("run", "leaky")),
+    Case("ensemble", ENSEMBLE, ENSEMBLE, reference=HOOKS_REFERENCE, compared=("a", "b", "run")),
 ]
 
 
@@ -195,31 +269,31 @@ def compare_runs(before: Path, after: Path) -> list[str]:
     return out
 
 
-def describe(differences: list[str]) -> str:
+def describe(differences: list[str], reference: str = REFERENCE_COMMIT) -> str:
     shown = differences[:MAX_REPORTED]
     more = len(differences) - len(shown)
-    return "\n".join([f"{len(differences)} difference(s) between BEFORE ({REFERENCE_COMMIT[:10]}) and AFTER:",
+    return "\n".join([f"{len(differences)} difference(s) between BEFORE ({reference[:10]}) and AFTER:",
                       *(f"  {d}" for d in shown), *([f"  ... and {more} more"] if more else [])])
 
 
 # -- the two sides -----------------------------------------------------------------------
 
-def extract_reference(dest: Path) -> Path:
-    """REFERENCE_COMMIT's src/ and recipes/ under ``dest``; fails (never skips) without
-    git or without the commit: this test means nothing without its reference."""
+def extract_reference(dest: Path, commit: str) -> Path:
+    """``commit``'s src/ and recipes/ under ``dest``; fails (never skips) without git or
+    without the commit: this test means nothing without its reference."""
     def git(*args: str, **kw) -> subprocess.CompletedProcess:
         try:
             return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, **kw)
         except FileNotFoundError:
             pytest.fail("the equivalence test needs git, to extract its reference commit "
-                        f"{REFERENCE_COMMIT} from the repository's history")
+                        f"{commit} from the repository's history")
 
-    found = git("cat-file", "-e", f"{REFERENCE_COMMIT}^{{commit}}")
+    found = git("cat-file", "-e", f"{commit}^{{commit}}")
     if found.returncode != 0:
-        pytest.fail(f"reference commit {REFERENCE_COMMIT} is not in a git history at {REPO_ROOT} "
+        pytest.fail(f"reference commit {commit} is not in a git history at {REPO_ROOT} "
                     f"(not a clone, or a shallow one: git fetch --unshallow): "
                     f"{found.stderr.decode(errors='replace').strip()}")
-    archive = git("archive", REFERENCE_COMMIT, "src", "recipes")
+    archive = git("archive", commit, "src", "recipes")
     assert archive.returncode == 0, f"git archive failed: {archive.stderr.decode(errors='replace')}"
     dest.mkdir(parents=True)
     untar = subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, capture_output=True)
@@ -228,43 +302,66 @@ def extract_reference(dest: Path) -> Path:
     return dest
 
 
-def start_side(folder: Path, argv: list[str], package: Path, pythonpath: Path | None,
-               data_dir: Path) -> subprocess.Popen:
-    """One side's training in a fresh interpreter, its output in ``folder``."""
+class Package(NamedTuple):
+    init: Path         # its fashionbench/__init__.py, which the child checks it imports
+    pythonpath: Path   # the folder that holds fashionbench/, put first on the child's path
+
+
+def run_side(folder: Path, steps: list[Step], packages: dict[str, Package], data_dir: Path) -> str | None:
+    """One side's commands in order, each in a fresh interpreter in ``folder``, their
+    output in ``folder``/N.stdout and N.stderr; None when each ended as it should (0, or
+    KILLED after its first checkpoint where stopped), else what went wrong."""
     folder.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    args = [sys.executable, "-c", CHILD, os.path.realpath(package), *argv,
-            "--data-dir", str(data_dir), "--out", str(folder / "runs"), "--name", "run"]
-    with open(folder / "stdout", "w") as stdout, open(folder / "stderr", "w") as stderr:
-        return subprocess.Popen(args, cwd=folder, env=env, stdout=stdout, stderr=stderr)
+    for n, step in enumerate(steps, 1):
+        package = packages[step.code]
+        env = {k: v for k, v in os.environ.items() if k != "EQUIVALENCE_STOP"}
+        env["PYTHONPATH"] = str(package.pythonpath)
+        # One thread for good: a thread count fashionbench's CpuShare (threads.py) leaves
+        # alone, where it would otherwise give a side that runs alone more of the cores.
+        env["OMP_NUM_THREADS"] = "1"
+        if step.stop:
+            env["EQUIVALENCE_STOP"] = str(KILLED)
+        args = [sys.executable, "-c", CHILD, os.path.realpath(package.init), *step.argv, "--data-dir", str(data_dir)]
+        with open(folder / f"{n}.stdout", "w") as stdout, open(folder / f"{n}.stderr", "w") as stderr:
+            try:
+                status = subprocess.run(args, cwd=folder, env=env, stdout=stdout, stderr=stderr,
+                                        timeout=600).returncode
+            except subprocess.TimeoutExpired:  # run() kills it: no training left behind
+                return f"command {n} ({' '.join(step.argv)}) took over 600 s"
+        expected = KILLED if step.stop else 0
+        if status != expected:
+            return (f"command {n} ({' '.join(step.argv)}) exited with {status}, not {expected}:\n"
+                    f"{(folder / f'{n}.stderr').read_text()[-3000:]}")
+        if step.stop:  # what it leaves: an unfinished run, with the checkpoint of epoch 1
+            left = [(d.name, torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=True)["epoch"])
+                    for d in (folder / "runs").iterdir() if not (d / "summary.json").exists()]
+            if [epoch for _, epoch in left] != [1]:
+                return f"command {n} ({' '.join(step.argv)}) was to leave one run at epoch 1, left {left}"
+    return None
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_refactor_changes_no_number(case, data_dir, tmp_path):
-    reference = extract_reference(tmp_path / "reference")
-    before_package = reference / "src" / "fashionbench" / "__init__.py"
-    after_package = Path(fashionbench.__file__).resolve()
-    assert reference not in after_package.parents, f"this process imports the reference copy: {after_package}"
+    reference = extract_reference(tmp_path / "reference", case.reference)
+    after = Path(fashionbench.__file__).resolve()  # the working tree, whether installed or on PYTHONPATH
+    packages = {"before": Package(reference / "src" / "fashionbench" / "__init__.py", reference / "src"),
+                "after": Package(after, after.parents[1])}
+    assert reference not in packages["after"].init.parents, f"this process imports the reference copy: {packages}"
+    sides = {"before": [step._replace(code="before") for step in case.before],
+             "after": [step._replace(code="after") if step.code == "side" else step for step in case.after]}
     # One thread each: the two sides run side by side, each at a fixed thread count.
-    sides = {"BEFORE": start_side(tmp_path / "before", case.before_argv, before_package, reference / "src", data_dir),
-             "AFTER": start_side(tmp_path / "after", case.after_argv, after_package, None, data_dir)}
-    try:
-        statuses = {name: process.wait(timeout=600) for name, process in sides.items()}
-    finally:  # a timeout (or Ctrl-C) leaves no training behind
-        for process in sides.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    for name, status in statuses.items():
-        assert status == 0, (f"{name} exited with {status}: {' '.join(map(str, sides[name].args[3:]))}\n"
-                             f"{(tmp_path / name.lower() / 'stderr').read_text()[-3000:]}")
-    before, after = tmp_path / "before" / "runs" / "run", tmp_path / "after" / "runs" / "run"
-    assert (before / "summary.json").is_file(), f"BEFORE wrote no summary.json in {before}"
-    differences = compare_runs(before, after)
+    with ThreadPoolExecutor(2) as pool:
+        failures = {name: pool.submit(run_side, tmp_path / name, steps, packages, data_dir)
+                    for name, steps in sides.items()}
+    for name, failure in failures.items():
+        assert failure.result() is None, f"{name.upper()}: {failure.result()}"
+    differences = []
+    for folder in case.compared:
+        before, after = tmp_path / "before" / "runs" / folder, tmp_path / "after" / "runs" / folder
+        assert (before / "summary.json").is_file(), f"BEFORE wrote no summary.json in {before}"
+        differences += [f"{folder}: {d}" if len(case.compared) > 1 else d for d in compare_runs(before, after)]
     if differences:
-        pytest.fail(describe(differences), pytrace=False)
+        pytest.fail(describe(differences, case.reference), pytrace=False)
 
 
 # -- the comparison itself, on hand-made run folders (fast: no data, no training) --------------

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fashionbench.hooks import StochasticWeightAveraging
 from fashionbench.inference import (
     FlipTTA,
     evaluate,
@@ -41,7 +42,8 @@ def test_swa_is_the_mean_of_snapshots_with_recomputed_batchnorm(data, tmp_path):
     trainer = SnapshotTrainer(cfg, data, tmp_path / "run")
     summary = trainer.fit()
     assert summary.extra["swa_snapshots"] == 3 and summary.weights == "swa"
-    averaged = trainer.swa_model.module.state_dict()
+    swa = trainer.hook(StochasticWeightAveraging).averaged.module
+    averaged = swa.state_dict()
     for name, _ in trainer.model.named_parameters():
         mean = torch.stack([s[name] for s in trainer.snapshots]).mean(0)
         assert torch.allclose(averaged[name], mean, atol=1e-6), name
@@ -49,10 +51,10 @@ def test_swa_is_the_mean_of_snapshots_with_recomputed_batchnorm(data, tmp_path):
     # the first BN sees conv1's output, so its running mean is that output's mean.
     train = trainer.splits["train"]
     x = (train.images.float() / 255 - MEAN) / STD
-    conv1 = trainer.swa_model.module[0]
+    conv1 = swa[0]
     with torch.no_grad():
         expected = F.conv2d(x, conv1.weight, conv1.bias, padding=1).mean((0, 2, 3))
-    bn1 = trainer.swa_model.module[1]
+    bn1 = swa[1]
     assert torch.allclose(bn1.running_mean, expected, atol=1e-4)
     assert not torch.allclose(bn1.running_mean, trainer.model[1].running_mean, atol=1e-3)
     # model.pt holds the averaged weights.

@@ -238,8 +238,7 @@ def validate(cfg: Config) -> Config:
     check_model(cfg.model)
     for key, options in CHOICES.items():
         if _lookup(cfg, key) not in options:
-            raise ConfigError(
-                f"{key} must be one of {', '.join(options)}, got {_lookup(cfg, key)!r}")
+            raise ConfigError(f"{key} must be one of {', '.join(options)}, got {_lookup(cfg, key)!r}")
     for key, (low, high, low_included) in RANGES.items():
         value = _lookup(cfg, key)
         if value is not None and not in_range(value, low, high, low_included):
@@ -259,8 +258,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("eval.select_on test reports the best epoch's model on the test set, not an average; "
                           "set swa.enabled false")
     if cfg.schedule.name == "cyclic" and cfg.schedule.base_lr >= cfg.optim.lr:
-        raise ConfigError(
-            f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")
+        raise ConfigError(f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")
     # A new SWAConfig, not an edit: configs made with dataclasses.replace share it.
     cfg.swa = dataclasses.replace(cfg.swa, start_epoch=swa_start_epoch(cfg.swa.start, cfg.epochs))
     return cfg

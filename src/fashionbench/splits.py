@@ -1,5 +1,6 @@
 """The images a run sees: its seeded splits of the original files, held on the
-training device, and how their pixels become the model's input.
+training device, the order an epoch takes them in, and how their pixels become the
+model's input.
 
 The split depends only on the configuration (``data.*``), never on the run's seed,
 so every run of one configuration, and every command that rebuilds a finished
@@ -70,6 +71,25 @@ def prepare_splits(data: FashionMNIST, cfg: Config, device: torch.device) -> dic
     return {"train": split(data.train_images, data.train_labels, indices["train"]),
             "val": split(data.train_images, data.train_labels, indices["val"]),
             "test": split(data.test_images, data.test_labels, indices["test"])}
+
+
+def epoch_order(labels: torch.Tensor, size: int, generator: torch.Generator,
+                balanced: bool) -> torch.Tensor:
+    """Indices of one epoch: a permutation, or for a binary task half positives and half
+    negatives, shuffled; a side drawn without replacement where it has enough images,
+    else with (one-vs-all positives are the rarer tenth)."""
+    device = labels.device
+    if not balanced:
+        return torch.randperm(len(labels), device=device, generator=generator)
+
+    def draw(pool: torch.Tensor, k: int) -> torch.Tensor:
+        if len(pool) >= k:
+            return pool[torch.randperm(len(pool), device=device, generator=generator)[:k]]
+        return pool[torch.randint(len(pool), (k,), device=device, generator=generator)]
+
+    picks = torch.cat([draw(torch.nonzero(labels == 1).flatten(), size // 2),
+                       draw(torch.nonzero(labels == 0).flatten(), size - size // 2)])
+    return picks[torch.randperm(len(picks), device=device, generator=generator)]
 
 
 def ten_class_labels(data: FashionMNIST, split: str, index: torch.Tensor) -> np.ndarray:

@@ -1,6 +1,8 @@
-"""Training one run: data held on the device, batch-wise augmentation, the LR and
-SWA plan stepped per batch, and a checkpoint every epoch that a killed run resumes
-from to the same final numbers.
+"""Training one run: data held on the device, batch-wise augmentation, the LR plan
+stepped per batch, and a checkpoint every epoch that a killed run resumes from to the
+same final numbers. What a run does beside training its model (SWA, the divergence
+watch, the leaky best-on-test selection, a sweep's pruner) is in hooks (hooks.py),
+which the trainer calls at every step, at every epoch's end and at the finish.
 
 ``train_or_resume`` is the one way anything trains: a finished run is read back,
 an interrupted one resumed, a new one trained. Features that train several runs
@@ -9,17 +11,15 @@ an interrupted one resumed, a new one trained. Features that train several runs
 
 from __future__ import annotations
 
-import copy
 import math
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim import swa_utils
 
 from . import distributed, runs
 from .augment import augment
@@ -28,40 +28,16 @@ from .data import FashionMNIST
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision, tune_for
+from .hooks import BestOnTest, Diverged, DivergenceWatch, EpochCallback, FinalModel, Hook, StochasticWeightAveraging
 from .inference import evaluate, for_evaluation, loss_fn, place_model
 from .models import build_model, count_parameters
 from .progress import Progress
 from .rundir import RunDir, State, Summary, state_of
 from .schedule import SchedulePlan, steps_per_epoch
-from .splits import Split, binary_task, normalize, prepare_splits, to_float
+from .splits import binary_task, epoch_order, normalize, prepare_splits, to_float
 from .threads import CpuShare
 
-# A training loss above this multiple of the run's first one has diverged (a healthy
-# run's loss falls from its start; a spike of a few times recovers, twenty does not).
-DIVERGED = 20.0
-
-
-class Diverged(FashionbenchError):
-    """A non-finite or exploding loss: the run stops, and nothing of it is published."""
-
-
-def epoch_order(labels: torch.Tensor, size: int, generator: torch.Generator,
-                balanced: bool) -> torch.Tensor:
-    """Indices of one epoch: a permutation, or for a binary task half positives and half
-    negatives, shuffled; a side drawn without replacement where it has enough images,
-    else with (one-vs-all positives are the rarer tenth)."""
-    device = labels.device
-    if not balanced:
-        return torch.randperm(len(labels), device=device, generator=generator)
-
-    def draw(pool: torch.Tensor, k: int) -> torch.Tensor:
-        if len(pool) >= k:
-            return pool[torch.randperm(len(pool), device=device, generator=generator)[:k]]
-        return pool[torch.randint(len(pool), (k,), device=device, generator=generator)]
-
-    picks = torch.cat([draw(torch.nonzero(labels == 1).flatten(), size // 2),
-                       draw(torch.nonzero(labels == 0).flatten(), size - size // 2)])
-    return picks[torch.randperm(len(picks), device=device, generator=generator)]
+H = TypeVar("H", bound=Hook)
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -71,12 +47,6 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
                                nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay)
     return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999),
                              weight_decay=o.weight_decay)
-
-
-def bn_batches(split: Split, batch_size: int, channels_last: bool):
-    """Un-augmented training batches in a fixed order, for recomputing BatchNorm statistics."""
-    for i in range(0, len(split.labels), batch_size):
-        yield normalize(to_float(split.images[i:i + batch_size]), channels_last)
 
 
 def without_dropout(model: nn.Module) -> nn.Module:
@@ -96,14 +66,14 @@ class Trainer:
     DistributedDataParallel, BatchNorm synchronized (``sync_bn``). Rank 0 alone
     validates, recomputes SWA's BatchNorm statistics and evaluates, on whole splits,
     as one process does (cheap beside training, and no collective to get wrong), and
-    alone writes the run folder."""
+    alone writes the run folder.
+
+    Its hooks (hooks.py) are the divergence watch, SWA and, for eval.select_on test,
+    the best epoch on the test set, then ``hooks``, the caller's."""
 
     def __init__(self, cfg: Config, data: FashionMNIST, run_dir: Path, world: World = ONE_PROCESS,
-                 on_epoch: Callable[[dict], None] | None = None):
+                 hooks: Sequence[Hook] = ()):
         self.cfg, self.data, self.run_dir, self.world = cfg, data, Path(run_dir), world
-        # Called with each epoch's metrics row once its checkpoint is written (a sweep
-        # reports validation accuracy to its pruner there, and may stop the run).
-        self.on_epoch = on_epoch
         if cfg.batch_size % world.size:
             raise ConfigError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} "
                               "processes; batch_size is the global batch: make it a multiple of them")
@@ -114,9 +84,6 @@ class Trainer:
         self.splits = prepare_splits(data, cfg, self.device)
         self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
         self.plan = SchedulePlan(cfg, self.steps_per_epoch)
-        # A budget too short to average is the user's choice, not a mistake: say so, go on.
-        if cfg.swa.enabled and not self.plan.averaging and world.is_main:
-            print(f"fashionbench: warning: {self.plan.skipped()}", file=sys.stderr, flush=True)
         model = build_model(cfg.model, cfg.num_classes)
         if not cfg.dropout:
             model = without_dropout(model)
@@ -130,7 +97,12 @@ class Trainer:
         self.forward = torch.compile(net) if cfg.compile else net
         self.optimizer = build_optimizer(cfg, self.model)
         self.schedule = self.plan.schedule(self.optimizer)
-        self.swa_model = swa_utils.AveragedModel(self.model) if self.plan.averaging else None
+        # In this order (hooks.py): a divergence stops the run before anything else sees
+        # its epoch, and of the final models the last listed is reported.
+        self.hooks: list[Hook] = [DivergenceWatch(self.device),
+                                  StochasticWeightAveraging(self.plan, self.model, quiet=not world.is_main),
+                                  *([BestOnTest()] if cfg.eval.select_on == "test" else []), *hooks]
+        self.epoch_splits = ("val", *(split for hook in self.hooks for split in hook.splits))
         # One generator for data order and augmentation; dropout uses the global one.
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         if world.rank:
@@ -146,11 +118,10 @@ class Trainer:
         self.epoch = 0
         self.train_seconds = 0.0     # training steps only
         self.val_seconds = 0.0       # each epoch's validation
-        self.loss_start: torch.Tensor | None = None  # the run's first training loss
-        # eval.select_on test: the epoch with the best test accuracy so far, its accuracy and
-        # its weights (on the CPU), as a Keras ModelCheckpoint(monitor test accuracy,
-        # save_best_only) keeps them: a later epoch replaces it only by doing strictly better.
-        self.best_on_test: dict | None = None
+
+    def hook(self, kind: type[H]) -> H | None:
+        """The run's hook of class ``kind`` (e.g. ``StochasticWeightAveraging``), if any."""
+        return next((hook for hook in self.hooks if isinstance(hook, kind)), None)
 
     # -- checkpointing -------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -161,10 +132,9 @@ class Trainer:
         ranks = {"world_size": self.world.size, "rng_ranks": distributed.gather(rng)} if self.world.distributed else {}
         return {"epoch": self.epoch, "model": self.model.state_dict(), **ranks,
                 "optimizer": self.optimizer.state_dict(), **self.schedule.state_dict(),
-                "swa_model": self.swa_model.state_dict() if self.swa_model else None,
                 "rng": rng, "history": self.history, "train_seconds": self.train_seconds,
-                "val_seconds": self.val_seconds, "best_on_test": self.best_on_test,
-                "loss_start": None if self.loss_start is None else self.loss_start.item()}
+                "val_seconds": self.val_seconds,
+                "hooks": {hook.key: hook.state_dict() for hook in self.hooks if hook.key}}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("world_size", 1) != self.world.size:
@@ -173,8 +143,12 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state)
-        if self.swa_model:
-            self.swa_model.load_state_dict(state["swa_model"])
+        # A checkpoint written before hooks (up to 13501e8) has no "hooks": their states
+        # were its own entries ("swa_model", "loss_start", "best_on_test"), each hook's old_state.
+        saved = state.get("hooks")
+        for hook in self.hooks:
+            if hook.key:
+                hook.load_state_dict(saved.get(hook.key) if saved is not None else hook.old_state(state))
         rng = state["rng_ranks"][self.world.rank] if self.world.distributed else state["rng"]
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["data"])
@@ -183,9 +157,6 @@ class Trainer:
         self.history, self.epoch = state["history"], state["epoch"]
         self.train_seconds = state["train_seconds"]
         self.val_seconds = state.get("val_seconds", 0.0)  # older checkpoints counted it in training
-        self.best_on_test = state.get("best_on_test")
-        if state.get("loss_start") is not None:  # checkpoints before it had none
-            self.loss_start = torch.tensor(state["loss_start"], device=self.device)
 
     def save_checkpoint(self) -> None:
         state = self.state_dict()
@@ -221,6 +192,8 @@ class Trainer:
         return slice(self.world.rank * share, (self.world.rank + 1) * share)
 
     def train_epoch(self) -> dict:
+        """One epoch: its steps, then validation (and the splits the hooks watch); its
+        metrics row, which the hooks have seen."""
         cfg, train, world = self.cfg, self.splits["train"], self.world
         bs, steps = cfg.batch_size, self.steps_per_epoch
         local = bs // world.size  # this process's share of each batch
@@ -229,74 +202,56 @@ class Trainer:
                             balanced=cfg.data.positive_class is not None)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        # The first step (and its loss) where the loss diverged, kept on the device so
-        # that watching every step costs no synchronization.
-        bad_step = torch.zeros((), dtype=torch.long, device=self.device)
-        bad_loss = torch.zeros((), device=self.device)
-        progress = Progress(steps, f"epoch {self.epoch + 1}/{cfg.epochs}", quiet=not world.is_main)
-        start = time.perf_counter()
-        for i in range(steps):
-            idx = order[i * bs:(i + 1) * bs]
-            y = train.labels[idx]
-            step = self.epoch * steps + i + 1
-            try:
-                loss, logits = self.train_step(train.images[idx], y)
-            except RuntimeError as e:
-                # An update too large for the weights' float type: torch refuses to convert
-                # it (a learning rate past config.MAX_LR, e.g. from a config built in Python).
-                if "overflow" not in str(e):
-                    raise
-                progress.bar.close()
-                raise self.diverged(f"at epoch {self.epoch + 1}, step {i + 1} of {steps} "
-                                    f"(the optimizer's update overflowed)") from None
-            if self.loss_start is None:
-                self.loss_start = loss
-            diverged = (bad_step == 0) & ~(loss <= DIVERGED * self.loss_start)  # NaN compares False
-            bad_step = torch.where(diverged, step, bad_step)
-            bad_loss = torch.where(diverged, loss, bad_loss)
-            self.schedule.step(step)
-            if self.swa_model is not None and self.plan.snapshot_due(step):
-                self.swa_model.update_parameters(self.model)
-            loss_sum += loss * local
-            correct += (logits.argmax(1) == (y[self.shard] if world.distributed else y)).sum()
-            if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
-                self.cpu_share.rebalance()
-                totals = loss_sum, correct
-                if world.distributed:  # the global batch's figures, and every process stops together
-                    bad_step = distributed.all_max(bad_step.clone())
-                    totals = distributed.all_sum(torch.stack([loss_sum, correct]))
-                if bad_step.item():
-                    progress.bar.close()
-                    raise self.diverged(f"at epoch {self.epoch + 1}, step "
-                                        f"{bad_step.item() - self.epoch * steps} of {steps} "
-                                        f"(training loss {bad_loss.item():.4g}, "
-                                        f"first {self.loss_start.item():.4g})")
-                seen = (i + 1) * bs
-                progress.update(20 if i % 20 == 19 else (i + 1) % 20,
-                                loss=f"{totals[0].item() / seen:.4f}",
-                                acc=f"{totals[1].item() / seen:.4f}",
-                                lr=f"{self.lr:.2e}",
-                                img_s=f"{seen / (time.perf_counter() - start):.0f}")
-        row = {"epoch": self.epoch + 1, "lr": self.lr,
-               "train_loss": totals[0].item() / (steps * bs), "train_acc": totals[1].item() / (steps * bs)}
-        seconds = time.perf_counter() - start  # after the values above are read: the steps are done
-        val_start = time.perf_counter()
-        val = distributed.share(self.evaluate(self.model, "val") if world.is_main else None)
-        if not math.isfinite(val["loss"]):
-            raise self.diverged(f"at epoch {self.epoch + 1}'s end (validation loss {val['loss']})")
-        row |= {"val_loss": val["loss"], "val_acc": val["acc"]}
-        if cfg.eval.select_on == "test":  # the leaky reference protocol: the test split every epoch
-            test = distributed.share(self.evaluate(self.model, "test") if world.is_main else None)
-            row |= {"test_loss": test["loss"], "test_acc": test["acc"]}
-        row |= {"seconds": seconds, "val_seconds": time.perf_counter() - val_start,  # evaluation, both splits'
-                "images_per_s": steps * bs / seconds,
-                "swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0}
-        leaky = f"TEST acc {row['test_acc']:.4f}  " if "test_acc" in row else ""
-        progress.close(f"epoch {row['epoch']:3d}/{cfg.epochs}  lr {row['lr']:.2e}  "
-                       f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-                       f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  {leaky}"
-                       f"{row['seconds']:.1f}s +{row['val_seconds']:.1f}s val  "
-                       f"{row['images_per_s']:.0f} img/s")
+        with Progress(steps, f"epoch {self.epoch + 1}/{cfg.epochs}", quiet=not world.is_main) as progress:
+            start = time.perf_counter()
+            for i in range(steps):
+                idx = order[i * bs:(i + 1) * bs]
+                y = train.labels[idx]
+                step = self.epoch * steps + i + 1
+                try:
+                    loss, logits = self.train_step(train.images[idx], y)
+                except RuntimeError as e:
+                    # An update too large for the weights' float type: torch refuses to convert
+                    # it (a learning rate past config.MAX_LR, e.g. from a config built in Python).
+                    if "overflow" not in str(e):
+                        raise
+                    raise self.diverged(f"at epoch {self.epoch + 1}, step {i + 1} of {steps} "
+                                        f"(the optimizer's update overflowed)") from None
+                self.schedule.step(step)
+                for hook in self.hooks:
+                    hook.on_step(self, step, loss, logits)
+                loss_sum += loss * local
+                correct += (logits.argmax(1) == (y[self.shard] if world.distributed else y)).sum()
+                if i % 20 == 19 or i == steps - 1:  # reading values syncs a GPU: not every step
+                    self.cpu_share.rebalance()
+                    for hook in self.hooks:  # theirs read here too (under torchrun, on every process in step)
+                        hook.on_sync(self, step)
+                    totals = loss_sum, correct
+                    if world.distributed:  # the global batch's figures
+                        totals = distributed.all_sum(torch.stack([loss_sum, correct]))
+                    seen = (i + 1) * bs
+                    progress.update(20 if i % 20 == 19 else (i + 1) % 20,
+                                    loss=f"{totals[0].item() / seen:.4f}",
+                                    acc=f"{totals[1].item() / seen:.4f}",
+                                    lr=f"{self.lr:.2e}",
+                                    img_s=f"{seen / (time.perf_counter() - start):.0f}")
+            row = {"epoch": self.epoch + 1, "lr": self.lr,
+                   "train_loss": totals[0].item() / (steps * bs), "train_acc": totals[1].item() / (steps * bs)}
+            seconds = time.perf_counter() - start  # after the values above are read: the steps are done
+            val_start = time.perf_counter()
+            for split in self.epoch_splits:  # val, and test in the leaky reference protocol
+                result = distributed.share(self.evaluate(self.model, split) if world.is_main else None)
+                row |= {f"{split}_loss": result["loss"], f"{split}_acc": result["acc"]}
+            row |= {"seconds": seconds, "val_seconds": time.perf_counter() - val_start,  # evaluation, every split's
+                    "images_per_s": steps * bs / seconds}
+            for hook in self.hooks:
+                hook.on_epoch_end(self, row)
+            leaky = f"TEST acc {row['test_acc']:.4f}  " if "test_acc" in row else ""
+            progress.close(f"epoch {row['epoch']:3d}/{cfg.epochs}  lr {row['lr']:.2e}  "
+                           f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                           f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  {leaky}"
+                           f"{row['seconds']:.1f}s +{row['val_seconds']:.1f}s val  "
+                           f"{row['images_per_s']:.0f} img/s")
         return row
 
     def evaluate(self, model: nn.Module, split: str) -> dict:
@@ -341,12 +296,9 @@ class Trainer:
             self.train_seconds += row["seconds"]
             self.val_seconds += row["val_seconds"]
             self.history.append(row)
-            if "test_acc" in row and (self.best_on_test is None or row["test_acc"] > self.best_on_test["acc"]):
-                self.best_on_test = {"epoch": self.epoch, "acc": row["test_acc"],
-                                     "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
             self.save_checkpoint()
-            if self.on_epoch is not None:
-                self.on_epoch(row)
+            for hook in self.hooks:
+                hook.on_checkpoint(self, row)
         if not self.world.distributed:
             return self.finish()
         # Rank 0 finishes alone, with no collective (SyncBatchNorm as plain BatchNorm),
@@ -356,47 +308,23 @@ class Trainer:
                 summary = self.finish()
         return distributed.share(summary if self.world.is_main else None)
 
-    def recompute_swa_bn(self) -> float:
-        """The averaged weights' BatchNorm statistics, recomputed on the training split
-        (averaged weights need statistics of their own: Izmailov et al. 2018); returns
-        the seconds it took."""
-        start = time.perf_counter()
-        with autocast(self.device, self.precision):
-            swa_utils.update_bn(bn_batches(self.splits["train"], self.cfg.batch_size, self.cfg.channels_last),
-                                self.swa_model, self.device)
-        return time.perf_counter() - start
-
     def finish(self) -> Summary:
         cfg, splits = self.cfg, self.splits
         start = time.perf_counter()
-        # Said where the SWA model is made, not up front: a run that fails before never makes one.
-        lone_snapshot = self.plan.lone_snapshot() if self.swa_model else None
-        if lone_snapshot and self.world.is_main:
-            print(f"fashionbench: warning: {lone_snapshot}", file=sys.stderr, flush=True)
         final_splits = ("val", "test") if cfg.eval.test else ("val",)  # eval.test false: a sweep's trial
-        models = ["last"] + ["swa"] * bool(self.swa_model) + ["best_on_test"] * (cfg.eval.select_on == "test")
+        # The last weights, then the hooks' models (SWA's average, the best epoch on test):
+        # the last listed is reported.
+        models = [FinalModel("last", lambda: self.model), *(m for hook in self.hooks for m in hook.final_models(self))]
         # On whole splits this takes as long as several epochs of a small run: it says so.
-        with Progress(len(models) * len(final_splits) + bool(self.swa_model),
-                      f"final evaluation: {', '.join(models)} models on {', '.join(final_splits)}",
+        with Progress(len(models) * len(final_splits) + sum(bool(m.making) for m in models),
+                      f"final evaluation: {', '.join(m.name for m in models)} models on {', '.join(final_splits)}",
                       announce="stage") as progress:
-            def evaluate(name: str, model: nn.Module) -> dict:
-                return {split: progress.step(f"{name} on {split}", self.evaluate, model, split)
-                        for split in final_splits}
-
-            results = {"last": evaluate("last", self.model)}
-            final, weights, bn_seconds = self.model, "last", 0.0
-            if self.swa_model:
-                # part of making the final model (a speedrun times it)
-                bn_seconds = progress.step("SWA BatchNorm statistics", self.recompute_swa_bn)
-                results["swa"] = evaluate("swa", self.swa_model.module)
-                final, weights = self.swa_model.module, "swa"
-            extra = {}
-            if cfg.eval.select_on == "test":  # the leaky reference protocol: the best epoch on the test set
-                final = copy.deepcopy(self.model)
-                final.load_state_dict(self.best_on_test["state"])
-                results["best_on_test"] = evaluate("best_on_test", final)
-                weights = "best_on_test"
-                extra = {"best_epoch": self.best_on_test["epoch"]}
+            results = {}
+            for m in models:
+                final = progress.step(m.making, m.make) if m.making else m.make()
+                results[m.name] = {split: progress.step(f"{m.name} on {split}", self.evaluate, final, split)
+                                   for split in final_splits}
+        weights = models[-1].name
         for split, result in results[weights].items():
             if not math.isfinite(result["loss"]):  # e.g. BatchNorm statistics that overflowed
                 raise self.diverged(f"in the final evaluation ({weights} model, {split} loss {result['loss']})")
@@ -413,15 +341,14 @@ class Trainer:
             train_seconds=self.train_seconds, val_seconds=self.val_seconds,
             seconds_per_epoch=self.train_seconds / cfg.epochs,
             device=device_name(self.device), precision=self.precision, data_md5=self.data.md5,
-            extra={"swa_snapshots": int(self.swa_model.n_averaged) if self.swa_model else 0,
-                   "swa_bn_seconds": bn_seconds,
+            extra={**{key: value for hook in self.hooks for key, value in hook.summary(self).items()},
                    "total_seconds": self.train_seconds + self.val_seconds + time.perf_counter() - start,
                    "world_size": self.world.size,
                    # Every intra-op thread count this process trained with (threads.py):
                    # one number unless it shared the machine's cores with other runs.
                    "cpu_threads": sorted(self.cpu_share.threads_used) or None,
                    "backend": self.world.backend(self.device) if self.world.distributed else None,
-                   "data_dir": str(self.data.root), **extra, **self.environment})
+                   "data_dir": str(self.data.root), **self.environment})
         RunDir(self.run_dir).write_summary(summary)
         return summary
 
@@ -434,12 +361,14 @@ def discard_new_run(run_dir: Path) -> None:
 
 
 def train_or_resume(cfg: Config, data: FashionMNIST, run_dir: Path, label: str | None = None,
-                    world: World = ONE_PROCESS, on_epoch: Callable[[dict], None] | None = None) -> Summary:
+                    world: World = ONE_PROCESS, on_epoch: Callable[[dict], None] | None = None,
+                    hooks: Sequence[Hook] = ()) -> Summary:
     """The run of ``cfg`` in ``run_dir``, whatever state the folder is in: finished (its
     summary is read back), interrupted after an epoch (resumed from its checkpoint) or
     new, or killed before its first checkpoint (trained from the start). ``label``, if
     given, heads one line saying which. Under torchrun every process calls it (the run
-    folder on a file system they share)."""
+    folder on a file system they share). ``hooks`` run beside the trainer's own;
+    ``on_epoch(row)`` is called after every epoch's checkpoint (an ``EpochCallback``)."""
     run_dir = Path(run_dir)
     state = state_of(run_dir)
     if state is State.COMPLETE:
@@ -449,7 +378,7 @@ def train_or_resume(cfg: Config, data: FashionMNIST, run_dir: Path, label: str |
     resume = state is State.INTERRUPTED
     if label and world.is_main:
         print(f"{label}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
-    trainer = Trainer(cfg, data, run_dir, world, on_epoch)
+    trainer = Trainer(cfg, data, run_dir, world, [*hooks, *([EpochCallback(on_epoch)] if on_epoch else [])])
     if resume:
         trainer.load_state_dict(RunDir(run_dir).read_checkpoint())
     return trainer.fit()
