@@ -19,9 +19,10 @@ run: $(READY)  ## train BasicCNN with its full recipe on the real data, write it
 
 # Two or more pytest-xdist workers, a test file to each: the suite's slow tests wait on
 # subprocess start-up, torchrun and heartbeats, so one process leaves a core idle much of
-# the time; a file's module fixtures (a trained run, a study) are then built once.
+# the time; a file's module fixtures (a trained run, a study) are then built once. The
+# files start in the order tests/conftest.py collects them, the longest first.
 test: $(READY)  ## the whole test suite, on the real data
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 test-fast: $(READY)  ## the fast tier (under a minute): no real data, no subprocesses
 	$(BIN)/python -m pytest -m "not slow"

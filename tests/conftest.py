@@ -37,15 +37,29 @@ REAL_DATA_FIXTURES = {"data", "data_dir", "tiny_run", "docs_run", "smoke", "ova_
 SUBPROCESS_NAMES = {"run_cli", "subprocess"}
 
 
+# The test files that take longest, longest first. `make test` hands out whole files to
+# its workers (--dist loadfile) in the order collected (--no-loadscope-reorder: xdist
+# would otherwise hand out the files with the most tests first, which left the Docker
+# image's build, 7 tests but the longest file, to start last and run alone at the end);
+# these go first, so the long ones overlap with the many short ones.
+LONGEST_FIRST = ("test_docker.py", "test_equivalence.py", "test_sweep.py", "test_distributed.py",
+                 "test_benchmarks.py", "test_ensemble.py", "test_docs.py", "test_reliability.py",
+                 "test_speedrun.py", "test_deadline.py", "test_notebook.py")
+
+
 def pytest_collection_modifyitems(items):
     """The tiers: a test is slow when it uses a fixture holding the real data or a
     trained run, or starts fashionbench in a subprocess (read from the names its body
-    uses); the rest is the fast tier, `make test-fast`."""
+    uses); the rest is the fast tier, `make test-fast`. Then the files in the order
+    their workers should start them: LONGEST_FIRST, then the rest as collected (a
+    stable sort: a file's tests keep their order)."""
     for item in items:
         code = getattr(getattr(item, "function", None), "__code__", None)
         if (REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ()))
                 or code is not None and SUBPROCESS_NAMES & set(code.co_names)):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST
+               else len(LONGEST_FIRST))
 
 
 @pytest.fixture(scope="session")
