@@ -96,9 +96,10 @@ def test_the_command_a_stopped_speedrun_prints_continues_it(data_dir, tmp_path):
     line with the command that continues it; that command, run as printed, keeps seed 0,
     resumes seed 1 from its checkpoint and writes speedrun.json. With --name given, as
     a scheduler's script would (it once printed the same command again, refused as the
-    folder existed)."""
+    folder existed). With --report (make run's), the continued speedrun still writes each
+    seed's report."""
     args = ["speedrun", "--seeds", "2", "--epochs", "3", *TINY, "--target", "50", "--out", str(tmp_path),
-            "--name", "sr", "--data-dir", str(data_dir)]
+            "--name", "sr", "--data-dir", str(data_dir), "--report"]
     proc = subprocess.Popen([sys.executable, "-m", "fashionbench", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     wait_until((tmp_path / "sr" / "seed-1" / "checkpoint.pt").exists, proc, "seed 1's first checkpoint")
@@ -115,6 +116,9 @@ def test_the_command_a_stopped_speedrun_prints_continues_it(data_dir, tmp_path):
     assert [(s["seed"], s["resumed"]) for s in report["seeds"]] == [(0, False), (1, True)]
     assert report["epochs"] == 3 and report["target"] == 50
     assert json.loads((tmp_path / "sr" / "seed-1" / "summary.json").read_text())["epochs"] == 3
+    for seed in (0, 1):
+        report = tmp_path / "sr" / f"seed-{seed}" / "report" / "report.html"
+        assert f"report: {report}" in resumed.stdout and report.stat().st_size > 0
     again = subprocess.run([sys.executable, "-m", *printed], capture_output=True, text=True, timeout=120)
     assert "already complete" in one_line_error(again, status=1)
 

@@ -208,7 +208,8 @@ def same_command(args: argparse.Namespace) -> str:
 
 def resume_command(args: argparse.Namespace, run_dir: Path, world: api.World = api.ONE_PROCESS) -> str:
     data_dir = f" --data-dir {shlex.quote(args.data_dir)}" if args.data_dir else ""
-    command = f"fashionbench {args.command} --resume {shlex.quote(str(run_dir))}{data_dir}"
+    report = " --report" if getattr(args, "report", False) else ""  # what was asked of the end, still asked
+    command = f"fashionbench {args.command} --resume {shlex.quote(str(run_dir))}{data_dir}{report}"
     if not world.distributed:
         return command
     # Under torchrun: as many processes again (a checkpoint resumes at its own world size).

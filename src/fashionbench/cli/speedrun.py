@@ -49,6 +49,8 @@ def add_speedrun(sub) -> None:
     sr.add_argument("--resume", metavar="DIR",
                     help="continue a stopped speedrun (OUT/NAME) as planned: finished seeds kept, the "
                          "interrupted one resumed")
+    sr.add_argument("--report", action="store_true",
+                    help="write each seed's report (OUT/NAME/seed-S/report, test split) when the speedrun ends")
     sr.add_argument("--dry-run", action="store_true",
                     help="print the plan, write nothing (with --budget, the epochs are estimated from "
                          "the warm-up's few steps: the data are loaded for it)")
@@ -87,3 +89,6 @@ def cmd_speedrun(args: argparse.Namespace) -> None:
         raise stopped(e, resume_command(args, started[0]) if started else same_command(args)) from None
     print(api.describe_speedrun(result))
     print(f"results: {result['folder']}/speedrun.json")
+    if args.report:
+        for seed in result["seeds"]:
+            print(f"report: {api.report(seed['run'], data_dir=args.data_dir)}")
