@@ -78,6 +78,13 @@ def test_an_ensemble_of_one_run_is_that_run(tiny_run, data_dir, tmp_path):
     assert summary["results"]["ensemble"]["test"]["loss"] == pytest.approx(
         single["results"]["swa"]["test"]["loss"], abs=1e-4)
     assert (tmp_path / "one" / "report" / "report.html").exists()
+    # Its members' probabilities are combined as the networks give them, and the combination
+    # is temperature-scaled: one run's combination finds the run's own temperature.
+    assert summary["temperature_scaling"]["temperature"] == pytest.approx(
+        single["temperature_scaling"]["temperature"], rel=1e-2)
+    assert summary["temperature_scaling"]["before"]["test"]["ece"] == pytest.approx(
+        single["temperature_scaling"]["before"]["test"]["ece"], abs=1e-4)
+    assert (tmp_path / "one" / "report" / "reliability.png").exists()
     table = run_main("table", str(tmp_path / "one"), str(tiny_run), "--out", str(tmp_path / "t"))
     assert table.returncode == 0 and "| ensemble mean: basic_cnn x1 | - |" in table.stdout
 
@@ -125,6 +132,8 @@ def test_one_vs_all_head_trains(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "h" / "summary.json").read_text())
     assert summary["variant"] == "one-vs-all head" and summary["val_acc"] > 0.6
+    scaling = summary["temperature_scaling"]  # T divides the logits before the sigmoids
+    assert scaling["temperature"] != 1.0 and scaling["after"]["val"]["nll"] < scaling["before"]["val"]["nll"]
     assert (tmp_path / "h" / "report" / "report.html").exists()
 
 
@@ -152,6 +161,7 @@ def test_one_vs_all_trains_ten_members_and_resumes_member_by_member(ova_run, dat
     assert summary["kind"] == "one-vs-all" and summary["schema"] == 2
     assert "one_vs_all" not in (run / "config.yaml").read_text()  # the command, not a config key
     assert len(summary["calibration"]) == 10 and (run / "report" / "report.html").exists()
+    assert summary["temperature_scaling"]["fitted_on"] == "val" and (run / "report" / "reliability.png").exists()
     assert summary["runs"] == [str(run / f"class-{c}") for c in range(10)]
     # The same run killed with SIGKILL just after its fourth member (class 3) saved its
     # checkpoint, before that member finished, then resumed.
@@ -281,7 +291,8 @@ def test_a_finished_one_vs_all_run_is_a_run_like_any_other(ova_run, data, tmp_pa
     session = onnxruntime.InferenceSession(str(tmp_path / "ova.onnx"))
     pixels = loaded.splits["test"].images[:3].float().cpu().numpy()
     served = session.run(["probabilities"], {"pixels": pixels})[0]
-    fp32 = predict(loaded.model, loaded.splits["test"].images[:3], "fp32", False).softmax(1)  # as exported
+    fp32 = predict(loaded.model, loaded.splits["test"].images[:3], "fp32", False)  # as exported: at its temperature
+    fp32 = (fp32 / loaded.temperature).softmax(1)
     assert served == pytest.approx(fp32.numpy(), abs=1e-5)
 
 
@@ -313,6 +324,9 @@ def test_specialists_end_to_end(tiny_run, data_dir, tmp_path):
     assert summary["results"]["generalist"]["test"]["acc"] == pytest.approx(generalist["test_acc"], abs=1e-6)
     # thresholds are chosen on validation, where taking over can only help
     assert summary["val_acc"] >= summary["results"]["generalist"]["val"]["acc"]
+    scaling = summary["temperature_scaling"]  # the combination's, fitted on validation
+    assert scaling["after"]["val"]["nll"] <= scaling["before"]["val"]["nll"]
+    assert set(scaling["after"]) == {"val", "test"}
     member = json.loads((Path(summary["specialists"][0]["run"]) / "summary.json").read_text())
     assert member["variant"].startswith("binary: ") and " against the rest" not in member["variant"]
     again = ["specialists", str(tiny_run), "--pairs", "2", "--epochs", "1", "--out", str(tmp_path),

@@ -30,12 +30,13 @@ SNIPPET_MARKER = "<!-- onnx-snippet -->"
 
 @pytest.fixture(scope="module")
 def torch_probabilities(tiny_run, data) -> torch.Tensor:
-    """The run's model in torch on all test images: fp32, eval mode, the training normalization."""
+    """The run's model in torch on all test images: fp32, eval mode, the training normalization,
+    its logits divided by the run's temperature."""
     loaded = load_model(finished(tiny_run), device="cpu")
     with torch.no_grad():
         logits = torch.cat([loaded.model(normalize(to_float(batch), loaded.cfg.channels_last))
                             for batch in data.test_images.split(1000)])
-    return probabilities(logits, loaded.cfg.head)
+    return probabilities(logits, loaded.cfg.head, loaded.temperature)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,8 @@ def test_onnx_metadata_describes_the_run(tiny_run, session):
     assert meta["git_commit"] == (summary.get("git_commit") or runs.git_commit() or "unknown")
     assert meta["input"] == INPUT_CONTRACT
     assert meta["fashionbench_version"] == __version__
+    # Its probabilities are temperature-scaled, at the temperature the run fitted on validation.
+    assert json.loads(meta["temperature"]) == summary["temperature_scaling"]["temperature"] != 1.0
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -86,6 +89,8 @@ def test_onnx_batch_size_is_dynamic(session, torch_probabilities, data, batch):
     logits, probs = session.run(["logits", "probabilities"], {"pixels": pixels})
     assert logits.shape == probs.shape == (batch, len(CLASSES))
     assert np.abs(probs - torch_probabilities[:batch].numpy()).max() <= 1e-3
+    temperature = float(session.get_modelmeta().custom_metadata_map["temperature"])
+    assert np.abs(probs - torch.from_numpy(logits / temperature).softmax(1).numpy()).max() <= 1e-6
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")

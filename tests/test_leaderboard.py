@@ -52,8 +52,8 @@ def test_rows_group_by_model_with_mean_std_and_best_first(tmp_path):
     assert mean_std(cnn.test_acc) == "94.20 ± 0.20"  # sample std of 94.0, 94.2, 94.4
     assert mean_std(rows[0].test_acc) == "95.00"       # one seed: no spread to show
     markdown = to_markdown(rows, "t")
-    assert ("| basic_cnn | recipe | 94.20 ± 0.20 | 93.20 ± 0.20 | 95.20 ± 0.20 | 0,1,2 | 30 | 1,234 | 20.0 "
-            "| cpu (test) | 94.21 |") in markdown
+    assert ("| basic_cnn | recipe | 94.20 ± 0.20 | 93.20 ± 0.20 | 95.20 ± 0.20 | — | 0,1,2 | 30 | 1,234 | 20.0 "
+            "| cpu (test) | 94.21 |") in markdown  # — : summaries without temperature scaling
     assert "Smoke" not in markdown
     lines = to_csv(rows).splitlines()
     assert lines[2].startswith("basic_cnn,recipe,94.2000,0.2000,93.2000,95.2000,0 1 2,30,1234,20.00")

@@ -33,7 +33,7 @@ def reference(model, data) -> torch.Tensor:
     """The tensor path's probabilities for the first N test images."""
     images = data.test_images[:N].to(model.device)
     return inference.probabilities(inference.predict(model.model, images, model.precision, model.cfg.channels_last),
-                                model.cfg.head)
+                                   model.cfg.head, model.temperature)
 
 
 def write_images(folder, images, enlarge: int = 1, invert: bool = False) -> list:

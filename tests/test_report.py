@@ -183,7 +183,7 @@ def test_train_report_agrees_with_the_summary(tiny_run):
     assert report["accuracy"] == pytest.approx(summary["test_acc"], abs=1e-4)
     assert sum(map(sum, report["confusion"])) == summary["test_size"] == 2000
     assert report["headline"]["accuracy, SWA model"] == f"{100 * summary['test_acc']:.2f}%"
-    assert len(decode_images((tiny_run / "report" / "report.html").read_text())) == 4
+    assert len(decode_images((tiny_run / "report" / "report.html").read_text())) == 5  # and the reliability diagram
 
 
 def test_report_command_on_validation_and_errors(tiny_run, data_dir):

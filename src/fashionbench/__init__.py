@@ -14,7 +14,8 @@ from .version import __version__
 
 __all__ = ["__version__", "Run", "Kind", "State", "Prediction", "LRFind", "load_data", "load_run",
            "resolve_config", "train", "train_plan", "resume", "one_vs_all", "evaluate", "predictions", "report",
-           "ensemble", "specialists", "lr_find", "predict", "image_files", "audit", "export", "leaderboard",
+           "ensemble", "specialists", "lr_find", "predict", "image_files", "audit", "export", "calibrate",
+           "leaderboard",
            "reproduce", "reproduce_plan", "speedrun", "speedrun_plan", "speedrun_dry_run", "resume_speedrun",
            "sweep", "sweep_plan", "best_recipe", "list_models"]
 

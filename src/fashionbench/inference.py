@@ -1,6 +1,7 @@
 """Using a model: predictions on uint8 images, losses and accuracy, and a finished
 run's model loaded on a device (``LoadedModel``: ``load_model`` without data,
-``load_run`` with the run's own splits rebuilt)."""
+``load_run`` with the run's own splits rebuilt), its probabilities divided by the
+temperature its summary holds (calibration.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .calibration import probabilities as probabilities  # one definition: a model's probabilities
 from .config import Config, check_device
 from .data import FashionMNIST
 from .hardware import autocast, resolve_device, resolve_precision
@@ -74,20 +76,16 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, head: str, smoothing: fl
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
 
 
-def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """Class probabilities: softmax, or the one-vs-all head's sigmoids normalized to sum to 1."""
-    if head == "softmax":
-        return logits.softmax(1)
-    p = logits.sigmoid()
-    return p / p.sum(1, keepdim=True)
+def scores(logits: torch.Tensor, labels: torch.Tensor, head: str = "softmax") -> dict:
+    """Loss and accuracy of ``logits`` (on the CPU) for ``labels``."""
+    labels = labels.cpu()
+    return {"loss": loss_fn(logits, labels, head).item(),
+            "acc": (logits.argmax(1) == labels).float().mean().item()}
 
 
 def evaluate(model: nn.Module, split: Split, precision: str, channels_last: bool,
              head: str = "softmax") -> dict:
-    logits = predict(model, split.images, precision, channels_last)
-    labels = split.labels.cpu()
-    return {"loss": loss_fn(logits, labels, head).item(),
-            "acc": (logits.argmax(1) == labels).float().mean().item()}
+    return scores(predict(model, split.images, precision, channels_last), split.labels, head)
 
 
 @dataclass
@@ -102,21 +100,29 @@ class LoadedModel:
     device: torch.device
     precision: str
     splits: dict[str, Split] = field(default_factory=dict)
+    # What its logits are divided by (the summary's temperature scaling; 1: none fitted).
+    temperature: float = 1.0
 
-    def probabilities(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
-        """Class probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28), run
-        as the test set is; ``tta``: with flip test-time augmentation (``with_flip_tta``)."""
+    def logits(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Logits (N, classes) on the CPU for uint8 images (N, 1, 28, 28), run as the test
+        set is, not divided by the temperature; ``tta``: with flip test-time augmentation
+        (``with_flip_tta``)."""
         model = with_flip_tta(self.model) if tta else self.model
-        logits = predict(model, images.to(self.device), self.precision, self.cfg.channels_last)
-        return probabilities(logits, self.cfg.head)
+        return predict(model, images.to(self.device), self.precision, self.cfg.channels_last)
+
+    def probabilities(self, images: torch.Tensor, tta: bool = False, temperature: bool = True) -> torch.Tensor:
+        """Class probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28): of
+        the logits divided by the run's temperature, or with ``temperature=False`` as the
+        network gives them; ``tta`` as in ``logits``."""
+        return probabilities(self.logits(images, tta), self.cfg.head, self.temperature if temperature else 1.0)
 
     def evaluate(self, split: str) -> dict:
         """Loss and accuracy on one of its splits, as the run evaluated it (``evaluate``)."""
         return evaluate(self.model, self.splits[split], self.precision, self.cfg.channels_last, self.cfg.head)
 
-    def probs(self, split: str, tta: bool = False) -> torch.Tensor:
+    def probs(self, split: str, tta: bool = False, temperature: bool = True) -> torch.Tensor:
         """Class probabilities on one of its splits (loaded with the data: ``load_run``)."""
-        return self.probabilities(self.splits[split].images, tta)
+        return self.probabilities(self.splits[split].images, tta, temperature)
 
 
 def load_model(run: FinishedRun, device: str | None = None) -> LoadedModel:
@@ -125,7 +131,8 @@ def load_model(run: FinishedRun, device: str | None = None) -> LoadedModel:
     saved = run.read_model()
     torch_device = resolve_device(cfg.device)
     model = for_evaluation(place_model(saved.network, torch_device, cfg.channels_last), cfg).eval()
-    return LoadedModel(run, cfg, model, saved.weights, torch_device, resolve_precision(cfg.precision, torch_device))
+    return LoadedModel(run, cfg, model, saved.weights, torch_device, resolve_precision(cfg.precision, torch_device),
+                       temperature=run.summary.temperature)
 
 
 def load_run(run: FinishedRun, data: FashionMNIST, device: str | None = None) -> LoadedModel:

@@ -95,6 +95,10 @@ class Summary:
     selected_on: str = "val"
     precision: str | None = None
     data_md5: dict = field(default_factory=dict)
+    # Temperature scaling of the reported model (calibration.temperature_scaling): its T,
+    # fitted on validation, and ECE, NLL and Brier on each split before and after. None:
+    # a summary written before it (T is then 1; ``fashionbench calibrate`` adds it).
+    temperature_scaling: dict | None = None
     extra: dict = field(default_factory=dict)
     schema: int = SUMMARY_SCHEMA
 
@@ -115,6 +119,19 @@ class Summary:
     def binary(self) -> bool:
         """A binary run's (data.positive_class), by its variant."""
         return (self.variant or "").startswith("binary")
+
+    @property
+    def temperature(self) -> float:
+        """The temperature the reported model's logits are divided by (1: none fitted)."""
+        return self.temperature_scaling["temperature"] if self.temperature_scaling else 1.0
+
+    def calibration(self, split: str) -> tuple[dict, dict] | None:
+        """ECE, NLL and Brier on ``split`` before and after temperature scaling, or None
+        where the summary has none (written before them, or a split not evaluated)."""
+        scaling = self.temperature_scaling
+        if not scaling or split not in scaling["before"]:
+            return None
+        return scaling["before"][split], scaling["after"][split]
 
     def accuracy(self, weights: str, split: str) -> float | None:
         """Accuracy of ``weights`` on ``split``, or None where the summary has none
@@ -147,6 +164,7 @@ class Summary:
             data = _from_schema_1(data)
         if not isinstance(data["kind"], str) or data["kind"] not in SUMMARY_KINDS:
             raise FashionbenchError(f"{path}: not a finished run (unknown kind {data['kind']!r})")
+        _check_temperature_scaling(data.get("temperature_scaling"), path)
         known = {f for f in cls.__dataclass_fields__ if f not in ("extra", "schema")}
         return cls(**{k: v for k, v in data.items() if k in known},
                    extra={k: v for k, v in data.items() if k not in known})
@@ -160,6 +178,20 @@ def _from_schema_1(data: dict) -> dict:
         data["member_weights"] = data.pop("weights", None)
         data["weights"] = "ensemble"
     return {**data, "kind": kind, "weights": data.get("weights") or next(iter(data["results"]), "")}
+
+
+def _check_temperature_scaling(scaling, path: Path) -> None:
+    """A summary's temperature scaling, if any, is one a model can be divided by: a
+    positive T, and the before and after scores of the same splits."""
+    if scaling is None:
+        return
+    t = scaling.get("temperature") if isinstance(scaling, dict) else None
+    if (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0
+            or not isinstance(scaling.get("before"), dict) or not isinstance(scaling.get("after"), dict)
+            or scaling["before"].keys() != scaling["after"].keys()):
+        raise FashionbenchError(f"{path}: temperature_scaling is damaged (a positive temperature, and scores "
+                                "before and after it, expected); fashionbench calibrate writes it again "
+                                "once it is removed")
 
 
 class _NonFinite(ValueError):

@@ -23,13 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed, runs
 from .augment import augment
+from .calibration import temperature_scaling
 from .config import Config, ConfigError
 from .data import FashionMNIST
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision, tune_for
 from .hooks import BestOnTest, Diverged, DivergenceWatch, EpochCallback, FinalModel, Hook, StochasticWeightAveraging
-from .inference import evaluate, for_evaluation, loss_fn, place_model
+from .inference import evaluate, for_evaluation, loss_fn, place_model, predict, scores
 from .models import build_model, count_parameters
 from .progress import Progress
 from .rundir import RunDir, State, Summary, state_of
@@ -260,6 +261,11 @@ class Trainer:
         cfg = self.cfg
         return evaluate(for_evaluation(model, cfg), self.splits[split], self.precision, cfg.channels_last, cfg.head)
 
+    def logits(self, model: nn.Module, split: str) -> torch.Tensor:
+        """``model``'s logits on one of the run's splits, as ``evaluate`` computes them."""
+        cfg = self.cfg
+        return predict(for_evaluation(model, cfg), self.splits[split].images, self.precision, cfg.channels_last)
+
     def diverged(self, where: str) -> Diverged:
         """The one line that stops a diverged run: where, what to change, what is kept."""
         kept = (f"the checkpoint of epoch {self.epoch} is kept in {self.run_dir} for inspection"
@@ -319,16 +325,22 @@ class Trainer:
         with Progress(len(models) * len(final_splits) + sum(bool(m.making) for m in models),
                       f"final evaluation: {', '.join(m.name for m in models)} models on {', '.join(final_splits)}",
                       announce="stage") as progress:
-            results = {}
+            logits = {}
             for m in models:
                 final = progress.step(m.making, m.make) if m.making else m.make()
-                results[m.name] = {split: progress.step(f"{m.name} on {split}", self.evaluate, final, split)
-                                   for split in final_splits}
+                logits[m.name] = {split: progress.step(f"{m.name} on {split}", self.logits, final, split)
+                                  for split in final_splits}
+        results = {name: {split: scores(z, splits[split].labels, cfg.head) for split, z in by_split.items()}
+                   for name, by_split in logits.items()}
         weights = models[-1].name
         for split, result in results[weights].items():
             if not math.isfinite(result["loss"]):  # e.g. BatchNorm statistics that overflowed
                 raise self.diverged(f"in the final evaluation ({weights} model, {split} loss {result['loss']})")
         RunDir(self.run_dir).write_model(final, cfg.model, weights, cfg.num_classes)
+        # The reported model's temperature, fitted on the validation logits just computed.
+        # (Fractions of a second: no stage line.)
+        calibrated = temperature_scaling(logits[weights], {split: splits[split].labels for split in final_splits},
+                                         cfg.head)
         variant = ("one-vs-all head" if cfg.head == "ova" else
                    f"binary: {binary_task(cfg)}" if cfg.data.positive_class is not None else None)
         summary = Summary(
@@ -341,6 +353,7 @@ class Trainer:
             train_seconds=self.train_seconds, val_seconds=self.val_seconds,
             seconds_per_epoch=self.train_seconds / cfg.epochs,
             device=device_name(self.device), precision=self.precision, data_md5=self.data.md5,
+            temperature_scaling=calibrated,
             extra={**{key: value for hook in self.hooks for key, value in hook.summary(self).items()},
                    "total_seconds": self.train_seconds + self.val_seconds + time.perf_counter() - start,
                    "world_size": self.world.size,

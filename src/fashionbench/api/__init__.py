@@ -58,6 +58,7 @@ from ._use import (
     Exported,
     Prediction,
     audit,
+    calibrate,
     check_top_k,
     evaluate,
     export,
@@ -74,6 +75,7 @@ __all__ = [
     # commands
     "train", "one_vs_all", "resume", "train_plan", "evaluate", "report", "predictions", "predict",
     "Prediction", "image_files", "check_top_k", "class_names", "PREDICT_BATCH", "audit", "export", "Exported",
+    "calibrate",
     "ensemble", "specialists", "leaderboard", "reproduce", "reproduce_plan", "ReproducePlan", "speedrun",
     "speedrun_plan",
     "speedrun_config", "speedrun_dry_run", "resume_speedrun", "describe_speedrun", "lr_find", "LRFind",

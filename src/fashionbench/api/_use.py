@@ -1,5 +1,5 @@
 """Using a finished run from the API: evaluate it, report on it, predict with it, audit
-its dataset's labels, export its model."""
+its dataset's labels, export its model, calibrate one finished before temperature scaling."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from ..errors import FashionbenchError, UsageError
 from ..inference import LoadedModel, load_model
 from ..inference import load_run as load_with_splits
 from ..splits import class_names
+from ..summary import Summary
 from ..tasks.audit import audit_run
+from ..tasks.calibrate import calibrate_run
 from ..tasks.export import export_run
 from ..tasks.predict import expand_folders, image_pixels
 from ..tasks.report import NOT_REPORTED, REPORTED, Predictions, report_run
@@ -49,12 +51,24 @@ def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: 
 
 
 def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
-                data_dir: PathLike | None = None, device: str | None = None) -> Predictions:
+                data_dir: PathLike | None = None, device: str | None = None, temperature: bool = True) -> Predictions:
     """The final model's class probabilities on one of the run's splits, with the labels
-    and images: what a report is made of (``fashionbench.tasks.report``'s figures take it)."""
+    and images: what a report is made of (``fashionbench.tasks.report``'s figures take it).
+    The probabilities are of the logits divided by the run's temperature, or with
+    ``temperature=False`` as the network gives them."""
     if split not in ("train", "val", "test"):
         raise UsageError(f"split must be train, val or test, not {split!r}")
-    return split_predictions(load_with_splits(as_finished(run), dataset(data, data_dir), device), split)
+    return split_predictions(load_with_splits(as_finished(run), dataset(data, data_dir), device), split,
+                             temperature)
+
+
+def calibrate(run: Run | PathLike, *, data: FashionMNIST | None = None, data_dir: PathLike | None = None,
+              device: str | None = None) -> Summary:
+    """Fit a run's temperature on its validation split and write it, with ECE, NLL and
+    Brier before and after it, into its summary (``temperature_scaling``): for a run
+    finished before fashionbench did that itself. A run that has it already is returned
+    as it is. Returns the summary."""
+    return calibrate_run(as_finished(run), dataset(data, data_dir), device)[0]
 
 
 @dataclass
@@ -90,7 +104,7 @@ def check_top_k(loaded: LoadedModel, top_k: int, option: str = "top_k") -> None:
 
 
 def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int = 3, tta: bool = False,
-            invert: str = "auto", device: str | None = None,
+            invert: str = "auto", device: str | None = None, temperature: bool = True,
             on_error: Callable[[str], None] | None = None) -> list[Prediction]:
     """Classify images with a run's model: file paths (any format Pillow reads), PIL
     images, or uint8 arrays of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (28x28 as
@@ -98,8 +112,9 @@ def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int =
     file is). ``images`` is a list (or any iterable: an (N, H, W) array is N images); a
     single path or PIL image is one image. Each is converted the way Fashion-MNIST was
     made (``fashionbench predict --help``); a blank one is predicted with a warning on
-    stderr. ``tta`` averages with the mirrored image. A file that cannot be read raises,
-    or with ``on_error`` is passed to it (one line) and left out."""
+    stderr. ``tta`` averages with the mirrored image. The probabilities are of the logits
+    divided by the run's temperature (``temperature=False``: without it). A file that
+    cannot be read raises, or with ``on_error`` is passed to it (one line) and left out."""
     loaded = run if isinstance(run, LoadedModel) else load_model(as_finished(run), device)
     check_top_k(loaded, top_k)
     names = class_names(loaded.cfg)
@@ -118,7 +133,7 @@ def predict(run: Run | PathLike | LoadedModel, images: Iterable, *, top_k: int =
         sources.append(source)
     if not pixels:
         return []
-    probs = loaded.probabilities(torch.from_numpy(np.stack(pixels)[:, None]), tta).numpy()
+    probs = loaded.probabilities(torch.from_numpy(np.stack(pixels)[:, None]), tta, temperature).numpy()
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
     return [Prediction(source, [(names[j], float(p[j])) for j in top], p, [int(j) for j in top])
             for source, p, top in zip(sources, probs, order)]

@@ -1,4 +1,4 @@
-"""Commands on a finished run: evaluate, report, audit, predict, export."""
+"""Commands on a finished run: evaluate, report, audit, predict, export, calibrate."""
 
 from __future__ import annotations
 
@@ -85,6 +85,9 @@ def add_predict(sub) -> None:
                     help="test-time augmentation: also predict on the mirrored image and average")
     pr.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                     help="invert intensities: auto (default: when the border is light), yes, no")
+    pr.add_argument("--no-temperature", action="store_true",
+                    help="the network's own probabilities, without dividing its logits by the run's "
+                         "temperature (fitted on validation; see fashionbench calibrate)")
     pr.set_defaults(func=cmd_predict)
 
 
@@ -111,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for start in range(0, len(files), api.PREDICT_BATCH):
         batch = files[start:start + api.PREDICT_BATCH]
         for p in api.predict(loaded, batch, top_k=args.top_k, tta=args.tta == "flip", invert=args.invert,
-                             on_error=unreadable):
+                             temperature=not args.no_temperature, on_error=unreadable):
             if args.json:
                 print(json.dumps({"file": p.source, "top_k": [
                     {"class": name, "index": index, "probability": round(prob, 6)}
@@ -147,3 +150,28 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"input: {api.INPUT_CONTRACT}")
     print(f"outputs: logits (N, {classes}), probabilities (N, {classes}); "
           "class names in the file's metadata (class_names)")
+
+
+def add_calibrate(sub) -> None:
+    ca = sub.add_parser("calibrate", parents=[finished_run_parent()],
+                        help="fit the temperature of a run finished before temperature scaling",
+                        description="Fit RUN_DIR's temperature on its validation split (the one scalar "
+                                    "its logits are divided by, minimizing validation NLL) and add it to "
+                                    "its summary with the expected calibration error, NLL and Brier "
+                                    "score on validation and test before and after it. Runs trained by "
+                                    "this version do this as they finish; a run that has it is left as "
+                                    "it is. predict, the Python API and export then use it.")
+    ca.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    before = api.load_run(args.run_dir).summary.temperature_scaling  # not a run: refused before any data loads
+    summary = api.calibrate(args.run_dir, data_dir=args.data_dir, device=args.device)
+    scaling = summary.temperature_scaling
+    print(f"{args.run_dir}: {'already calibrated' if before else 'calibrated'}: temperature "
+          f"{scaling['temperature']:.4f} (fitted on validation)")
+    for split, scores in scaling["before"].items():
+        after = scaling["after"][split]
+        print(f"  {split:<4}  " + "  ".join(f"{name.upper() if name != 'brier' else 'Brier'} "
+                                             f"{scores[name]:.4f} -> {after[name]:.4f}"
+                                             for name in ("ece", "nll", "brier")))

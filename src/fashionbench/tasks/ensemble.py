@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..calibration import log_of, temperature_scaling
 from ..combine import combine, combined_summary, fit_weights, split_scores
 from ..data import FashionMNIST
 from ..errors import FashionbenchError
 from ..inference import LoadedModel, load_run
 from ..progress import Progress
 from ..rundir import REPORT, FinishedRun, RunDir, Summary
-from .report import headline, split_predictions, write_report
+from .report import TemperatureScaled, headline, split_predictions, write_report
 
 
 def ensemble_runs(finished: list[FinishedRun], data: FashionMNIST, method: str, tta: bool, out: Path,
@@ -39,7 +40,9 @@ def ensemble_runs(finished: list[FinishedRun], data: FashionMNIST, method: str, 
                                         "(data.val_size, data.split_seed or data.test_subset differ)")
 
     def member_probs(m: LoadedModel) -> dict[str, np.ndarray]:
-        return {split: m.probs(split, tta).numpy() for split in ("val", "test")}
+        # Each member's own probabilities, without its temperature: the combination is
+        # what is calibrated (a mean of calibrated members is underconfident).
+        return {split: m.probs(split, tta, temperature=False).numpy() for split in ("val", "test")}
 
     # A member's predictions take as long as evaluating it (twice with flip TTA): each says so.
     labels = {split: first[split].labels.cpu().numpy() for split in ("val", "test")}
@@ -59,6 +62,8 @@ def ensemble_runs(finished: list[FinishedRun], data: FashionMNIST, method: str, 
         "ensemble", f"ensemble {method}{' +flip' if tta else ''}: {name}", "ensemble",
         {"ensemble": results, "members": {str(d): s.reported for d, s in zip(run_dirs, summaries)}},
         run_dirs, summaries, labels, data, seed="+".join(str(s.seed) for s in summaries),
+        temperature_scaling=temperature_scaling({split: log_of(p) for split, p in combined.items()},
+                                                {split: torch.from_numpy(y) for split, y in labels.items()}),
         extra={"method": method, "tta": "flip" if tta else None,
                "member_weights": None if weights is None else weights.tolist()})
     RunDir(out).write_summary(summary)
@@ -70,5 +75,6 @@ def ensemble_runs(finished: list[FinishedRun], data: FashionMNIST, method: str, 
                                         for s in summaries)},  # a sweep's trials have no test figure
         summary, None if weights is None else
         {"weights (fitted on validation)": ", ".join(f"{w:.3f}" for w in weights)})
-    write_report(out / REPORT, pred, f"{summary.model}: {out.name}", head)
+    write_report(out / REPORT, pred, f"{summary.model}: {out.name}", head,
+                 scaled=TemperatureScaled.of(log_of(combined["test"]), "softmax", summary.temperature))
     return summary

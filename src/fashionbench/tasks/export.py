@@ -3,8 +3,11 @@ fashionbench: ONNX (for onnxruntime and other runtimes) or TorchScript (for torc
 
 The exported graph takes raw pixels, so that a caller needs nothing but the input contract:
 ``pixels`` float32 (N, 1, 28, 28) with values 0-255, garment light on black, any N; it returns
-``logits`` and ``probabilities``, both (N, C). It always computes in fp32, whatever precision
-the run trained in.
+``logits`` and ``probabilities``, both (N, C). The probabilities are temperature-scaled:
+of the logits divided by the run's temperature (its summary's, fitted on validation; 1 for
+a run finished before temperature scaling, until ``fashionbench calibrate``), which the file's
+metadata gives too; the logits are the network's own. It always computes in fp32, whatever
+precision the run trained in.
 """
 
 from __future__ import annotations
@@ -40,14 +43,14 @@ class ServingModel(nn.Module):
     """A run's classifier behind the exported interface: raw pixels in, logits and
     probabilities out."""
 
-    def __init__(self, model: nn.Module, head: str):
+    def __init__(self, model: nn.Module, head: str, temperature: float = 1.0):
         super().__init__()
-        self.model, self.head = model, head
+        self.model, self.head, self.temperature = model, head, temperature
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Not splits.to_float: its in-place division would change the caller's tensor.
         logits = self.model(normalize(pixels / 255, channels_last=False))
-        return logits, probabilities(logits, self.head)
+        return logits, probabilities(logits, self.head, self.temperature)
 
 
 def metadata(cfg: Config, summary: Summary, weights: str) -> dict[str, str]:
@@ -62,7 +65,9 @@ def metadata(cfg: Config, summary: Summary, weights: str) -> dict[str, str]:
         "selected_on": summary.selected_on,  # "test": the leaky reference protocol's best epoch
         "input": INPUT_CONTRACT,
         "output": "logits (N, C); probabilities (N, C): "
-                  + ("softmax" if cfg.head == "softmax" else "one-vs-all sigmoids normalized to sum to 1"),
+                  + ("softmax" if cfg.head == "softmax" else "one-vs-all sigmoids normalized to sum to 1")
+                  + " of logits / temperature",
+        "temperature": json.dumps(summary.temperature),
         "fashionbench_version": __version__,
     }
 
@@ -146,7 +151,7 @@ def export_run(run: FinishedRun, fmt: str, out: Path) -> dict[str, str]:
     loaded = load_model(run, device="cpu")
     meta = metadata(cfg, run.summary, loaded.weights)
     # No autocast anywhere here: the export computes in fp32 whatever the run trained in.
-    serving = ServingModel(loaded.model, cfg.head).eval()
+    serving = ServingModel(loaded.model, cfg.head, loaded.temperature).eval()
     data = to_onnx(serving, meta) if fmt == "onnx" else to_torchscript(serving, meta)
     runs.write_bytes(out, data)  # a failed write: one line naming the file and the cause
     return meta

@@ -10,7 +10,7 @@ import io
 import json
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import runs
@@ -36,6 +36,10 @@ class Row:
     epochs: int
     test_size: int
     leaky: bool = False          # selected on the test set (eval.select_on test): never ranked with the rest
+    # Test ECE (calibration.py) of the seeds whose summary has it, in %, as the network gives
+    # its probabilities and temperature-scaled; empty for runs finished before it.
+    test_ece: list[float] = field(default_factory=list)
+    test_ece_scaled: list[float] = field(default_factory=list)
 
     @property
     def reference(self) -> float | None:
@@ -142,7 +146,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
             devices=sorted({s.device for s in summaries}),
             epochs=summaries[0].epochs,
             test_size=min(s.test_size for s in summaries),
-            leaky=leaky))
+            leaky=leaky,
+            **test_ece(summaries)))
     if not rows and len(skipped) == 1:  # one run, unreadable: its error, not a warning
         run_dir, why = skipped[0]
         raise FashionbenchError(why if why.startswith(str(run_dir)) else f"{run_dir}: {why}")
@@ -153,10 +158,25 @@ def collect(run_dirs: list[Path]) -> list[Row]:
     return sorted(rows, key=rank)
 
 
+def test_ece(summaries: list) -> dict[str, list[float]]:
+    """The seeds' test ECE in %, before and after temperature scaling (those that have it)."""
+    scored = [scores for s in summaries if (scores := s.calibration("test")) is not None]
+    return {"test_ece": [100 * before["ece"] for before, _ in scored],
+            "test_ece_scaled": [100 * after["ece"] for _, after in scored]}
+
+
 def rank(row: Row) -> tuple:
     """Best test accuracy first; validation-only rows (a sweep's trials) after, by
     validation; rows selected on the test set last of all, ranked among themselves only."""
     return (row.leaky, not row.test_acc, -statistics.fmean(row.test_acc or row.val_acc or [0.0]))
+
+
+def ece_cell(row: Row) -> str:
+    """'2.13 → 0.87': the mean test ECE (%) as the networks give their probabilities, then
+    temperature-scaled; '—' where no seed's summary has it (finished before it)."""
+    if not row.test_ece:
+        return "—"
+    return f"{statistics.fmean(row.test_ece):.2f} → {statistics.fmean(row.test_ece_scaled):.2f}"
 
 
 def mean_std(values: list[float]) -> str:
@@ -168,16 +188,16 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-HEADER = ["model", "recipe", "test acc % (mean ± std)", "last-epoch test acc %", "val acc %", "seeds", "epochs",
-          "parameters", "s/epoch", "device", "reference %"]
+HEADER = ["model", "recipe", "test acc % (mean ± std)", "last-epoch test acc %", "val acc %",
+          "test ECE % (raw → T-scaled)", "seeds", "epochs", "parameters", "s/epoch", "device", "reference %"]
 
 
 def cells(row: Row) -> list[str]:
     ref = row.reference
     model = row.model + (f" [{LEAKY.upper()}]" if row.leaky else "")
     return [model, row.recipe, mean_std(row.test_acc), mean_std(row.last_test_acc), mean_std(row.val_acc),
-            ",".join(map(str, row.seeds)), str(row.epochs), f"{row.parameters:,}", f"{row.seconds_per_epoch:.1f}",
-            "; ".join(row.devices), "" if ref is None else f"{ref:.2f}"]
+            ece_cell(row), ",".join(map(str, row.seeds)), str(row.epochs), f"{row.parameters:,}",
+            f"{row.seconds_per_epoch:.1f}", "; ".join(row.devices), "" if ref is None else f"{ref:.2f}"]
 
 
 def notes(rows: list[Row]) -> list[str]:
@@ -188,6 +208,10 @@ def notes(rows: list[Row]) -> list[str]:
     out.append("Test accuracy of the reported model (SWA weights where SWA is on), mean ± sample "
                "std over seeds; the reference project's single runs, chosen on the test set, "
                "beside ours.")
+    if any(r.test_ece for r in rows):
+        out.append("Test ECE: expected calibration error (15 bins of top-class confidence), mean over "
+                   "seeds, of the probabilities as the network gives them and after temperature scaling "
+                   "(T fitted on validation); — for runs finished before it (fashionbench calibrate).")
     if any(r.leaky for r in rows):
         out.append(f"Rows marked [{LEAKY.upper()}] rerun the reference project's own protocol "
                    "(eval.select_on test): the best epoch on the test split, so their test figure "
@@ -213,7 +237,7 @@ def to_csv(rows: list[Row]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["model", "recipe", "test_acc_mean", "test_acc_std", "last_test_acc_mean", "val_acc_mean", "seeds",
                      "epochs", "parameters", "seconds_per_epoch", "device", "test_size",
-                     "reference", "selected_on"])
+                     "reference", "selected_on", "test_ece_mean", "test_ece_scaled_mean"])
     for r in rows:
         writer.writerow([r.model, r.recipe, f"{statistics.fmean(r.test_acc):.4f}" if r.test_acc else "",
                          f"{statistics.stdev(r.test_acc):.4f}" if len(r.test_acc) > 1 else "",
@@ -222,7 +246,9 @@ def to_csv(rows: list[Row]) -> str:
                          " ".join(map(str, r.seeds)), r.epochs, r.parameters,
                          f"{r.seconds_per_epoch:.2f}",
                          "; ".join(r.devices), r.test_size,
-                         "" if r.reference is None else r.reference, "test" if r.leaky else "val"])
+                         "" if r.reference is None else r.reference, "test" if r.leaky else "val",
+                         f"{statistics.fmean(r.test_ece):.4f}" if r.test_ece else "",
+                         f"{statistics.fmean(r.test_ece_scaled):.4f}" if r.test_ece else ""])
     return buf.getvalue()
 
 

@@ -24,6 +24,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from .. import runs
+from ..calibration import temperature_scaling
 from ..combine import combined_summary, split_scores
 from ..config import Config, ConfigError
 from ..data import CLASSES, FashionMNIST
@@ -34,7 +35,7 @@ from ..progress import Progress
 from ..rundir import REPORT, RunDir, Summary, member_name
 from ..splits import prepare_splits
 from ..training import train_or_resume
-from .report import headline, split_predictions, write_report
+from .report import TemperatureScaled, headline, split_predictions, write_report
 
 
 def check_one_vs_all_config(cfg: Config) -> None:
@@ -96,21 +97,25 @@ def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> Summary:
     # The run's model: the ten networks and their calibration as one 10-class network.
     a, b = (torch.tensor(v) for v in zip(*calibration))
     combined = OneVsAllNetwork([m.model for m in loaded], a, b)
-    probs = {split: combined.log_probs(margins[split]).softmax(1).numpy().astype(np.float64) for split in labels}
+    log_probs = {split: combined.log_probs(margins[split]) for split in labels}
+    probs = {split: z.softmax(1).numpy().astype(np.float64) for split, z in log_probs.items()}
+    # Its outputs are the logits a temperature divides (calibration.py).
+    calibrated = temperature_scaling(log_probs, {split: torch.from_numpy(y) for split, y in labels.items()})
     combined = place_model(combined, device, cfg.channels_last).eval()
     folder.write_model(combined, cfg.model, "ova", len(CLASSES))
     results = split_scores(probs, labels)
     first = member_summaries[0]
     summary = combined_summary(
         "one-vs-all", cfg.model, "ova", {"ova": results}, [m.path for m in members], member_summaries, labels, data,
-        seed=cfg.seed, variant="one-vs-all, 10 binary", precision=first.precision,
+        seed=cfg.seed, variant="one-vs-all, 10 binary", precision=first.precision, temperature_scaling=calibrated,
         extra={"calibration": [{"class": CLASSES[c], "a": a, "b": b} for c, (a, b) in enumerate(calibration)],
                "members": {CLASSES[c]: s.reported for c, s in enumerate(member_summaries)},
                **{k: first.extra[k] for k in ("python", "torch", "git_commit") if k in first.extra}})
     folder.write_summary(summary)
-    pred = split_predictions(splits["test"], probs["test"], labels["test"])
+    scaled = TemperatureScaled.of(log_probs["test"], "softmax", summary.temperature)
+    pred = split_predictions(splits["test"], scaled.after, labels["test"])  # as its model serves them
     write_report(run_dir / REPORT, pred, f"{cfg.model}, ten one-vs-all networks: {run_dir.name}", headline(
         ("model", f"{cfg.model}, ten binary one-vs-all networks, Platt-calibrated on validation"), pred, "test",
         {"accuracy": f"{100 * results['test']['acc']:.2f}%"}, summary, {"seed": str(cfg.seed)},
-        parameters_note=" (10 networks)"))
+        parameters_note=" (10 networks)"), scaled=scaled)
     return summary

@@ -3,9 +3,10 @@
 ``write_report`` turns predictions on one split into a folder: the confusion
 matrix (rows = true class, columns = predicted class), per-class precision,
 recall and F1 (scikit-learn), the most confident errors as an image grid and
-every error as CSV, training curves, and ``report.html`` (self-contained) and
-``report.md`` with the headline numbers. It serves runs, ensembles and audits
-alike; ``report_run`` feeds it a finished run.
+every error as CSV, training curves, the reliability diagram before and after
+temperature scaling, and ``report.html`` (self-contained) and ``report.md`` with
+the headline numbers (the calibration error among them). It serves runs, ensembles
+and audits alike; ``report_run`` feeds it a finished run.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .. import runs
+from ..calibration import BINS, expected_calibration_error, probabilities, reliability
 from ..config import LEAKY
 from ..data import CLASSES, FashionMNIST
 from ..figures import plt, png
@@ -49,6 +52,20 @@ class Predictions:
     @property
     def accuracy(self) -> float:
         return float((self.predicted == self.labels).mean())
+
+
+@dataclass
+class TemperatureScaled:
+    """Probabilities of one split's images (those of a ``Predictions``) before and after
+    dividing their logits by ``temperature``: what the reliability diagram compares."""
+    before: np.ndarray   # (N, classes)
+    after: np.ndarray    # (N, classes)
+    temperature: float   # 1: none fitted (a run finished before temperature scaling)
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, head: str, temperature: float) -> TemperatureScaled:
+        """From logits (a combination's: ``calibration.log_of`` its probabilities)."""
+        return cls(*(probabilities(logits, head, t).numpy() for t in (1.0, temperature)), temperature)
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -177,6 +194,49 @@ def curves_plot(history: list[dict], swa_start: int | None):
     return fig
 
 
+def ece(probs: np.ndarray, labels: np.ndarray) -> float:
+    return expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels))
+
+
+def reliability_figure(labels: np.ndarray, scaled: TemperatureScaled) -> bytes:
+    return png(reliability_plot(labels, scaled))
+
+
+def reliability_plot(labels: np.ndarray, scaled: TemperatureScaled):
+    """Reliability diagrams before and after temperature scaling, side by side (a
+    matplotlib Figure): per bin of top-label confidence, the share of its images
+    classified right against the diagonal (where confidence and accuracy agree), and
+    below, how many images each bin holds."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True, height_ratios=(3, 1))
+    edges = np.linspace(0, 1, BINS + 1)
+    centres, width = (edges[:-1] + edges[1:]) / 2, 1 / BINS
+    t = scaled.temperature
+    for col, (probs, title) in enumerate(((scaled.before, "as the network gives them"),
+                                          (scaled.after, f"temperature-scaled, T = {t:.3f}" if t != 1.0 else
+                                           "no temperature fitted (T = 1)"))):
+        bins = reliability(probs, labels)
+        top, bottom = axes[0, col], axes[1, col]
+        filled = bins["count"] > 0
+        top.bar(centres[filled], bins["accuracy"][filled], width, color="tab:blue", edgecolor="white",
+                label="accuracy of the bin")
+        top.plot(centres[filled], bins["confidence"][filled], "o", ms=4, color="tab:red",
+                 label="mean confidence of the bin")
+        top.plot([0, 1], [0, 1], "--", color="gray", lw=1, label="perfect calibration")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy")
+        top.set_title(f"{title}\nECE {ece(probs, labels):.4f}", fontsize=10)
+        top.grid(alpha=0.3)
+        bottom.bar(centres, bins["count"], width, color="tab:gray", edgecolor="white")
+        bottom.set_yscale("symlog", linthresh=1)
+        bottom.set_ylabel("images")
+        bottom.set_xlabel("confidence (top class's probability)")
+    axes[0, 0].legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Reliability ({BINS} equal-width bins of confidence)")
+    fig.tight_layout()
+    return fig
+
+
 # -- the report folder -----------------------------------------------------------------
 
 def _csv(rows: list[list]) -> str:
@@ -198,8 +258,9 @@ def errors_csv(pred: Predictions, positions: np.ndarray, given_name: str = "true
 
 def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, str],
                  history: list[dict] | None = None, swa_start: int | None = None,
-                 n_errors: int = 25) -> Path:
-    """Write the report folder ``out``; returns the path of report.html."""
+                 n_errors: int = 25, scaled: TemperatureScaled | None = None) -> Path:
+    """Write the report folder ``out``; returns the path of report.html. ``scaled``: the
+    probabilities before and after temperature scaling, for the reliability diagram."""
     out = Path(out)
     counts = confusion(pred.labels, pred.predicted)
     scores = class_scores(pred.labels, pred.predicted)
@@ -212,6 +273,9 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
     }
     if history:
         drawings["curves.png"] = ("Training curves", lambda: curves_figure(history, swa_start))
+    if scaled is not None:
+        drawings["reliability.png"] = ("Reliability before and after temperature scaling",
+                                       lambda: reliability_figure(pred.labels, scaled))
     # Drawing the figures takes seconds: the stage says so as it starts.
     with Progress(len(drawings), f"writing the report in {out}", announce="stage") as progress:
         figures = {name: (caption, progress.step(name, draw)) for name, (caption, draw) in drawings.items()}
@@ -257,11 +321,17 @@ def split_predictions(split: Split, probs: np.ndarray, labels: np.ndarray | None
     return Predictions(labels, probs, split.images.cpu().numpy()[:, 0], split.index.numpy())
 
 
-def predictions(run: LoadedModel, split: str) -> Predictions:
-    """A finished run's predictions on one of its splits (said as they start: on a whole
+def split_logits(run: LoadedModel, split: str) -> torch.Tensor:
+    """A finished run's logits on one of its splits (said as they start: on a whole
     split, they take as long as evaluating it)."""
-    probs = stage(f"{run.cfg.model}: predictions on the {split} split ({len(run.splits[split].labels):,} images)",
-                  run.probs, split)
+    return stage(f"{run.cfg.model}: predictions on the {split} split ({len(run.splits[split].labels):,} images)",
+                 run.logits, run.splits[split].images)
+
+
+def predictions(run: LoadedModel, split: str, temperature: bool = True) -> Predictions:
+    """A finished run's predictions on one of its splits: its probabilities divided by
+    its temperature (``temperature=False``: without it)."""
+    probs = probabilities(split_logits(run, split), run.cfg.head, run.temperature if temperature else 1.0)
     return split_predictions(run.splits[split], probs.numpy())
 
 
@@ -283,9 +353,25 @@ def headline(subject: tuple[str, str], pred: Predictions, split: str, figures: d
             "evaluated on": f"{'validation' if split == 'val' else split} split, {len(pred.labels):,} images",
             **figures,
             "macro F1": f"{class_scores(pred.labels, pred.predicted)['macro avg']['f1']:.4f}",
+            "calibration error (ECE)": calibration_line(pred, split, summary),
             "parameters": f"{summary.parameters:,}{parameters_note}",
             "training time": training,
             **(tail or {})}
+
+
+def calibration_line(pred: Predictions, split: str, summary: Summary) -> str:
+    """The headline's ECE: before and after the summary's temperature scaling; where the
+    summary has no scores of ``split`` (a run finished before temperature scaling, or one
+    that evaluated no test split), the ECE of the probabilities the report shows."""
+    scores = summary.calibration(split)
+    if scores is not None:
+        before, after = scores
+        return (f"{before['ece']:.4f}, {after['ece']:.4f} after temperature scaling "
+                f"(T = {summary.temperature:.3f}, fitted on validation; {BINS} bins)")
+    shown = f"{ece(pred.probs, pred.labels):.4f}"
+    if summary.temperature_scaling is None:
+        return f"{shown} ({BINS} bins; no temperature fitted: fashionbench calibrate RUN_DIR fits one)"
+    return f"{shown} after temperature scaling (T = {summary.temperature:.3f}; {BINS} bins)"
 
 
 # The kinds of run a report is made of, and what is said of the others (a binary member).
@@ -299,7 +385,8 @@ def report_run(finished: FinishedRun, data: FashionMNIST, split: str = "test",
     of a kind in REPORTED."""
     run_dir, summary = finished.path, finished.summary
     run = load_run(finished, data, device)
-    pred = predictions(run, split)
+    scaled = TemperatureScaled.of(split_logits(run, split), run.cfg.head, run.temperature)
+    pred = split_predictions(run.splits[split], scaled.after)  # as the run serves them
     figures = {}
     for weights, label in (("swa", "SWA model"), ("best_on_test", f"best epoch ({LEAKY})"),
                            ("last", "last-epoch model"), ("ova", "ten one-vs-all networks, calibrated")):
@@ -313,4 +400,4 @@ def report_run(finished: FinishedRun, data: FashionMNIST, split: str = "test",
     out = run_dir / (REPORT if split == "test" else f"{REPORT}-{split}")
     title = f"{summary.model}: {run_dir.name}" + (f" ({LEAKY.upper()})" if summary.leaky else "")
     return write_report(out, pred, title, head, history,
-                        swa_start, n_errors)
+                        swa_start, n_errors, scaled)

@@ -17,8 +17,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import runs
+from ..calibration import log_of, temperature_scaling
 from ..combine import combined_summary, split_scores
 from ..config import Config, validate
 from ..data import CLASSES, FashionMNIST
@@ -27,7 +29,7 @@ from ..inference import LoadedModel, load_run, predict
 from ..progress import stage
 from ..rundir import REPORT, SETUP, FinishedRun, Kind, RunDir, State, Summary
 from ..training import train_or_resume
-from .report import confusion, headline, split_predictions, write_report
+from .report import TemperatureScaled, confusion, headline, split_predictions, write_report
 
 
 def confused_pairs(counts: np.ndarray, k: int) -> list[tuple[int, int]]:
@@ -85,8 +87,10 @@ def train_specialists(run: FinishedRun, data: FashionMNIST, out: Path, pairs: in
     """Specialists for the generalist ``run`` (finished, of a kind in GENERALIST) in the folder ``out``."""
     general, general_summary, generalist = load_run(run, data, device), run.summary, run.path
     labels = {split: general.splits[split].labels.cpu().numpy() for split in ("val", "test")}
+    # The generalist's own probabilities, without its temperature: the combination is
+    # what is calibrated, as an ensemble's is.
     probs = stage(f"specialists: the generalist's predictions on val and test ({generalist})",
-                  lambda: {split: general.probs(split).numpy() for split in labels})
+                  lambda: {split: general.probs(split, temperature=False).numpy() for split in labels})
     chosen = confused_pairs(confusion(labels["val"], probs["val"].argmax(1)), pairs)
     setup = {"generalist": str(generalist), "pairs": chosen, "epochs": epochs}
     setup_file = Path(out) / SETUP
@@ -125,6 +129,8 @@ def train_specialists(run: FinishedRun, data: FashionMNIST, out: Path, pairs: in
         {"specialists": results, "generalist": {s: {"acc": a} for s, a in alone.items()}},
         trained, summaries, labels, data, seed=general_summary.seed,
         variant=f"generalist + {len(chosen)} specialists",
+        temperature_scaling=temperature_scaling({split: log_of(p) for split, p in combined.items()},
+                                                {split: torch.from_numpy(y) for split, y in labels.items()}),
         extra={"generalist": str(generalist), "specialists": specialists})
     RunDir(out).write_summary(summary)
     pred = split_predictions(general.splits["test"], combined["test"])
@@ -134,5 +140,6 @@ def train_specialists(run: FinishedRun, data: FashionMNIST, out: Path, pairs: in
         {"accuracy, with specialists": f"{100 * results['test']['acc']:.2f}%",
          "accuracy, generalist alone": f"{100 * alone['test']:.2f}%",
          "specialists took over": ", ".join(f"{s['takes_over_on_test']} ({' / '.join(s['pair'])})"
-                                            for s in specialists) + " test images"}, summary))
+                                            for s in specialists) + " test images"}, summary),
+                 scaled=TemperatureScaled.of(log_of(combined["test"]), "softmax", summary.temperature))
     return summary
