@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence

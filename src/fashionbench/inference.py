@@ -52,14 +52,15 @@ def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, precision: str, channels_last: bool) -> torch.Tensor:
+def predict(model: nn.Module, images: torch.Tensor, precision: str, channels_last: bool,
+            batch: int = EVAL_BATCH) -> torch.Tensor:
     """Logits (float32, on the CPU) for uint8 images (N, 1, 28, 28) on the model's device,
-    in eval mode: a whole split, or any images prepared as the dataset's are."""
+    in eval mode, ``batch`` at a time: a whole split, or any images prepared as the dataset's are."""
     model.eval()
     out = []
     with autocast(images.device, precision):
-        for i in range(0, len(images), EVAL_BATCH):
-            x = normalize(to_float(images[i:i + EVAL_BATCH]), channels_last)
+        for i in range(0, len(images), batch):
+            x = normalize(to_float(images[i:i + batch]), channels_last)
             out.append(model(x).float().cpu())
     return torch.cat(out)
 
@@ -103,11 +104,12 @@ class LoadedModel:
     precision: str
     splits: dict[str, Split] = field(default_factory=dict)
 
-    def probabilities(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    def probabilities(self, images: torch.Tensor, tta: bool = False, batch: int = EVAL_BATCH) -> torch.Tensor:
         """Class probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28), run
-        as the test set is; ``tta``: with flip test-time augmentation (``with_flip_tta``)."""
+        as the test set is, ``batch`` at a time; ``tta``: with flip test-time augmentation
+        (``with_flip_tta``)."""
         model = with_flip_tta(self.model) if tta else self.model
-        logits = predict(model, images.to(self.device), self.precision, self.cfg.channels_last)
+        logits = predict(model, images.to(self.device), self.precision, self.cfg.channels_last, batch)
         return probabilities(logits, self.cfg.head)
 
     def evaluate(self, split: str) -> dict:

@@ -1,7 +1,7 @@
 """The ``fashionbench`` command line: it parses options and calls the API
 (fashionbench.api), and prints. Each command's parser sits beside its handler, by
 group: train.py (train, one-vs-all), finished.py (evaluate, report, audit, predict,
-export), combine.py (ensemble, specialists), tables.py (reproduce, table, models,
+export, robustness), combine.py (ensemble, specialists), tables.py (reproduce, table, models,
 data), speedrun.py, search.py (lr-find, sweep); options.py holds what they share."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from .train import print_results  # noqa: F401 -- the results lines, for callers
 COMMANDS = (train.add_train, train.add_one_vs_all, finished.add_evaluate, tables.add_reproduce,
             speedrun.add_speedrun, tables.add_models, finished.add_report, search.add_lr_find,
             combine.add_ensemble, combine.add_specialists, search.add_sweep, tables.add_table,
-            finished.add_audit, finished.add_predict, finished.add_export, tables.add_data)
+            finished.add_audit, finished.add_predict, finished.add_export, finished.add_robustness,
+            tables.add_data)
 
 
 class Parser(argparse.ArgumentParser):
