@@ -10,7 +10,7 @@ import io
 import json
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import runs
@@ -19,6 +19,7 @@ from ..errors import FashionbenchError, UsageError
 from ..models import reference_figures
 from ..pages import html_page, html_table, md_table
 from ..rundir import SUMMARY, Kind, RunDir, State, finished_under
+from .robustness import complete_mca
 
 
 @dataclass
@@ -36,6 +37,8 @@ class Row:
     epochs: int
     test_size: int
     leaky: bool = False          # selected on the test set (eval.select_on test): never ranked with the rest
+    corruption_acc: list[float] = field(default_factory=list)  # mCA in %, one per seed with a complete
+                                                               # robustness record (fashionbench robustness)
 
     @property
     def reference(self) -> float | None:
@@ -106,6 +109,7 @@ def collect(run_dirs: list[Path]) -> list[Row]:
     if not run_dirs:
         raise UsageError("no runs given: name run folders, or folders to search for them")
     groups: dict[tuple, dict] = {}  # (label, recipe) -> {seed: (run_dir, summary)}
+    mca: dict[Path, float | None] = {}
     skipped: list[tuple[Path, str]] = []
     for run_dir in map(Path, run_dirs):
         folder = RunDir(run_dir)
@@ -122,12 +126,14 @@ def collect(run_dirs: list[Path]) -> list[Row]:
             continue
         label = s.model + (f" ({s.variant})" if s.variant else "")
         groups.setdefault((label, recipe, s.leaky), {}).setdefault(json.dumps(s.seed), []).append((run_dir, s))
+        mca[run_dir] = corruption_accuracy(folder)
     rows = []
     for (model, recipe, leaky), by_seed in groups.items():
-        summaries = []
+        summaries, kept_dirs = [], []
         for runs_of_seed in by_seed.values():
             kept, *again = sorted(runs_of_seed, key=lambda r: r[0])
             summaries.append(kept[1])
+            kept_dirs.append(kept[0])
             skipped += [(d, f"seed {s.seed} again in {model} ({recipe}), "
                             f"which keeps {kept[0]}") for d, s in again]
         rows.append(Row(
@@ -142,7 +148,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
             devices=sorted({s.device for s in summaries}),
             epochs=summaries[0].epochs,
             test_size=min(s.test_size for s in summaries),
-            leaky=leaky))
+            leaky=leaky,
+            corruption_acc=[100 * mca[d] for d in kept_dirs if mca[d] is not None]))
     if not rows and len(skipped) == 1:  # one run, unreadable: its error, not a warning
         run_dir, why = skipped[0]
         raise FashionbenchError(why if why.startswith(str(run_dir)) else f"{run_dir}: {why}")
@@ -151,6 +158,16 @@ def collect(run_dirs: list[Path]) -> list[Row]:
     if not rows:
         raise FashionbenchError(f"none of the {len(skipped)} runs can be tabulated (see the warnings above)")
     return sorted(rows, key=rank)
+
+
+def corruption_accuracy(folder: RunDir) -> float | None:
+    """The run's mean corruption accuracy, from a complete robustness record; None without
+    one (a damaged record is warned about, and left out)."""
+    try:
+        return complete_mca(folder.read_robustness())
+    except FashionbenchError as e:
+        warn_skipped(folder.path, f"{e} (its corruption accuracy)")
+        return None
 
 
 def rank(row: Row) -> tuple:
@@ -168,16 +185,25 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-HEADER = ["model", "recipe", "test acc % (mean ± std)", "last-epoch test acc %", "val acc %", "seeds", "epochs",
-          "parameters", "s/epoch", "device", "reference %"]
+HEADER = ["model", "recipe", "test acc % (mean ± std)", "last-epoch test acc %", "val acc %", "corruption acc %",
+          "seeds", "epochs", "parameters", "s/epoch", "device", "reference %"]
+
+
+def corruption_cell(row: Row) -> str:
+    """The mCA over the seeds with a complete robustness record ("—" without any; the
+    count where only some seeds have one)."""
+    if not row.corruption_acc:
+        return "—"
+    cell = mean_std(row.corruption_acc)
+    return cell if len(row.corruption_acc) == len(row.seeds) else f"{cell} ({len(row.corruption_acc)} seeds)"
 
 
 def cells(row: Row) -> list[str]:
     ref = row.reference
     model = row.model + (f" [{LEAKY.upper()}]" if row.leaky else "")
     return [model, row.recipe, mean_std(row.test_acc), mean_std(row.last_test_acc), mean_std(row.val_acc),
-            ",".join(map(str, row.seeds)), str(row.epochs), f"{row.parameters:,}", f"{row.seconds_per_epoch:.1f}",
-            "; ".join(row.devices), "" if ref is None else f"{ref:.2f}"]
+            corruption_cell(row), ",".join(map(str, row.seeds)), str(row.epochs), f"{row.parameters:,}",
+            f"{row.seconds_per_epoch:.1f}", "; ".join(row.devices), "" if ref is None else f"{ref:.2f}"]
 
 
 def notes(rows: list[Row]) -> list[str]:
@@ -192,6 +218,9 @@ def notes(rows: list[Row]) -> list[str]:
         out.append(f"Rows marked [{LEAKY.upper()}] rerun the reference project's own protocol "
                    "(eval.select_on test): the best epoch on the test split, so their test figure "
                    "is optimistic. They are listed after the honest rows and not ranked with them.")
+    if any(r.corruption_acc for r in rows):
+        out.append("Corruption acc: the mean accuracy over the test images under every corruption at every "
+                   "severity (mCA, fashionbench robustness); — where a run has no complete record.")
     if any(not r.test_acc for r in rows):
         out.append("Rows without a test figure are validation-only runs (a sweep's trials, "
                    "eval.test false): ranked after the others, by validation accuracy.")
@@ -213,7 +242,7 @@ def to_csv(rows: list[Row]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["model", "recipe", "test_acc_mean", "test_acc_std", "last_test_acc_mean", "val_acc_mean", "seeds",
                      "epochs", "parameters", "seconds_per_epoch", "device", "test_size",
-                     "reference", "selected_on"])
+                     "reference", "selected_on", "corruption_acc_mean"])
     for r in rows:
         writer.writerow([r.model, r.recipe, f"{statistics.fmean(r.test_acc):.4f}" if r.test_acc else "",
                          f"{statistics.stdev(r.test_acc):.4f}" if len(r.test_acc) > 1 else "",
@@ -222,7 +251,8 @@ def to_csv(rows: list[Row]) -> str:
                          " ".join(map(str, r.seeds)), r.epochs, r.parameters,
                          f"{r.seconds_per_epoch:.2f}",
                          "; ".join(r.devices), r.test_size,
-                         "" if r.reference is None else r.reference, "test" if r.leaky else "val"])
+                         "" if r.reference is None else r.reference, "test" if r.leaky else "val",
+                         f"{statistics.fmean(r.corruption_acc):.4f}" if r.corruption_acc else ""])
     return buf.getvalue()
 
 
