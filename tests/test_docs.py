@@ -178,6 +178,7 @@ def test_documented_command_works(where, command, docs_run, data, data_dir, tmp_
     staged = sorted(tmp_path.rglob("*"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FASHIONBENCH_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("FASHIONBENCH_CORRUPTIONS_DIR", str(tmp_path / "corruptions"))  # robustness: not ~/.cache
     try:
         status = main(argv)
     except SystemExit as e:  # argparse: a usage error, or --help

@@ -52,11 +52,39 @@ def test_rows_group_by_model_with_mean_std_and_best_first(tmp_path):
     assert mean_std(cnn.test_acc) == "94.20 ± 0.20"  # sample std of 94.0, 94.2, 94.4
     assert mean_std(rows[0].test_acc) == "95.00"       # one seed: no spread to show
     markdown = to_markdown(rows, "t")
-    assert ("| basic_cnn | recipe | 94.20 ± 0.20 | 93.20 ± 0.20 | 95.20 ± 0.20 | — | 0,1,2 | 30 | 1,234 | 20.0 "
-            "| cpu (test) | 94.21 |") in markdown  # — : summaries without temperature scaling
+    assert ("| basic_cnn | recipe | 94.20 ± 0.20 | 93.20 ± 0.20 | 95.20 ± 0.20 | — | — | 0,1,2 | 30 | 1,234 | "
+            "20.0 | cpu (test) | 94.21 |") in markdown  # — and —: no temperature scaling, no robustness record
     assert "Smoke" not in markdown
     lines = to_csv(rows).splitlines()
     assert lines[2].startswith("basic_cnn,recipe,94.2000,0.2000,93.2000,95.2000,0 1 2,30,1234,20.00")
+
+
+def robustness_record(run, mca, complete=True, version=None):
+    from fashionbench.corruptions import VERSION
+    (run / "robustness.json").write_text(json.dumps({"corruptions_version": version or VERSION, "mca": mca,
+                                                     "complete": complete, "clean_acc": 0.94}))
+
+
+def test_the_corruption_accuracy_column_shows_complete_robustness_records(tmp_path, capsys):
+    """The mCA of the seeds with a complete record of this corruptions' version; a
+    partial or older record is no figure; "—" where no seed has one; a damaged record
+    is a warning, and the row stays."""
+    runs = [fake_run(tmp_path, f"a{seed}", "basic_cnn", seed, 0.94, 0.93) for seed in range(3)]
+    runs.append(fake_run(tmp_path, "b0", "mini_vgg", 0, 0.95, 0.949))
+    robustness_record(runs[0], 0.70)
+    robustness_record(runs[1], 0.72)
+    robustness_record(runs[2], 0.10, complete=False)
+    (runs[3] / "robustness.json").write_text("{not json")
+    rows = {r.model: r for r in collect(runs)}
+    assert rows["basic_cnn"].corruption_acc == pytest.approx([70.0, 72.0])
+    assert rows["mini_vgg"].corruption_acc == []
+    markdown = to_markdown(list(rows.values()), "t")
+    assert "| 71.00 ± 1.41 (2 seeds) |" in markdown and "| — |" in markdown and "mCA" in markdown
+    csv_rows = {line.split(",")[0]: line for line in to_csv(list(rows.values())).splitlines()[1:]}
+    assert csv_rows["basic_cnn"].endswith(",71.0000") and csv_rows["mini_vgg"].endswith(",val,")
+    assert any("b0" in w and "robustness.json" in w for w in warnings_of(capsys))
+    robustness_record(runs[2], 0.74, version=-1)  # another version's corruptions: not comparable
+    assert {r.model: r for r in collect(runs)}["basic_cnn"].corruption_acc == pytest.approx([70.0, 72.0])
 
 
 def test_validation_only_runs_rank_after_the_others_by_validation(tmp_path):

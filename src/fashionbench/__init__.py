@@ -17,7 +17,7 @@ __all__ = ["__version__", "Run", "Kind", "State", "Prediction", "LRFind", "load_
            "ensemble", "specialists", "lr_find", "predict", "image_files", "audit", "export", "calibrate",
            "leaderboard",
            "reproduce", "reproduce_plan", "speedrun", "speedrun_plan", "speedrun_dry_run", "resume_speedrun",
-           "sweep", "sweep_plan", "best_recipe", "list_models"]
+           "sweep", "sweep_plan", "best_recipe", "list_models", "robustness"]
 
 
 def __getattr__(name: str) -> Any:

@@ -54,14 +54,15 @@ def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, precision: str, channels_last: bool) -> torch.Tensor:
+def predict(model: nn.Module, images: torch.Tensor, precision: str, channels_last: bool,
+            batch: int = EVAL_BATCH) -> torch.Tensor:
     """Logits (float32, on the CPU) for uint8 images (N, 1, 28, 28) on the model's device,
-    in eval mode: a whole split, or any images prepared as the dataset's are."""
+    in eval mode, ``batch`` at a time: a whole split, or any images prepared as the dataset's are."""
     model.eval()
     out = []
     with autocast(images.device, precision):
-        for i in range(0, len(images), EVAL_BATCH):
-            x = normalize(to_float(images[i:i + EVAL_BATCH]), channels_last)
+        for i in range(0, len(images), batch):
+            x = normalize(to_float(images[i:i + batch]), channels_last)
             out.append(model(x).float().cpu())
     return torch.cat(out)
 
@@ -103,18 +104,20 @@ class LoadedModel:
     # What its logits are divided by (the summary's temperature scaling; 1: none fitted).
     temperature: float = 1.0
 
-    def logits(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    def logits(self, images: torch.Tensor, tta: bool = False, batch: int = EVAL_BATCH) -> torch.Tensor:
         """Logits (N, classes) on the CPU for uint8 images (N, 1, 28, 28), run as the test
-        set is, not divided by the temperature; ``tta``: with flip test-time augmentation
-        (``with_flip_tta``)."""
+        set is, ``batch`` at a time, not divided by the temperature; ``tta``: with flip
+        test-time augmentation (``with_flip_tta``)."""
         model = with_flip_tta(self.model) if tta else self.model
-        return predict(model, images.to(self.device), self.precision, self.cfg.channels_last)
+        return predict(model, images.to(self.device), self.precision, self.cfg.channels_last, batch)
 
-    def probabilities(self, images: torch.Tensor, tta: bool = False, temperature: bool = True) -> torch.Tensor:
+    def probabilities(self, images: torch.Tensor, tta: bool = False, temperature: bool = True,
+                      batch: int = EVAL_BATCH) -> torch.Tensor:
         """Class probabilities (N, classes) on the CPU for uint8 images (N, 1, 28, 28): of
         the logits divided by the run's temperature, or with ``temperature=False`` as the
-        network gives them; ``tta`` as in ``logits``."""
-        return probabilities(self.logits(images, tta), self.cfg.head, self.temperature if temperature else 1.0)
+        network gives them; ``tta`` and ``batch`` as in ``logits``."""
+        return probabilities(self.logits(images, tta, batch), self.cfg.head,
+                             self.temperature if temperature else 1.0)
 
     def evaluate(self, split: str) -> dict:
         """Loss and accuracy on one of its splits, as the run evaluated it (``evaluate``)."""

@@ -8,7 +8,8 @@ line, and this module rewrites every block from the records::
     python -m fashionbench.published --check   # change nothing; exit 1 naming each stale block
 
 The blocks: ``results-table`` (each reference model's row from ``results/table/runs``
-(CPU), ``results/gpu/runs`` (GPU) and ``results/reference_protocol/runs``), ``ensemble``
+(CPU), ``results/gpu/runs`` (GPU) and ``results/reference_protocol/runs``; the corruption
+accuracy from the runs' robustness records where they have complete ones, else "—"), ``ensemble``
 (``results/table/ensembles/basic_cnn-x3``) and ``speedrun-table``
 (``results/speedrun/*/speedrun.json``). A model or figure with no record shows "not yet
 run", with the command that would make it. The test suite runs ``--check``.
@@ -33,7 +34,7 @@ from .models import build_model, count_parameters, forward_flops, reference_figu
 from .pages import md_table
 from .rundir import SUMMARY, RunDir, State, Summary, finished_under, read_summary
 from .runs import write_text
-from .tasks.leaderboard import Row, collect, ece_cell, mean_std
+from .tasks.leaderboard import Row, collect, corruption_cell, ece_cell, mean_std
 from .tasks.reproduce import val_chosen
 
 # Where each kind of record lives, relative to the repository root, and the command
@@ -92,7 +93,7 @@ def results_table(root: Path) -> str:
     """One row per reference model and record folder holding its runs (none: a row
     saying it is not yet run), then the reference protocol's rows."""
     header = ["model", "parameters", "MFLOPs", "reference %", "ours: test %", "val %",
-              "test ECE % (raw → T-scaled)", "seeds", "epochs", "trained on", "record"]
+              "test ECE % (raw → T-scaled)", "corruption acc %", "seeds", "epochs", "trained on", "record"]
     rows = []
     folders = {folder: finished_runs(root, folder) for folder in (TABLE_RUNS, GPU_RUNS)}
     for model, published in reference_figures().items():
@@ -105,7 +106,7 @@ def results_table(root: Path) -> str:
                 found = True
                 mine = {p: s for p, s in runs.items() if s.seed in row.seeds}
                 rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", f"**{mean_std(row.test_acc)}**",
-                             mean_std(row.val_acc), ece_cell(row), len(row.seeds), row.epochs,
+                             mean_std(row.val_acc), ece_cell(row), corruption_cell(row), len(row.seeds), row.epochs,
                              hardware(list(mine.values())), record_link(folder, model, list(mine))])
         if not found:
             rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", NOT_YET, "-", "-", "-", "-", "-",
@@ -121,6 +122,7 @@ def results_table(root: Path) -> str:
         (row,) = [r for r in collect(list(mine)) if r.leaky]
         rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
                      protocol_cell(row), mean_std([100 * val_chosen(p)["val_acc"] for p in mine]), ece_cell(row),
+                     corruption_cell(row),
                      len(row.seeds), row.epochs, hardware(list(mine.values())),
                      record_link(PROTOCOL_RUNS, model, list(mine))])
     return md_table(header, rows)

@@ -43,6 +43,7 @@ MODEL = "model.pt"              # the final model
 SUMMARY = "summary.json"        # the results, one schema for every kind: the mark of a finished folder
 SETUP = "setup.json"            # specialists: the generalist and the pairs they were set up with
 REPORT = "report"               # the report folder (the test split's)
+ROBUSTNESS = "robustness.json"  # accuracy under corruptions (fashionbench robustness)
 # A trained run's files, in the order they are first written.
 FILES = (CONFIG, HISTORY, CHECKPOINT, MODEL, SUMMARY)
 # A model exported next to its run (``fashionbench export`` without --out).
@@ -301,6 +302,25 @@ class RunDir:
     def write_summary(self, summary: Summary) -> None:
         write_summary(self.path, summary)
         self.__dict__["summary"] = summary
+
+    # -- accuracy under corruptions --------------------------------------------------------
+    def read_robustness(self) -> dict | None:
+        """The folder's record of accuracy under corruptions, or None where it has none;
+        a damaged one is one line naming it."""
+        path = self.path / ROBUSTNESS
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FashionbenchError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        if not isinstance(record, dict):
+            raise FashionbenchError(f"{path}: not a robustness record (not a JSON object)")
+        return record
+
+    def write_robustness(self, record: dict) -> Path:
+        runs.write_json(self.path / ROBUSTNESS, record)
+        return self.path / ROBUSTNESS
 
     def export_file(self, format: str) -> Path:
         """Where ``fashionbench export`` writes the model by default."""

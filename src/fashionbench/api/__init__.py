@@ -19,10 +19,14 @@ model, a bad key, a folder that is not a run) raise :class:`UsageError` or
 ``FashionbenchError`` with a one-line message.
 
 The functions live by concern in the private modules beside this one: _run (Run, the
-data, the training options), _train, _use (a finished run), _combine (many runs),
+data, the training options), _train, _use (a finished run, its robustness), _combine (many runs),
 _search (lr-find, sweep, the models), _speedrun."""
 
 from ..config import LEAKY, RANGES, in_range, span
+from ..corruptions import CACHE_ENV as CORRUPTIONS_DIR_ENV
+from ..corruptions import LEVELS as SEVERITY_LEVELS
+from ..corruptions import NAMES as CORRUPTIONS
+from ..corruptions import check_names as check_corruptions
 from ..data import DATA_DIR_ENV, MIRROR_ENV
 from ..distributed import ONE_PROCESS, World, peer_lost
 from ..errors import FashionbenchError, Terminated, UsageError, signal_stop, stopped
@@ -33,6 +37,7 @@ from ..runs import check_name, os_cause
 from ..splits import class_names
 from ..tasks.export import INPUT_CONTRACT, ONNX_OPSET
 from ..tasks.reproduce import BUDGETS, PROTOCOLS
+from ..tasks.robustness import table as robustness_table
 from ..tasks.speedrun import MAX_BUDGET_SECONDS, check_budget, check_target
 from ..tasks.speedrun import describe as describe_speedrun
 from ..tasks.study import safe_url
@@ -54,6 +59,7 @@ from ._search import LRFind, best_recipe, list_models, lr_find, study_name, swee
 from ._speedrun import resume_speedrun, speedrun, speedrun_config, speedrun_dry_run, speedrun_plan
 from ._train import one_vs_all, resume, train, train_plan
 from ._use import (
+    MAX_BATCH,
     PREDICT_BATCH,
     Exported,
     Prediction,
@@ -66,6 +72,7 @@ from ._use import (
     predict,
     predictions,
     report,
+    robustness,
 )
 
 __all__ = [
@@ -76,6 +83,7 @@ __all__ = [
     "train", "one_vs_all", "resume", "train_plan", "evaluate", "report", "predictions", "predict",
     "Prediction", "image_files", "check_top_k", "class_names", "PREDICT_BATCH", "audit", "export", "Exported",
     "calibrate",
+    "robustness", "robustness_table", "check_corruptions",
     "ensemble", "specialists", "leaderboard", "reproduce", "reproduce_plan", "ReproducePlan", "speedrun",
     "speedrun_plan",
     "speedrun_config", "speedrun_dry_run", "resume_speedrun", "describe_speedrun", "lr_find", "LRFind",
@@ -83,6 +91,7 @@ __all__ = [
     # bounds, choices and names the command line shares
     "RANGES", "in_range", "span", "MODELS", "check_model", "check_name", "LEAKY", "BUDGETS", "PROTOCOLS",
     "MAX_BUDGET_SECONDS", "check_budget", "check_target", "safe_url", "INPUT_CONTRACT", "ONNX_OPSET",
+    "CORRUPTIONS", "SEVERITY_LEVELS", "CORRUPTIONS_DIR_ENV", "MAX_BATCH",
     "DATA_DIR_ENV", "MIRROR_ENV", "LAUNCHER_VARIABLE", "World", "ONE_PROCESS", "peer_lost", "os_cause",
     # errors
     "FashionbenchError", "UsageError", "Terminated", "signal_stop", "stopped", "__version__",

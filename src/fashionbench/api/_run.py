@@ -17,7 +17,7 @@ from ..data import FashionMNIST, load_fashion_mnist
 from ..errors import FashionbenchError, UsageError
 from ..inference import LoadedModel, load_model
 from ..models import MODELS
-from ..rundir import HISTORY, MODEL, REPORT, SUMMARY, TRAINED, FinishedRun, Kind, RunDir, State, Summary
+from ..rundir import HISTORY, MODEL, REPORT, ROBUSTNESS, SUMMARY, TRAINED, FinishedRun, Kind, RunDir, State, Summary
 
 PathLike = str | os.PathLike
 
@@ -120,6 +120,11 @@ class Run:
     def report_path(self) -> Path:
         """The report of the test split (``report``'s default folder)."""
         return self.path / REPORT / "report.html"
+
+    @property
+    def robustness_path(self) -> Path:
+        """Its accuracy under corruptions (``robustness``'s record)."""
+        return self.path / ROBUSTNESS
 
     @property
     def members(self) -> list[Path]:

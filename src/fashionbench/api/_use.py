@@ -1,5 +1,6 @@
 """Using a finished run from the API: evaluate it, report on it, predict with it, audit
-its dataset's labels, export its model, calibrate one finished before temperature scaling."""
+its dataset's labels, export its model, calibrate one finished before temperature scaling,
+measure its accuracy under corruptions."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..corruptions import CorruptionCache, check_levels, check_names
 from ..data import FashionMNIST
 from ..errors import FashionbenchError, UsageError
-from ..inference import LoadedModel, load_model
+from ..inference import EVAL_BATCH, LoadedModel, load_model
 from ..inference import load_run as load_with_splits
+from ..rundir import Kind, RunDir
 from ..splits import class_names
 from ..summary import Summary
 from ..tasks.audit import audit_run
@@ -24,10 +27,13 @@ from ..tasks.export import export_run
 from ..tasks.predict import expand_folders, image_pixels
 from ..tasks.report import NOT_REPORTED, REPORTED, Predictions, report_run
 from ..tasks.report import predictions as split_predictions
+from ..tasks.robustness import measure
 from ._run import PathLike, Run, as_finished, dataset
 
 # Images read, converted and predicted at a time by the predict command: memory stays flat.
 PREDICT_BATCH = 256
+# robustness's batch_size: images predicted at a time (the default: as evaluation does).
+MAX_BATCH = 100_000
 
 
 def evaluate(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
@@ -163,3 +169,30 @@ def export(run: Run | PathLike, format: str = "onnx", out: PathLike | None = Non
     finished = as_finished(run)
     path = Path(out) if out else finished.folder.export_file(format)
     return Exported(path, export_run(finished, format, path))
+
+
+def robustness(run: Run | PathLike, *, types: Iterable[str] | str | None = None,
+               severities: Iterable[int] | None = None, seed: int = 0, batch_size: int = EVAL_BATCH,
+               data: FashionMNIST | None = None, data_dir: PathLike | None = None, device: str | None = None,
+               cache_dir: PathLike | None = None) -> dict:
+    """Accuracy of a finished run (or an ensemble: its members combined by its own rule) on
+    its test images under each corruption (``types``, default all of
+    ``fashionbench.api.CORRUPTIONS``) at each severity (1 to 5, default all), the
+    corrupted images drawn from ``seed`` and cached in ``cache_dir`` (default
+    ``$FASHIONBENCH_CORRUPTIONS_DIR``, else the per-user cache's
+    fashionbench/corruptions). Writes RUN/robustness.json and returns it: ``accuracy``
+    (corruption -> severity -> accuracy), ``corruption_acc`` (each corruption's mean),
+    ``mca`` (the mean over all), ``clean_acc``, ``relative_drop``, ``complete``."""
+    names = check_names([types] if isinstance(types, str) else None if types is None else list(types))
+    levels = check_levels(None if severities is None else list(severities))
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"seed must be a whole number, 0 or more, not {seed!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
+        raise UsageError(f"batch_size must be a whole number from 1 to {MAX_BATCH:,}, not {batch_size!r}")
+    folder = run.folder if isinstance(run, Run) else RunDir(run)
+    if folder.kind is Kind.ENSEMBLE:
+        folder.summary  # noqa: B018 -- not finished, or damaged: said before any data loads
+    else:
+        folder = as_finished(run).folder
+    return measure(folder, dataset(data, data_dir), names, levels, seed, batch_size, device,
+                   CorruptionCache(cache_dir))

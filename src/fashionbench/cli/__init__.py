@@ -1,7 +1,7 @@
 """The ``fashionbench`` command line: it parses options and calls the API
 (fashionbench.api), and prints. Each command's parser sits beside its handler, by
 group: train.py (train, one-vs-all), finished.py (evaluate, report, audit, predict,
-export, calibrate), combine.py (ensemble, specialists), tables.py (reproduce, table, models,
+export, calibrate, robustness), combine.py (ensemble, specialists), tables.py (reproduce, table, models,
 data), speedrun.py, search.py (lr-find, sweep); options.py holds what they share."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ COMMANDS = (train.add_train, train.add_one_vs_all, finished.add_evaluate, tables
             speedrun.add_speedrun, tables.add_models, finished.add_report, search.add_lr_find,
             combine.add_ensemble, combine.add_specialists, search.add_sweep, tables.add_table,
             finished.add_audit, finished.add_predict, finished.add_export, finished.add_calibrate,
+            finished.add_robustness,
             tables.add_data)
 
 

@@ -1,4 +1,4 @@
-"""Commands on a finished run: evaluate, report, audit, predict, export, calibrate."""
+"""Commands on a finished run: evaluate, report, audit, predict, export, calibrate, robustness."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 
 from .. import api
-from .options import MAX_SHOWN, between, data_dir_option, device_option, options, run_dir_argument
+from .options import MAX_SHOWN, between, comma_list, data_dir_option, device_option, options, run_dir_argument
 
 
 def finished_run_parent() -> argparse.ArgumentParser:
@@ -175,3 +175,40 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         print(f"  {split:<4}  " + "  ".join(f"{name.upper() if name != 'brier' else 'Brier'} "
                                              f"{scores[name]:.4f} -> {after[name]:.4f}"
                                              for name in ("ece", "nll", "brier")))
+def corruption_names(text: str) -> list[str]:
+    """--types: comma-separated corruption names, each one the API knows."""
+    names = comma_list(str)(text)
+    try:
+        return api.check_corruptions(names)
+    except api.UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_robustness(sub) -> None:
+    ro = sub.add_parser("robustness", parents=[finished_run_parent()],
+                        help="accuracy under common corruptions (noise, blur, fog, JPEG, rotation, ...)",
+                        description="Evaluate RUN_DIR (a trained run, or an ensemble) on its test images "
+                                    f"under {len(api.CORRUPTIONS)} corruptions at 5 severities each, as "
+                                    "ImageNet-C and Fashion-MNIST-C do; write RUN_DIR/robustness.json "
+                                    "and print accuracy per corruption and severity, and the mean "
+                                    "corruption accuracy (mCA). Corrupted images are cached (--cache-dir).")
+    ro.add_argument("--types", type=corruption_names, metavar="NAMES",
+                    help=f"comma-separated corruptions (default: all): {', '.join(api.CORRUPTIONS)}")
+    ro.add_argument("--severities", type=comma_list(int, 1, 5), metavar="LEVELS",
+                    help="comma-separated severities from 1 to 5 (default: all)")
+    ro.add_argument("--seed", type=between(0, 2**31 - 1), default=0,
+                    help="seed of the random corruptions (default: 0)")
+    ro.add_argument("--batch-size", type=between(1, api.MAX_BATCH), default=1000, metavar="N",
+                    help="images predicted at a time (default: 1000)")
+    ro.add_argument("--cache-dir", metavar="DIR",
+                    help=f"where corrupted test sets are kept (default: ${api.CORRUPTIONS_DIR_ENV}, else "
+                         "the per-user cache's fashionbench/corruptions)")
+    ro.set_defaults(func=cmd_robustness)
+
+
+def cmd_robustness(args: argparse.Namespace) -> None:
+    record = api.robustness(args.run_dir, types=args.types, severities=args.severities, seed=args.seed,
+                            batch_size=args.batch_size, data_dir=args.data_dir, device=args.device,
+                            cache_dir=args.cache_dir)
+    print(api.robustness_table(record))
+    print(f"wrote {api.Run(args.run_dir).robustness_path}")

@@ -19,6 +19,7 @@ from ..errors import FashionbenchError, UsageError
 from ..models import reference_figures
 from ..pages import html_page, html_table, md_table
 from ..rundir import SUMMARY, Kind, RunDir, State, finished_under
+from .robustness import complete_mca
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Row:
     # its probabilities and temperature-scaled; empty for runs finished before it.
     test_ece: list[float] = field(default_factory=list)
     test_ece_scaled: list[float] = field(default_factory=list)
+    corruption_acc: list[float] = field(default_factory=list)  # mCA in %, one per seed with a complete
+                                                               # robustness record (fashionbench robustness)
 
     @property
     def reference(self) -> float | None:
@@ -110,6 +113,7 @@ def collect(run_dirs: list[Path]) -> list[Row]:
     if not run_dirs:
         raise UsageError("no runs given: name run folders, or folders to search for them")
     groups: dict[tuple, dict] = {}  # (label, recipe) -> {seed: (run_dir, summary)}
+    mca: dict[Path, float | None] = {}
     skipped: list[tuple[Path, str]] = []
     for run_dir in map(Path, run_dirs):
         folder = RunDir(run_dir)
@@ -126,12 +130,14 @@ def collect(run_dirs: list[Path]) -> list[Row]:
             continue
         label = s.model + (f" ({s.variant})" if s.variant else "")
         groups.setdefault((label, recipe, s.leaky), {}).setdefault(json.dumps(s.seed), []).append((run_dir, s))
+        mca[run_dir] = corruption_accuracy(folder)
     rows = []
     for (model, recipe, leaky), by_seed in groups.items():
-        summaries = []
+        summaries, kept_dirs = [], []
         for runs_of_seed in by_seed.values():
             kept, *again = sorted(runs_of_seed, key=lambda r: r[0])
             summaries.append(kept[1])
+            kept_dirs.append(kept[0])
             skipped += [(d, f"seed {s.seed} again in {model} ({recipe}), "
                             f"which keeps {kept[0]}") for d, s in again]
         rows.append(Row(
@@ -147,7 +153,8 @@ def collect(run_dirs: list[Path]) -> list[Row]:
             epochs=summaries[0].epochs,
             test_size=min(s.test_size for s in summaries),
             leaky=leaky,
-            **test_ece(summaries)))
+            **test_ece(summaries),
+            corruption_acc=[100 * mca[d] for d in kept_dirs if mca[d] is not None]))
     if not rows and len(skipped) == 1:  # one run, unreadable: its error, not a warning
         run_dir, why = skipped[0]
         raise FashionbenchError(why if why.startswith(str(run_dir)) else f"{run_dir}: {why}")
@@ -163,6 +170,14 @@ def test_ece(summaries: list) -> dict[str, list[float]]:
     scored = [scores for s in summaries if (scores := s.calibration("test")) is not None]
     return {"test_ece": [100 * before["ece"] for before, _ in scored],
             "test_ece_scaled": [100 * after["ece"] for _, after in scored]}
+def corruption_accuracy(folder: RunDir) -> float | None:
+    """The run's mean corruption accuracy, from a complete robustness record; None without
+    one (a damaged record is warned about, and left out)."""
+    try:
+        return complete_mca(folder.read_robustness())
+    except FashionbenchError as e:
+        warn_skipped(folder.path, f"{e} (its corruption accuracy)")
+        return None
 
 
 def rank(row: Row) -> tuple:
@@ -189,14 +204,24 @@ def mean_std(values: list[float]) -> str:
 
 
 HEADER = ["model", "recipe", "test acc % (mean ± std)", "last-epoch test acc %", "val acc %",
-          "test ECE % (raw → T-scaled)", "seeds", "epochs", "parameters", "s/epoch", "device", "reference %"]
+          "test ECE % (raw → T-scaled)", "corruption acc %", "seeds", "epochs", "parameters", "s/epoch", "device",
+          "reference %"]
+
+
+def corruption_cell(row: Row) -> str:
+    """The mCA over the seeds with a complete robustness record ("—" without any; the
+    count where only some seeds have one)."""
+    if not row.corruption_acc:
+        return "—"
+    cell = mean_std(row.corruption_acc)
+    return cell if len(row.corruption_acc) == len(row.seeds) else f"{cell} ({len(row.corruption_acc)} seeds)"
 
 
 def cells(row: Row) -> list[str]:
     ref = row.reference
     model = row.model + (f" [{LEAKY.upper()}]" if row.leaky else "")
     return [model, row.recipe, mean_std(row.test_acc), mean_std(row.last_test_acc), mean_std(row.val_acc),
-            ece_cell(row), ",".join(map(str, row.seeds)), str(row.epochs), f"{row.parameters:,}",
+            ece_cell(row), corruption_cell(row), ",".join(map(str, row.seeds)), str(row.epochs), f"{row.parameters:,}",
             f"{row.seconds_per_epoch:.1f}", "; ".join(row.devices), "" if ref is None else f"{ref:.2f}"]
 
 
@@ -216,6 +241,9 @@ def notes(rows: list[Row]) -> list[str]:
         out.append(f"Rows marked [{LEAKY.upper()}] rerun the reference project's own protocol "
                    "(eval.select_on test): the best epoch on the test split, so their test figure "
                    "is optimistic. They are listed after the honest rows and not ranked with them.")
+    if any(r.corruption_acc for r in rows):
+        out.append("Corruption acc: the mean accuracy over the test images under every corruption at every "
+                   "severity (mCA, fashionbench robustness); — where a run has no complete record.")
     if any(not r.test_acc for r in rows):
         out.append("Rows without a test figure are validation-only runs (a sweep's trials, "
                    "eval.test false): ranked after the others, by validation accuracy.")
@@ -237,7 +265,8 @@ def to_csv(rows: list[Row]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["model", "recipe", "test_acc_mean", "test_acc_std", "last_test_acc_mean", "val_acc_mean", "seeds",
                      "epochs", "parameters", "seconds_per_epoch", "device", "test_size",
-                     "reference", "selected_on", "test_ece_mean", "test_ece_scaled_mean"])
+                     "reference", "selected_on", "test_ece_mean", "test_ece_scaled_mean",
+                     "corruption_acc_mean"])
     for r in rows:
         writer.writerow([r.model, r.recipe, f"{statistics.fmean(r.test_acc):.4f}" if r.test_acc else "",
                          f"{statistics.stdev(r.test_acc):.4f}" if len(r.test_acc) > 1 else "",
@@ -248,7 +277,8 @@ def to_csv(rows: list[Row]) -> str:
                          "; ".join(r.devices), r.test_size,
                          "" if r.reference is None else r.reference, "test" if r.leaky else "val",
                          f"{statistics.fmean(r.test_ece):.4f}" if r.test_ece else "",
-                         f"{statistics.fmean(r.test_ece_scaled):.4f}" if r.test_ece else ""])
+                         f"{statistics.fmean(r.test_ece_scaled):.4f}" if r.test_ece else "",
+                         f"{statistics.fmean(r.corruption_acc):.4f}" if r.corruption_acc else ""])
     return buf.getvalue()
 
 

@@ -235,6 +235,25 @@ def reliability_plot(labels: np.ndarray, scaled: TemperatureScaled):
     fig.suptitle(f"Reliability ({BINS} equal-width bins of confidence)")
     fig.tight_layout()
     return fig
+def robustness_figure(record: dict) -> bytes:
+    """Accuracy under each corruption (rows) at each severity (columns), from the run's
+    robustness record, as a heatmap with the clean accuracy and the mCA in its title."""
+    names = list(record["accuracy"])
+    levels = sorted({int(s) for by_level in record["accuracy"].values() for s in by_level})
+    values = np.array([[record["accuracy"][n].get(str(s), np.nan) for s in levels] for n in names]) * 100
+    fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.32 * len(names)))
+    ax.imshow(values, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    for i in range(len(names)):
+        for j in range(len(levels)):
+            if not np.isnan(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(levels)), [f"severity {s}" for s in levels])
+    ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names])
+    part = "" if record.get("complete") else ", part of the corruptions"
+    ax.set_title(f"Accuracy (%) under corruptions: clean {100 * record['clean_acc']:.2f}, "
+                 f"mCA {100 * record['mca']:.2f}{part}", fontsize=9)
+    fig.tight_layout()
+    return png(fig)
 
 
 # -- the report folder -----------------------------------------------------------------
@@ -258,9 +277,11 @@ def errors_csv(pred: Predictions, positions: np.ndarray, given_name: str = "true
 
 def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, str],
                  history: list[dict] | None = None, swa_start: int | None = None,
-                 n_errors: int = 25, scaled: TemperatureScaled | None = None) -> Path:
+                 n_errors: int = 25, scaled: TemperatureScaled | None = None,
+                 robustness: dict | None = None) -> Path:
     """Write the report folder ``out``; returns the path of report.html. ``scaled``: the
-    probabilities before and after temperature scaling, for the reliability diagram."""
+    probabilities before and after temperature scaling, for the reliability diagram;
+    ``robustness``: the run's record of accuracy under corruptions, drawn where there is one."""
     out = Path(out)
     counts = confusion(pred.labels, pred.predicted)
     scores = class_scores(pred.labels, pred.predicted)
@@ -276,6 +297,8 @@ def write_report(out: Path, pred: Predictions, title: str, headline: dict[str, s
     if scaled is not None:
         drawings["reliability.png"] = ("Reliability before and after temperature scaling",
                                        lambda: reliability_figure(pred.labels, scaled))
+    if robustness:
+        drawings["robustness.png"] = ("Accuracy under corruptions", lambda: robustness_figure(robustness))
     # Drawing the figures takes seconds: the stage says so as it starts.
     with Progress(len(drawings), f"writing the report in {out}", announce="stage") as progress:
         figures = {name: (caption, progress.step(name, draw)) for name, (caption, draw) in drawings.items()}
@@ -400,4 +423,5 @@ def report_run(finished: FinishedRun, data: FashionMNIST, split: str = "test",
     out = run_dir / (REPORT if split == "test" else f"{REPORT}-{split}")
     title = f"{summary.model}: {run_dir.name}" + (f" ({LEAKY.upper()})" if summary.leaky else "")
     return write_report(out, pred, title, head, history,
-                        swa_start, n_errors, scaled)
+                        swa_start, n_errors, scaled,
+                        robustness=finished.folder.read_robustness() if split == "test" else None)
