@@ -94,6 +94,7 @@ def results_table(root: Path) -> str:
     saying it is not yet run), then the reference protocol's rows."""
     header = ["model", "parameters", "MFLOPs", "reference %", "ours: test %", "val %",
               "test ECE % (raw → T-scaled)", "corruption acc %", "seeds", "epochs", "trained on", "record"]
+    unmeasured = ["-"] * (len(header) - header.index("ours: test %") - 1)  # a row not yet run: its cells after
     rows = []
     folders = {folder: finished_runs(root, folder) for folder in (TABLE_RUNS, GPU_RUNS)}
     for model, published in reference_figures().items():
@@ -109,15 +110,14 @@ def results_table(root: Path) -> str:
                              mean_std(row.val_acc), ece_cell(row), corruption_cell(row), len(row.seeds), row.epochs,
                              hardware(list(mine.values())), record_link(folder, model, list(mine))])
         if not found:
-            rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", NOT_YET, "-", "-", "-", "-", "-",
-                         "-"])
+            rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", NOT_YET, *unmeasured])
     protocol = finished_runs(root, PROTOCOL_RUNS)
     for model, published in reference_figures().items():
         mine = protocol.get(model, {})
         if not mine:
             if reference_recipe(model) is not None:  # the models the protocol has recipes for
                 rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
-                             NOT_YET, "-", "-", "-", "-", "-", "-"])
+                             NOT_YET, *unmeasured])
             continue
         (row,) = [r for r in collect(list(mine)) if r.leaky]
         rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
