@@ -251,6 +251,9 @@ def test_robustness_writes_its_record_reuses_the_cache_and_feeds_the_report(tiny
     assert result.returncode == 0, result.stderr
     assert (run / "report" / "robustness.png").stat().st_size > 1000
     assert "Accuracy under corruptions" in (run / "report" / "report.html").read_text()
+    line = json.loads((run / "report" / "report.json").read_text())["headline"]["accuracy under corruptions"]
+    record = json.loads((run / "robustness.json").read_text())
+    assert line.startswith(f"{100 * record['mca']:.2f}% mean over part of the corruptions"), line
 
 
 def test_an_ensemble_is_measured_by_its_own_combination(tiny_run, data, tmp_path, monkeypatch):

@@ -183,6 +183,12 @@ def test_train_report_agrees_with_the_summary(tiny_run):
     assert report["accuracy"] == pytest.approx(summary["test_acc"], abs=1e-4)
     assert sum(map(sum, report["confusion"])) == summary["test_size"] == 2000
     assert report["headline"]["accuracy, SWA model"] == f"{100 * summary['test_acc']:.2f}%"
+    # The headline in the order a reader asks: accuracy, calibration, time and machine, then the rest.
+    keys = list(report["headline"])
+    order = ["accuracy, SWA model", "calibration error (ECE)", "training time", "trained on", "macro F1"]
+    assert [keys.index(k) for k in order] == sorted(keys.index(k) for k in order), keys
+    assert report["headline"]["trained on"] == summary["device"]
+    assert "accuracy under corruptions" not in keys  # no robustness.json: no line (test_corruptions has one)
     assert len(decode_images((tiny_run / "report" / "report.html").read_text())) == 5  # and the reliability diagram
 
 

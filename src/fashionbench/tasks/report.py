@@ -360,10 +360,12 @@ def predictions(run: LoadedModel, split: str, temperature: bool = True) -> Predi
 
 def headline(subject: tuple[str, str], pred: Predictions, split: str, figures: dict[str, str],
              summary: Summary, tail: dict[str, str] | None = None,
-             parameters_note: str = "") -> dict[str, str]:
-    """A report's headline table, the same for every kind of result: what it is, what it
-    was evaluated on, its own ``figures`` (accuracies first), macro F1, size and
-    training time, then ``tail``."""
+             parameters_note: str = "", robustness: dict | None = None) -> dict[str, str]:
+    """A report's headline table, the same for every kind of result, in the order a reader
+    asks: what it is and what it was evaluated on, its own ``figures`` (accuracies first),
+    how far its confidence can be trusted (ECE), how it holds up under corruptions (where
+    ``robustness``, the run's record, is given), how long it trained and on what, then
+    macro F1, size and ``tail``."""
     training = (f"{summary.train_seconds / 60:.1f} min ({summary.seconds_per_epoch:.1f} s/epoch, "
                 f"{summary.epochs} epochs)" if summary.kind == "run" else
                 f"{summary.train_seconds / 60:.1f} min in all")
@@ -375,11 +377,21 @@ def headline(subject: tuple[str, str], pred: Predictions, split: str, figures: d
             **leak,
             "evaluated on": f"{'validation' if split == 'val' else split} split, {len(pred.labels):,} images",
             **figures,
-            "macro F1": f"{class_scores(pred.labels, pred.predicted)['macro avg']['f1']:.4f}",
             "calibration error (ECE)": calibration_line(pred, split, summary),
-            "parameters": f"{summary.parameters:,}{parameters_note}",
+            **({"accuracy under corruptions": robustness_line(robustness)} if robustness else {}),
             "training time": training,
+            "trained on": summary.device,
+            "macro F1": f"{class_scores(pred.labels, pred.predicted)['macro avg']['f1']:.4f}",
+            "parameters": f"{summary.parameters:,}{parameters_note}",
             **(tail or {})}
+
+
+def robustness_line(record: dict) -> str:
+    """The headline's robustness: the mean corruption accuracy and its drop from clean."""
+    scope = (f"{len(record['accuracy'])} corruptions at 5 severities" if record.get("complete") else
+             "part of the corruptions")
+    return (f"{100 * record['mca']:.2f}% mean over {scope} (clean {100 * record['clean_acc']:.2f}%, "
+            f"relative drop {100 * record['relative_drop']:.1f}%; robustness.png)")
 
 
 def calibration_line(pred: Predictions, split: str, summary: Summary) -> str:
@@ -416,12 +428,13 @@ def report_run(finished: FinishedRun, data: FashionMNIST, split: str = "test",
         if (acc := summary.accuracy(weights, split)) is not None:
             figures[f"accuracy, {label}"] = f"{100 * acc:.2f}%"
     figures["reported model"] = f"{summary.weights} (this report's figures)"
+    robustness = finished.folder.read_robustness() if split == "test" else None
     head = headline(("model", summary.model), pred, split, figures, summary, {
-        "device": f"{summary.device}, {summary.precision}", "seed": str(summary.seed)})
+        "precision": summary.precision, "seed": str(summary.seed)}, robustness=robustness)
     history = finished.folder.read_history() or None  # a one-vs-all run's are in its members' folders
     swa_start = run.cfg.swa.start_epoch if summary.extra.get("swa_snapshots") else None
     out = run_dir / (REPORT if split == "test" else f"{REPORT}-{split}")
     title = f"{summary.model}: {run_dir.name}" + (f" ({LEAKY.upper()})" if summary.leaky else "")
     return write_report(out, pred, title, head, history,
                         swa_start, n_errors, scaled,
-                        robustness=finished.folder.read_robustness() if split == "test" else None)
+                        robustness=robustness)
