@@ -325,7 +325,7 @@ def test_a_missing_extra_is_one_line_naming_it(backend, modules, tmp_path, monke
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_log_dir_that_cannot_be_written_is_one_line(tmp_path):
+def test_a_tensorboard_dir_that_cannot_be_written_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     result = run_main("train", "basic_cnn", "--out", str(tmp_path / "runs"), "--track", "tensorboard",
                       "--tensorboard-dir", str(tmp_path / "file" / "board"))
