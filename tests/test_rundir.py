@@ -27,6 +27,7 @@ from fashionbench.rundir import (
     MODEL,
     SETUP,
     SUMMARY,
+    TRACKING,
     Kind,
     RunDir,
     State,
@@ -161,10 +162,13 @@ def test_a_new_folder_is_never_an_existing_one(tmp_path):
 def test_a_run_that_never_finished_an_epoch_is_discarded_and_no_other(tmp_path):
     new = folder_with(tmp_path / "new", config=config_text())
     kept = folder_with(tmp_path / "kept", CHECKPOINT, config=config_text())
+    logged = folder_with(tmp_path / "logged", TRACKING, config=config_text())  # its MLflow run's record
     RunDir(new).discard_new()
     RunDir(kept).discard_new()
+    RunDir(logged).discard_new()
     RunDir(tmp_path / "gone").discard_new()  # nothing to remove: no error
     assert not new.exists() and sorted(p.name for p in kept.iterdir()) == [CHECKPOINT, CONFIG]
+    assert not logged.exists()
 
 
 # -- requirements: one line each -------------------------------------------------------
@@ -363,7 +367,8 @@ def test_a_report_reads_the_run_s_config_and_summary_once(tmp_path, monkeypatch)
 # -- nothing else spells the folder's files --------------------------------------------
 
 # The names only rundir.py may spell.
-FOLDER_FILES = ("summary.json", "config.yaml", "checkpoint.pt", "model.pt", "metrics.jsonl", "class-0")
+FOLDER_FILES = ("summary.json", "config.yaml", "checkpoint.pt", "model.pt", "metrics.jsonl", "tracking.json",
+                "class-0")
 
 
 def test_only_rundir_spells_a_run_folder_s_files():

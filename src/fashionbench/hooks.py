@@ -4,6 +4,8 @@ callbacks (``StochasticWeightAveraging``, ``ModelCheckpoint``) and timm's Checkp
 
 The trainer's loop, and where it calls its hooks:
 
+- the start of ``fit``, once the run folder and its config are written: ``on_start``
+  (a new run's, or a resumed run's before its next epoch);
 - every step: ``on_step`` after the update, with the loss and logits on the device;
   ``on_sync`` every 20 steps and at an epoch's last, where the trainer reads its own
   figures back from the device anyway (a GPU waits there, so the hooks read theirs);
@@ -16,7 +18,8 @@ The trainer's loop, and where it calls its hooks:
 The trainer calls its hooks in their order: ``DivergenceWatch`` first (a diverged run
 stops before anything else sees its epoch), ``StochasticWeightAveraging``, then
 ``BestOnTest`` where eval.select_on is test (its model, listed after SWA's, is the one
-reported), then the caller's (``EpochCallback``: ``train_or_resume``'s ``on_epoch``).
+reported), then the caller's (``train_or_resume``'s ``hooks``, e.g. tracking.py's
+``TrackedRun``; then ``EpochCallback``, its ``on_epoch``).
 
 A hook is handed the trainer (``training.Trainer``, which this module, beneath it,
 does not import) and reads what it needs of it: ``model``, ``plan``, ``splits``,
@@ -63,6 +66,10 @@ class Hook:
     """A hook does nothing at any point it does not override."""
     key: str | None = None              # its state's key in the checkpoint's "hooks"; None: it keeps none
     splits: tuple[str, ...] = ()        # evaluated after every epoch beside val: SPLIT_loss, SPLIT_acc in the row
+
+    def on_start(self, trainer) -> None:
+        """Before the first epoch this process trains (``trainer.epoch`` counts those a
+        resumed run trained before), the run folder made and its config written."""
 
     def on_step(self, trainer, step: int, loss: torch.Tensor, logits: torch.Tensor) -> None:
         """After global ``step``'s update (1-based). ``loss`` and ``logits`` (detached)

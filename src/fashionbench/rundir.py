@@ -44,6 +44,8 @@ SUMMARY = "summary.json"        # the results, one schema for every kind: the ma
 SETUP = "setup.json"            # specialists: the generalist and the pairs they were set up with
 REPORT = "report"               # the report folder (the test split's)
 ROBUSTNESS = "robustness.json"  # accuracy under corruptions (fashionbench robustness)
+TRACKING = "tracking.json"      # --track mlflow: the MLflow run logging it, which a resume continues (tracking.py)
+TENSORBOARD = "tensorboard"     # --track tensorboard: its event files, unless --tensorboard-dir puts them elsewhere
 # A trained run's files, in the order they are first written.
 FILES = (CONFIG, HISTORY, CHECKPOINT, MODEL, SUMMARY)
 # A model exported next to its run (``fashionbench export`` without --out).
@@ -258,12 +260,35 @@ class RunDir:
     def read_history(self) -> list[dict]:
         return read_history(self.path)
 
+    # -- experiment tracking (--track) -----------------------------------------------------
+    def read_tracking(self) -> dict:
+        """What logs the run elsewhere, by backend (tracking.py): {} where nothing has."""
+        path = self.path / TRACKING
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FashionbenchError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        return record if isinstance(record, dict) else {}
+
+    def write_tracking(self, record: dict) -> None:
+        runs.write_json(self.path / TRACKING, record)
+
+    @property
+    def tensorboard(self) -> Path:
+        """The run's TensorBoard event files, where --tensorboard-dir does not put them elsewhere."""
+        return self.path / TENSORBOARD
+
     def discard_new(self) -> None:
         """Remove the folder of a run that never finished an epoch: it holds its config
-        alone. A folder holding anything else is kept, as is one not ours to remove."""
+        alone (and, logged to MLflow, the record of its MLflow run, which keeps the failure).
+        A folder holding anything else is kept, as is one not ours to remove."""
         try:
-            if [path.name for path in self.path.iterdir()] == [CONFIG]:
-                (self.path / CONFIG).unlink()
+            names = sorted(path.name for path in self.path.iterdir())
+            if CONFIG in names and set(names) <= {CONFIG, TRACKING}:
+                for name in names:
+                    (self.path / name).unlink()
                 self.path.rmdir()
         except OSError:
             pass  # gone, or not ours to remove: what stopped the run is what the user must hear of

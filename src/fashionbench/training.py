@@ -291,6 +291,8 @@ class Trainer:
                   f"{device_name(self.device)}{processes}, {self.precision}; "
                   f"{len(self.splits['train'].labels):,} training / {len(self.splits['val'].labels):,} "
                   f"validation images; {at}", flush=True)
+        for hook in self.hooks:
+            hook.on_start(self)
         while self.epoch < self.cfg.epochs:
             try:
                 row = self.train_epoch()

@@ -42,6 +42,9 @@ from ..tasks.speedrun import MAX_BUDGET_SECONDS, check_budget, check_target
 from ..tasks.speedrun import describe as describe_speedrun
 from ..tasks.study import safe_url
 from ..torchrun import LAUNCHER_VARIABLE
+from ..tracking import BACKENDS as TRACKING_BACKENDS
+from ..tracking import EXPERIMENT as DEFAULT_EXPERIMENT
+from ..tracking import Tracking, parse_backends
 from ..version import __version__
 from ._combine import ReproducePlan, ensemble, leaderboard, reproduce, reproduce_plan, specialists
 from ._run import (
@@ -50,6 +53,7 @@ from ._run import (
     PathLike,
     Run,
     TrainingOption,
+    check_tracking,
     config_overrides,
     load_data,
     load_run,
@@ -93,6 +97,7 @@ __all__ = [
     "MAX_BUDGET_SECONDS", "check_budget", "check_target", "safe_url", "INPUT_CONTRACT", "ONNX_OPSET",
     "CORRUPTIONS", "SEVERITY_LEVELS", "CORRUPTIONS_DIR_ENV", "MAX_BATCH",
     "DATA_DIR_ENV", "MIRROR_ENV", "LAUNCHER_VARIABLE", "World", "ONE_PROCESS", "peer_lost", "os_cause",
+    "TRACKING_BACKENDS", "DEFAULT_EXPERIMENT", "parse_backends", "Tracking", "check_tracking",
     # errors
     "FashionbenchError", "UsageError", "Terminated", "signal_stop", "stopped", "__version__",
 ]

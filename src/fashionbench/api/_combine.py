@@ -19,6 +19,7 @@ from ..tasks import reproduce as reproducing
 from ..tasks.ensemble import ensemble_runs
 from ..tasks.leaderboard import Row, collect, find_runs, write_tables
 from ..tasks.specialists import GENERALIST, NOT_A_GENERALIST, check_specialists_dir, train_specialists
+from ..tracking import Tracking
 from ._run import PathLike, Run, as_finished, as_path, dataset
 
 
@@ -103,7 +104,9 @@ def reproduce_plan(models: Sequence[str] | None = None, seeds: Sequence[int] = (
 def reproduce(models: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2), budget: str = "full", *,
               protocol: str = "ours", out: PathLike = "results", device: str | None = None,
               data: FashionMNIST | None = None, data_dir: PathLike | None = None,
-              deadline: float | None = None, costs: PathLike | None = None, compile: bool = False) -> list[Path]:
+              deadline: float | None = None, costs: PathLike | None = None, compile: bool = False,
+              track: str | Sequence[str] | None = None, tensorboard_dir: PathLike | None = None,
+              tracking_uri: str | None = None, experiment: str | None = None) -> list[Path]:
     """Train each model with its recipe for each seed into ``out``/runs (finished runs
     kept, interrupted ones resumed; cheapest model first, seed by seed), then write
     ``out``/table.md, table.csv and table.html. ``protocol="reference"``: the reference
@@ -113,8 +116,11 @@ def reproduce(models: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1,
     are started, a run falling behind stops after an epoch (its checkpoint kept), and the
     tables hold the finished runs (none finished: no tables, [] returned); the costs
     are read from and measured into the JSON file ``costs`` (default ``out``/costs.json).
-    ``compile``: torch.compile each run's training step."""
+    ``compile``: torch.compile each run's training step. ``track`` as for ``train``: each
+    run it trains (not one read back finished) logged as it trains."""
     limit = Deadline(deadline) if deadline is not None else None  # from the call: loading the data counts
     plan = reproduce_plan(models, seeds, budget, protocol=protocol, out=out, device=device, compile=compile)
+    tracking = Tracking.of(track, tensorboard_dir, tracking_uri, experiment)
     table = None if limit is None else CostTable(Path(costs) if costs is not None else Path(out) / "costs.json")
-    return reproducing.reproduce(dataset(data, data_dir), plan.runs, budget, Path(out), protocol, limit, table)
+    return reproducing.reproduce(dataset(data, data_dir), plan.runs, budget, Path(out), protocol, limit, table,
+                                 tracking)

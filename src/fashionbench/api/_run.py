@@ -18,6 +18,7 @@ from ..errors import FashionbenchError, UsageError
 from ..inference import LoadedModel, load_model
 from ..models import MODELS
 from ..rundir import HISTORY, MODEL, REPORT, ROBUSTNESS, SUMMARY, TRAINED, FinishedRun, Kind, RunDir, State, Summary
+from ..tracking import Tracking
 
 PathLike = str | os.PathLike
 
@@ -183,6 +184,13 @@ def config_overrides(overrides: dict[str, Any] | Sequence[str] | None = None, **
     if isinstance(overrides, dict):
         return items + [override(key, value) for key, value in overrides.items()]
     return items + [parse_override(item) if isinstance(item, str) else item for item in overrides or ()]
+
+
+def check_tracking(track: str | Sequence[str] | None = None, tensorboard_dir: PathLike | None = None,
+                   tracking_uri: str | None = None, experiment: str | None = None) -> None:
+    """The tracking options (``track`` and its settings) checked as options alone, for a
+    dry run: nothing imported, no server asked (the command itself checks those)."""
+    Tracking.of(track, tensorboard_dir, tracking_uri, experiment, check=False)
 
 
 def resolve_config(model: str | None = None, config_file: PathLike | None = None,

@@ -18,6 +18,7 @@ from ..tasks import sweep as sweeps
 from ..tasks.lr_find import LRFinderResult, lr_find_figure, lr_range_test
 from ..tasks.search_space import Space, default_space, load_space
 from ..tasks.study import check_storage_url
+from ..tracking import Tracking
 from ..training import Trainer
 from ._run import PathLike, config_overrides, dataset
 
@@ -80,19 +81,24 @@ def sweep(model: str, trials: int, *, space: PathLike | Space | None = None, epo
           train_subset: int | None = None, out: PathLike = "runs/sweeps", study: str | None = None,
           storage: str | None = None, pruner: str = "median", seed: int = 0, sampler_seed: int | None = None,
           device: str | None = None, heartbeat: int = 60, data: FashionMNIST | None = None,
-          data_dir: PathLike | None = None) -> sweeps.SweepResult:
+          data_dir: PathLike | None = None, track: str | Sequence[str] | None = None,
+          tensorboard_dir: PathLike | None = None, tracking_uri: str | None = None,
+          experiment: str | None = None) -> sweeps.SweepResult:
     """Search ``model``'s hyperparameters with Optuna on validation (``fashionbench sweep``):
     ``trials`` in all (every worker's), each an ordinary run folder under ``out``/STUDY;
-    ``best_recipe(study)`` then writes the best trial as a recipe."""
+    ``best_recipe(study)`` then writes the best trial as a recipe. ``track`` as for
+    ``train``: in MLflow each trial a run nested under the study's; in TensorBoard a
+    folder per trial (STUDY/trial-K under ``tensorboard_dir``, else each trial's own)."""
     chosen = sweep_space(model, space, epochs, train_subset)
     chosen.check(model, str(space) if isinstance(space, str | os.PathLike) else "search space")
     if storage is not None:
         check_storage_url(storage)
     check_out_dir(out)
     name = study_name(study, model)
+    tracking = Tracking.of(track, tensorboard_dir, tracking_uri, experiment)
     fixed = [] if device is None else [{"device": device}]
     return sweeps.run_sweep(model, dataset(data, data_dir), trials, out, name, storage, chosen, pruner,
-                            seed, sampler_seed, fixed, heartbeat)
+                            seed, sampler_seed, fixed, heartbeat, tracking)
 
 
 def best_recipe(study: str, out: PathLike = "runs/sweeps", storage: str | None = None) -> sweeps.BestResult:

@@ -13,6 +13,7 @@ from ..errors import UsageError
 from ..plan import run_plan
 from ..rundir import RunDir
 from ..tasks import speedrun as speedruns
+from ..tracking import Tracking
 from ._run import PathLike, config_overrides, dataset
 
 
@@ -61,15 +62,19 @@ def speedrun(seeds: int = 5, *, epochs: int | None = None, budget: float | None 
              overrides: dict[str, Any] | Sequence[str] | None = None, train_subset: int | None = None,
              device: str | None = None, out: PathLike = "runs/speedrun", name: str | None = None,
              data: FashionMNIST | None = None, data_dir: PathLike | None = None,
-             on_start: Callable[[Path], None] | None = None) -> dict:
+             on_start: Callable[[Path], None] | None = None, track: str | Sequence[str] | None = None,
+             tensorboard_dir: PathLike | None = None, tracking_uri: str | None = None,
+             experiment: str | None = None) -> dict:
     """The speedrun recipe trained from scratch on seeds 0..``seeds``-1, timed; ``budget``
     (seconds, at most a week) picks as many epochs as fit, and one that not one epoch
     fits is refused. ``on_start`` is called with the folder once its plan is written;
-    stopped after that, ``resume_speedrun(folder)`` continues it. Returns speedrun.json's
-    content."""
+    stopped after that, ``resume_speedrun(folder)`` continues it. ``track`` as for
+    ``train``: each seed's run logged (between epochs, off the clock). Returns
+    speedrun.json's content."""
     speedrun_config(epochs=epochs, budget=budget, overrides=overrides, train_subset=train_subset, device=device)
     speedruns.check_target(target)  # both before the folder is looked at and the data loaded
     folder = RunDir.create(out, name, "speedrun").path
+    tracking = Tracking.of(track, tensorboard_dir, tracking_uri, experiment)
     plan, data = _speedrun_plan(seeds, epochs, budget, target, overrides, train_subset, device, data, data_dir)
     if budget:
         print(f"budget {budget:g} s: {plan.cfg.epochs} epoch(s) at {plan.warmup.seconds_per_step * 1000:.0f} ms "
@@ -77,21 +82,24 @@ def speedrun(seeds: int = 5, *, epochs: int | None = None, budget: float | None 
     speedruns.write_plan(folder, plan)
     if on_start:
         on_start(folder)
-    return speedruns.speedrun(plan, data, folder)
+    return speedruns.speedrun(plan, data, folder, tracking)
 
 
 def resume_speedrun(folder: PathLike, *, data: FashionMNIST | None = None, data_dir: PathLike | None = None,
-                    on_start: Callable[[Path], None] | None = None) -> dict:
+                    on_start: Callable[[Path], None] | None = None, track: str | Sequence[str] | None = None,
+                    tensorboard_dir: PathLike | None = None, tracking_uri: str | None = None,
+                    experiment: str | None = None) -> dict:
     """Continue a stopped speedrun exactly as planned: finished seeds are kept, the
-    interrupted one resumes from its checkpoint, the rest train. Returns speedrun.json's
-    content."""
+    interrupted one resumes from its checkpoint (and its MLflow run, with ``track``), the
+    rest train. Returns speedrun.json's content."""
     folder = Path(folder)
     plan = speedruns.read_plan(folder)
+    tracking = Tracking.of(track, tensorboard_dir, tracking_uri, experiment)
     data = dataset(data, data_dir)
     speedruns.warm_up(plan.cfg, data)  # this process's one-off costs, paid off the clock again
     if on_start:
         on_start(folder)
-    return speedruns.speedrun(plan, data, folder)
+    return speedruns.speedrun(plan, data, folder, tracking)
 
 
 def speedrun_dry_run(seeds: int = 5, *, epochs: int | None = None, budget: float | None = None,

@@ -194,6 +194,37 @@ def recipe_options(p: argparse.ArgumentParser) -> None:
                    help="override any config key, e.g. --set swa.start=0.5 (repeatable)")
 
 
+def track_backends(text: str) -> list[str]:
+    """--track: a backend, or several comma-separated (the option repeats too)."""
+    try:
+        return list(api.parse_backends(text))
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--track ")) from None
+
+
+def tracking_options(p: argparse.ArgumentParser) -> None:
+    """Where the runs a command trains are logged as they train (tracking.py). Not
+    --log and --log-dir: torchrun reads every option of the command it starts that it
+    knows, abbreviations too, and has --log-dir (--log is ambiguous to it), so
+    ``torchrun ... -m fashionbench train --log-dir D`` would never reach us."""
+    p.add_argument("--track", action="append", type=track_backends, metavar="BACKEND",
+                   help=f"log each run as it trains: {' or '.join(api.TRACKING_BACKENDS)} (repeatable, or "
+                        "comma-separated: --track tensorboard,mlflow); checked before anything trains")
+    p.add_argument("--tensorboard-dir", metavar="DIR",
+                   help="TensorBoard's folder, a subfolder per run (default: each run's own, RUN/tensorboard)")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow's tracking server or store, e.g. http://127.0.0.1:5000 (default: "
+                        "$MLFLOW_TRACKING_URI, else MLflow's default; MLflow 3's: sqlite:///mlflow.db here)")
+    p.add_argument("--experiment", metavar="NAME",
+                   help=f"the MLflow experiment the runs go in (default: {api.DEFAULT_EXPERIMENT})")
+
+
+def tracking(args: argparse.Namespace) -> dict:
+    """The API's tracking keywords, from tracking_options' options."""
+    return {"track": [name for names in args.track or () for name in names] or None,
+            "tensorboard_dir": args.tensorboard_dir, "tracking_uri": args.tracking_uri, "experiment": args.experiment}
+
+
 def config_overrides(args: argparse.Namespace) -> list[dict]:
     """The config overrides a command's named options and ``--set`` items make."""
     return api.config_overrides(args.set, **{name: getattr(args, name, None) for name in api.TRAINING_OPTION})

@@ -21,6 +21,8 @@ from .options import (
     options,
     out_option,
     recipe_options,
+    tracking,
+    tracking_options,
     training_options,
 )
 
@@ -60,7 +62,7 @@ def cmd_lr_find(args: argparse.Namespace) -> None:
 
 
 def add_sweep(sub) -> None:
-    sw = sub.add_parser("sweep", parents=[options(device_option, data_dir_option)],
+    sw = sub.add_parser("sweep", parents=[options(device_option, data_dir_option, tracking_options)],
                         help="search a model's hyperparameters with Optuna (validation only)",
                         description="Search MODEL's hyperparameters: Optuna's TPE sampler proposes "
                                     "configurations, each trained as an ordinary run folder "
@@ -125,12 +127,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     search = dict(space=space, out=args.out, study=args.study, storage=args.storage, pruner=args.pruner,
                   seed=args.seed)
     if args.dry_run:
+        api.check_tracking(**tracking(args))
         print(api.sweep_plan(args.model, args.trials, **search))
         print("dry run: nothing trained, nothing written")
         return
     try:
         result = api.sweep(args.model, args.trials, **search, sampler_seed=args.sampler_seed,
-                           device=args.device, heartbeat=args.heartbeat, data_dir=args.data_dir)
+                           device=args.device, heartbeat=args.heartbeat, data_dir=args.data_dir, **tracking(args))
     except KeyboardInterrupt as e:
         again = shlex.join(["fashionbench", *map(api.safe_url, args.argv)])  # no password shown
         raise stopped(e, again + "  (the interrupted trial is marked failed; a new trial takes its place)") from None
@@ -150,7 +153,8 @@ def print_best(args: argparse.Namespace) -> None:
                  "--study": args.study, "--epochs": args.epochs, "--train-subset": args.train_subset,
                  "--pruner": args.pruner != "median", "--seed": args.seed != 0,
                  "--sampler-seed": args.sampler_seed is not None, "--heartbeat": args.heartbeat != 60,
-                 "--print-space": args.print_space, "--dry-run": args.dry_run, "--device": args.device}
+                 "--print-space": args.print_space, "--dry-run": args.dry_run, "--device": args.device,
+                 "--track": args.track}
     given = [name for name, value in searching.items() if value]
     if given:
         raise UsageError(f"--best STUDY reads a finished study; {', '.join(given)} "

@@ -19,11 +19,13 @@ from .options import (
     out_option,
     resume_command,
     same_command,
+    tracking,
+    tracking_options,
 )
 
 
 def add_speedrun(sub) -> None:
-    sr = sub.add_parser("speedrun", parents=[options(device_option, data_dir_option)],
+    sr = sub.add_parser("speedrun", parents=[options(device_option, data_dir_option, tracking_options)],
                         help="time-to-accuracy: the speedrun recipe on several seeds, timed",
                         description="Train recipes/speedrun_net.yaml from scratch once per seed into "
                                     "OUT/NAME/seed-S and write OUT/NAME/speedrun.json: test accuracy "
@@ -69,6 +71,7 @@ def cmd_speedrun(args: argparse.Namespace) -> None:
     options = dict(epochs=args.epochs, budget=args.budget, overrides=args.set, train_subset=args.train_subset,
                    device=args.device)
     if args.dry_run:
+        api.check_tracking(**tracking(args))
         print(api.speedrun_dry_run(args.seeds, target=args.target, out=args.out, name=args.name,
                                    data_dir=args.data_dir, **options))
         print("dry run: nothing trained, nothing written")
@@ -81,10 +84,10 @@ def cmd_speedrun(args: argparse.Namespace) -> None:
 
     try:
         if args.resume:
-            result = api.resume_speedrun(args.resume, data_dir=args.data_dir, on_start=on_start)
+            result = api.resume_speedrun(args.resume, data_dir=args.data_dir, on_start=on_start, **tracking(args))
         else:
             result = api.speedrun(args.seeds, target=args.target, out=args.out, name=args.name,
-                                  data_dir=args.data_dir, on_start=on_start, **options)
+                                  data_dir=args.data_dir, on_start=on_start, **options, **tracking(args))
     except KeyboardInterrupt as e:  # before its plan is written nothing is: the same command starts over
         raise stopped(e, resume_command(args, started[0]) if started else same_command(args)) from None
     print(api.describe_speedrun(result))

@@ -18,11 +18,13 @@ from .options import (
     options,
     out_option,
     same_command,
+    tracking,
+    tracking_options,
 )
 
 
 def add_reproduce(sub) -> None:
-    r = sub.add_parser("reproduce", parents=[options(device_option, data_dir_option)],
+    r = sub.add_parser("reproduce", parents=[options(device_option, data_dir_option, tracking_options)],
                        help="train the reference table's models over seeds, write results/table.md",
                        description="Train each model with its recipe for each seed into "
                                    "DIR/runs/MODEL-sSEED (finished runs are kept, interrupted "
@@ -63,11 +65,13 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     if args.costs and args.deadline is None:
         raise UsageError("--costs plans a --deadline; give both")
     if args.dry_run:
+        api.check_tracking(**tracking(args))
         print(api.reproduce_plan(**plan).describe())
         print("dry run: nothing trained, nothing written")
         return
     try:
-        paths = api.reproduce(**plan, data_dir=args.data_dir, deadline=args.deadline, costs=args.costs)
+        paths = api.reproduce(**plan, data_dir=args.data_dir, deadline=args.deadline, costs=args.costs,
+                              **tracking(args))
     except KeyboardInterrupt as e:  # finished runs are kept and the interrupted one resumes
         raise stopped(e, same_command(args)) from None
     if paths:  # none where a deadline let no run finish

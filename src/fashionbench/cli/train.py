@@ -17,6 +17,8 @@ from .options import (
     out_option,
     recipe_options,
     resume_command,
+    tracking,
+    tracking_options,
     training_options,
 )
 
@@ -31,7 +33,7 @@ def training_parent() -> argparse.ArgumentParser:
 
     return options(recipe_options, training_options("batch_size", "seed", "epochs", "lr", "train_subset", "compile"),
                    name_option("MODEL-YYYYmmdd-HHMMSS", "run folder name"), run_options, training_options("device"),
-                   out_option("runs", "where run folders go"), data_dir_option)
+                   out_option("runs", "where run folders go"), data_dir_option, tracking_options)
 
 
 def add_train(sub) -> None:
@@ -49,8 +51,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if trained is None:
         return
     print(f"results: {trained.summary_path}  (model {trained.model_path}, metrics {trained.history_path})")
-    if args.report:
-        print(f"report: {api.report(trained, data_dir=args.data_dir)}")
+    if args.report:  # written by the API as the run ended (logged with it)
+        print(f"report: {trained.report_path}")
 
 
 def add_one_vs_all(sub) -> None:
@@ -93,6 +95,7 @@ def run_training(args: argparse.Namespace, kind: api.Kind, world: api.World = ap
     if args.resume and (config_overrides(args) or args.config or args.name):
         raise UsageError("--resume continues a run exactly as configured; drop the other training options")
     if args.dry_run:
+        api.check_tracking(**tracking(args))
         plan = api.train_plan(args.model, kind=kind, config_file=args.config, overrides=config_overrides(args),
                               out=args.out, name=args.name, resume=args.resume, world=world)
         if world.is_main:  # under torchrun: one plan, not one per process
@@ -106,13 +109,15 @@ def run_training(args: argparse.Namespace, kind: api.Kind, world: api.World = ap
         if world.is_main:
             print(f"run: {run_dir}", flush=True)
 
+    report = {"report": True} if getattr(args, "report", False) else {}  # train's option
     try:
         if args.resume:
-            run = api.resume(args.resume, model=args.model, kind=kind, data_dir=args.data_dir, on_start=on_start)
+            run = api.resume(args.resume, model=args.model, kind=kind, data_dir=args.data_dir, on_start=on_start,
+                             **report, **tracking(args))
         else:
             train = api.train if kind is api.Kind.RUN else api.one_vs_all
             run = train(args.model, config_file=args.config, overrides=config_overrides(args), out=args.out,
-                        name=args.name, data_dir=args.data_dir, on_start=on_start)
+                        name=args.name, data_dir=args.data_dir, on_start=on_start, **report, **tracking(args))
     except KeyboardInterrupt as e:
         if not started or not world.is_main:  # under torchrun, rank 0 says how to continue, once
             raise

@@ -34,6 +34,7 @@ from ..plan import training_plan
 from ..progress import Progress
 from ..rundir import REPORT, RunDir, Summary, member_name
 from ..splits import prepare_splits
+from ..tracking import TrackedRun, Tracking, flatten, group, machine_tags, track
 from ..training import train_or_resume
 from .report import TemperatureScaled, headline, split_predictions, write_report
 
@@ -66,18 +67,37 @@ def one_vs_all_plan(cfg: Config, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path) -> Summary:
+def train_one_vs_all(cfg: Config, data: FashionMNIST, run_dir: Path, tracking: Tracking | None = None) -> Summary:
     """Train (or resume, or keep) the ten members in ``run_dir``, calibrate and combine
-    them, and write the run's model, summary and report."""
+    them, and write the run's model, summary and report; logged where ``tracking`` says
+    (in MLflow, the members nested under the combined run)."""
     folder = RunDir(run_dir)
     run_dir = folder.path
     members = [folder.member(c) for c in range(len(CLASSES))]
     runs.make_dir(members[0].path)  # first: it makes the folder one-vs-all's (rundir), however early it stopped
     folder.write_config(cfg)
-    member_summaries = [train_or_resume(member_config(cfg, c), data, d.path,
-                                        f"[{c + 1}/10] {CLASSES[c]} against the rest")
-                        for c, d in enumerate(members)]
+    with group(tracking, run_dir.name, run_dir) as parent:
+        parent.start(flatten(cfg.to_dict()), machine_tags(runs.environment()))
+        member_summaries = [train_member(cfg, c, data, d.path, tracking, parent) for c, d in enumerate(members)]
+        summary = combine_members(cfg, data, folder, members, member_summaries)
+        parent.finish(summary, run_dir)
+    return summary
 
+
+def train_member(cfg: Config, c: int, data: FashionMNIST, member_dir: Path, tracking: Tracking | None,
+                 parent: TrackedRun) -> Summary:
+    """Member ``c`` trained (or resumed, or read back), logged under ``parent``."""
+    with track(tracking, member_dir, f"{parent.name}/{member_name(c)}", parent) as tracked:
+        summary = train_or_resume(member_config(cfg, c), data, member_dir,
+                                  f"[{c + 1}/10] {CLASSES[c]} against the rest", hooks=tracked.hooks)
+        tracked.finish(summary, member_dir)
+    return summary
+
+
+def combine_members(cfg: Config, data: FashionMNIST, folder: RunDir, members: list[RunDir],
+                    member_summaries: list[Summary]) -> Summary:
+    """The ten trained members calibrated and combined: the run's model, summary and report."""
+    run_dir = folder.path
     # Each network predicts each split once, on one copy of the splits (ten-class labels):
     # its validation margins are calibrated, and the calibrated margins are the run's
     # predictions, as its model gives them.

@@ -30,6 +30,7 @@ from ..models import reference_figures
 from ..pages import md_table
 from ..plan import training_plan
 from ..rundir import CONFIG, HISTORY, RunDir, State, read_history, read_summary, state_of
+from ..tracking import Tracking, track
 from ..training import train_or_resume
 from .leaderboard import collect, mean_std, write_tables
 
@@ -150,26 +151,28 @@ class FallingBehind(Exception):
 
 
 def train_plan(data: FashionMNIST, plan: list[tuple[Config, Path, State]], deadline: Deadline | None = None,
-               costs: CostTable | None = None) -> None:
-    """Train (or resume, or read back) the plan's runs in order. With a ``deadline``
+               costs: CostTable | None = None, tracking: Tracking | None = None) -> None:
+    """Train (or resume, or read back) the plan's runs in order, each logged where
+    ``tracking`` says (a run read back finished is not logged again). With a ``deadline``
     (and the cost table ``costs``, measured as the runs go), each run only as far as
     the time allows (``train_within``); its hard stop ends what still runs when it passes."""
     labels = [f"[{i}/{len(plan)}] {cfg.model} seed {cfg.seed}" for i, (cfg, _, _) in enumerate(plan, 1)]
     if deadline is None:
         for label, (cfg, run_dir, _) in zip(labels, plan):
-            train_or_resume(cfg, data, run_dir, label)
+            with track(tracking, run_dir, run_dir.name) as tracked:
+                tracked.finish(train_or_resume(cfg, data, run_dir, label, hooks=tracked.hooks), run_dir)
         return
     costs = costs or CostTable(None)
     try:
         with deadline.hard_stop():
             for label, (cfg, run_dir, _) in zip(labels, plan):
-                train_within(cfg, data, run_dir, label, deadline, costs)
+                train_within(cfg, data, run_dir, label, deadline, costs, tracking)
     except DeadlineReached:
         print(f"the deadline ({deadline.seconds:g} s) has passed: stopped", flush=True)
 
 
 def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, deadline: Deadline,
-                 costs: CostTable) -> None:
+                 costs: CostTable, tracking: Tracking | None = None) -> None:
     """One run as far as ``deadline`` allows. Its cost measured before on this device
     decides whether it starts; one not measured yet starts, its first epoch measuring
     it (a run that cannot finish is lost on a lent GPU, but skipping what is unmeasured
@@ -214,7 +217,13 @@ def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, dea
                                 f"about {rest:.0f} s, {max(left, 0):.0f} s left; its checkpoint is kept")
 
     try:
-        train_or_resume(cfg, data, run_dir, label, on_epoch=watch)
+        with track(tracking, run_dir, run_dir.name) as tracked:
+            try:
+                summary = train_or_resume(cfg, data, run_dir, label, on_epoch=watch, hooks=tracked.hooks)
+            except FallingBehind:
+                tracked.end("KILLED")  # stopped to be resumed, as a signal stops it; not failed
+                raise
+            tracked.finish(summary, run_dir)
     except FallingBehind as e:
         print(e, flush=True)
         return
@@ -235,10 +244,10 @@ def train_within(cfg: Config, data: FashionMNIST, run_dir: Path, label: str, dea
 
 def reproduce(data: FashionMNIST, plan: list[tuple[Config, Path, State]], budget: str,
               out: Path, protocol: str = "ours", deadline: Deadline | None = None,
-              costs: CostTable | None = None) -> list[Path]:
+              costs: CostTable | None = None, tracking: Tracking | None = None) -> list[Path]:
     """Train the plan (``train_plan``), then write the tables of its finished runs
     (none: no table, and [] returned)."""
-    train_plan(data, plan, deadline, costs)
+    train_plan(data, plan, deadline, costs, tracking)
     run_dirs = [run_dir for _, run_dir, _ in plan if state_of(run_dir) is State.COMPLETE]
     if not run_dirs:
         return []

@@ -34,6 +34,7 @@ from ..config import MAX_EPOCHS, Config, config_from_dict
 from ..data import FashionMNIST
 from ..errors import FashionbenchError, UsageError
 from ..rundir import State, Summary, state_of
+from ..tracking import Tracking, track
 from ..training import Trainer, train_or_resume
 
 RECIPE = "speedrun_net"
@@ -141,16 +142,19 @@ def timed_seconds(summary: Summary) -> float:
     return summary.train_seconds + summary.extra.get("swa_bn_seconds", 0.0)
 
 
-def speedrun(plan: Plan, data: FashionMNIST, out: Path) -> dict:
+def speedrun(plan: Plan, data: FashionMNIST, out: Path, tracking: Tracking | None = None) -> dict:
     """Train the plan's config once per seed into ``out/seed-S`` (finished seeds kept, an
-    interrupted one resumed), and write ``out/speedrun.json``."""
+    interrupted one resumed), each logged where ``tracking`` says (after each epoch, off
+    the clock), and write ``out/speedrun.json``."""
     cfg, warmup = plan.cfg, plan.warmup
     per_seed = []
     for seed in range(plan.seeds):
         run_dir = out / f"seed-{seed}"
         resumed = state_of(run_dir) is State.INTERRUPTED
-        summary = train_or_resume(dataclasses.replace(cfg, seed=seed), data, run_dir,
-                                  f"[{seed + 1}/{plan.seeds}] {cfg.model} seed {seed}")
+        with track(tracking, run_dir, f"{out.name}/{run_dir.name}") as tracked:
+            summary = train_or_resume(dataclasses.replace(cfg, seed=seed), data, run_dir,
+                                      f"[{seed + 1}/{plan.seeds}] {cfg.model} seed {seed}", hooks=tracked.hooks)
+            tracked.finish(summary, run_dir)
         device = summary.device
         per_seed.append({"seed": seed, "run": str(run_dir), "test_acc": summary.test_acc,
                          "val_acc": summary.val_acc, "seconds": timed_seconds(summary),

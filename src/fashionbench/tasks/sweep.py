@@ -28,6 +28,7 @@ from ..config import ConfigError, dump_config, load_config
 from ..data import FashionMNIST
 from ..errors import FashionbenchError
 from ..figures import png
+from ..tracking import Record, TrackedRun, Tracking, group, machine_tags, track
 from ..training import Diverged, train_or_resume
 from .search_space import Space, default_space, describe, parse_space, recipe_values
 from .study import (
@@ -97,12 +98,14 @@ class SweepResult:
 def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, study_name: str,
               storage_url: str | None = None, space: Space | None = None, pruner: str = "median",
               seed: int = 0, sampler_seed: int | None = None, fixed: list[dict] | None = None,
-              heartbeat: int = 60) -> SweepResult:
+              heartbeat: int = 60, tracking: Tracking | None = None) -> SweepResult:
     """One worker of study ``study_name``: trials until the study holds ``trials`` of
     them (counting every worker's), each an ordinary run folder OUT/STUDY/trial-K
     trained with ``seed`` on the training split and judged on validation only. With
     nothing left to take while trials still run, it waits for them (``wait_for_running``):
-    it returns once they are all finished, or held by live workers."""
+    it returns once they are all finished, or held by live workers. Logged where
+    ``tracking`` says: in MLflow, each trial a run nested under the study's run (one for
+    the study, kept in the study: every worker's trials under it)."""
     optuna = import_optuna()
     space = space or default_space(load_config(model))
     space.check(model, "search space")
@@ -122,6 +125,8 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
     optuna.storages.fail_stale_trials(study)
     requeue_recipe(study, recipe)
     runs.write_text(folder / "space.yaml", space.to_yaml())
+    study_run = group(tracking, study_name, record=Record(lambda: study.user_attrs.get("tracking", {}),
+                                                          lambda record: study.set_user_attr("tracking", record)))
     # eval.test false: a trial evaluates validation only; nothing of the test set is seen.
     fixed = [*(fixed or []), {"seed": seed}, {"eval": {"test": False}}]
     failures: list[str] = []
@@ -157,13 +162,21 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
             if row["epoch"] < cfg.epochs and trial.should_prune():  # a finished run is kept
                 raise optuna.TrialPruned(f"validation accuracy {row['val_acc']:.4f} after epoch "
                                          f"{row['epoch']} is below the pruner's bar")
-        try:
-            summary = train_or_resume(cfg, data, run_dir, label=f"trial {trial.number}", on_epoch=report)
-        except Diverged as e:
-            # A diverged trial is a bad result, not a broken one: pruned, so that it counts
-            # and TPE learns to avoid its region (a failed trial would teach it nothing).
-            trial.set_user_attr("diverged", str(e))
-            raise optuna.TrialPruned(str(e)) from None
+        with track(tracking, run_dir, f"{study_name}/{run_dir.name}", study_run) as tracked:
+            try:
+                summary = train_or_resume(cfg, data, run_dir, label=f"trial {trial.number}", on_epoch=report,
+                                          hooks=tracked.hooks)
+            except Diverged as e:
+                # A diverged trial is a bad result, not a broken one: pruned, so that it counts
+                # and TPE learns to avoid its region (a failed trial would teach it nothing).
+                trial.set_user_attr("diverged", str(e))
+                ended(tracked, trial.number, "pruned (diverged)", "FAILED")
+                raise optuna.TrialPruned(str(e)) from None
+            except optuna.TrialPruned:
+                ended(tracked, trial.number, "pruned", "KILLED")
+                raise
+            tracked.finish(summary, run_dir)
+            ended(tracked, trial.number, "complete", "FINISHED")
         return summary.val_acc
 
     def after_trial(study, trial) -> None:
@@ -184,6 +197,35 @@ def run_sweep(model: str, data: FashionMNIST, trials: int, out: str | Path, stud
         elif len(failures) >= MAX_FAILURES_IN_A_ROW:
             study.stop()
 
+    with study_run:
+        study_run.start(study_params(model, study_name, trials, space, url, pruner, seed, sampler_seed),
+                        machine_tags(runs.environment()))
+        study_run.artifact(folder / "space.yaml")
+        result = search(study, study_name, trials, url, heartbeat, objective, after_trial, failures)
+        if result.best_value is not None:
+            study_run.metrics({"best_val_acc": result.best_value}, 0)
+            study_run.tags({"best_trial": str(result.best_number)})
+    return result
+
+
+def ended(tracked: TrackedRun, number: int, state: str, status: str) -> None:
+    """A trial's MLflow run tagged with its number and how it ended, and ended so."""
+    tracked.tags({"optuna.trial": str(number), "optuna.state": state})
+    tracked.end(status)
+
+
+def study_params(model: str, name: str, trials: int, space: Space, url: str, pruner: str, seed: int,
+                 sampler_seed: int | None) -> dict[str, str]:
+    """A study's settings, as its MLflow run's parameters: the space's ranges and budget too."""
+    return {"model": model, "study": name, "trials": str(trials), "storage": safe_url(url), "pruner": pruner,
+            "seed": str(seed), "sampler_seed": str(sampler_seed),
+            **{f"space.{key}": describe(param) for key, param in space.params.items()},
+            **{f"budget.{key}": str(value) for key, value in space.budget.items()}}
+
+
+def search(study, study_name: str, trials: int, url: str, heartbeat: int, objective, after_trial,
+           failures: list[str]) -> SweepResult:
+    """The worker's loop: trials while the study wants them, then the wait for the running ones."""
     while True:
         if more_to_do(study, trials):
             print(f"study {study_name}: {live_trials(study)} of {trials} trials taken or queued; "
