@@ -42,8 +42,9 @@ SUBPROCESS_NAMES = {"run_cli", "subprocess"}
 # would otherwise hand out the files with the most tests first, which left the Docker
 # image's build, 7 tests but the longest file, to start last and run alone at the end);
 # these go first, so the long ones overlap with the many short ones.
-LONGEST_FIRST = ("test_docker.py", "test_equivalence.py", "test_sweep.py", "test_distributed.py",
-                 "test_benchmarks.py", "test_ensemble.py", "test_docs.py", "test_reliability.py",
+LONGEST_FIRST = ("test_docker.py", "test_benchmarks.py", "test_equivalence.py", "test_reproduce.py",
+                 "test_tracking.py", "test_sweep.py", "test_distributed.py", "test_corruptions.py",
+                 "test_ensemble.py", "test_docs.py", "test_train.py", "test_reliability.py",
                  "test_speedrun.py", "test_deadline.py", "test_notebook.py")
 
 
