@@ -64,6 +64,18 @@ def train(model: nn.Module, shard: slice, world: int) -> tuple[list[float], dict
     return losses, {k: v.clone() for k, v in module.state_dict().items()}
 
 
+def end_spawned_rank() -> None:
+    """A spawned rank whose work succeeded ends here, without the interpreter's teardown.
+    Freeing a DistributedDataParallel's reducer after the group is left destroys the gloo
+    process group while this thread holds the GIL, and joins gloo's worker thread, which
+    may still be freeing the last collective's work, a tensor decref that needs the GIL:
+    a deadlock, seen once in CI (py-spy: ~ProcessGroupGloo in std::thread::join under
+    pybind11 dealloc; the worker in gil_scoped_acquire under ~AsyncBarrierWork)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def rank_main(rank: int, world: int, init: str, sync: bool, out: str) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
@@ -76,6 +88,7 @@ def rank_main(rank: int, world: int, init: str, sync: bool, out: str) -> None:
             torch.save(result, out)
     finally:
         dist.destroy_process_group()
+    end_spawned_rank()
 
 
 def two_processes(tmp_path, sync: bool) -> tuple[list[float], dict]:
@@ -170,6 +183,8 @@ def trainer_steps(rank: int, world_size: int, init: str, overrides: list[str], s
     finally:
         torch.set_num_threads(threads)
         distributed.stop()
+    if world.distributed:  # a spawned rank; the one-process side runs in pytest's own process
+        end_spawned_rank()
 
 
 # fp32, no dropout, 20 steps of a global batch of 100; contiguous tensors (torch's CPU
