@@ -101,12 +101,22 @@ def leaky_runs(data, tmp_path_factory):
     """A short run of the reference protocol, the same run stopped after its second epoch
     and resumed, and an honest run beside them."""
     out = tmp_path_factory.mktemp("reference")
-    # A high LR on few images: test accuracy that falls back at the last epoch (0.534 at
-    # epoch 4, 0.520 at 5, in fp32), so that the best epoch and the last one differ.
+    # A high LR on few images gives a test accuracy that goes up and down; the tests need a
+    # run whose best epoch is not its last. Where that happens depends on the CPU's
+    # arithmetic (fp32 convolutions differ between instruction sets), so the first seed
+    # that gives one is used, and the same seed for the stopped-and-resumed run.
     small = {"epochs": 5, "optim.lr": 0.5, "data.train_subset": 640, "data.val_size": 500,
              "data.test_subset": 500, "precision": "fp32"}
-    whole = api.train(config_file=reference_recipe("basic_cnn"), overrides=small, out=out, name="leaky",
-                      data=data)
+    seen = {}
+    for seed in range(4):
+        small["seed"] = seed
+        whole = api.train(config_file=reference_recipe("basic_cnn"), overrides=small, out=out,
+                          name=f"leaky-s{seed}", data=data)
+        seen[seed] = tests = [row["test_acc"] for row in whole.history]
+        if tests.index(max(tests)) < len(tests) - 1:
+            break
+    else:
+        pytest.fail(f"no seed gave a run that peaks before its last epoch (test accuracy by seed: {seen})")
 
     def stop_after_two(row):
         if row["epoch"] == 2:
