@@ -28,7 +28,7 @@ from fashionbench.inference import load_run
 from fashionbench.rundir import RunDir, finished, read_summary
 from fashionbench.summary import parse_summary
 from fashionbench.tasks.leaderboard import cells, collect
-from fashionbench.tasks.report import TemperatureScaled, reliability_plot
+from fashionbench.tasks.report_figures import TemperatureScaled, reliability_plot
 
 from conftest import run_main
 from test_cli import assert_one_line_error

@@ -19,15 +19,8 @@ from PIL import Image
 
 from fashionbench.schedule import SchedulePlan
 from fashionbench.tasks.lr_find import lr_range_test, smooth
-from fashionbench.tasks.report import (
-    Predictions,
-    class_scores,
-    confident_errors,
-    confusion,
-    curves_plot,
-    scores_plot,
-    write_report,
-)
+from fashionbench.tasks.report import class_scores, confident_errors, confusion, write_report
+from fashionbench.tasks.report_figures import Predictions, curves_plot, scores_plot
 from fashionbench.training import Trainer
 
 from conftest import run_cli, run_main, small_config

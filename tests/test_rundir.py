@@ -1,4 +1,4 @@
-"""The run folder has one owner, rundir.py: its files' names, its kind (one rule), its
+"""The run folder has one owner, rundir/: its files' names, its kind (one rule), its
 state (one rule), creating one, the one-line errors of a folder that is not what a
 command needs, the model file in both layouts, and summaries and checkpoints of
 earlier versions. Nothing here trains or reads the real dataset."""
@@ -15,6 +15,7 @@ import torch
 import fashionbench as fb
 from fashionbench import config as config_module
 from fashionbench import rundir
+from fashionbench.rundir import folder as rundir_folder
 from fashionbench.config import dump_config, load_config, parse_override
 from fashionbench.data import FashionMNIST
 from fashionbench.errors import FashionbenchError, UsageError
@@ -356,9 +357,9 @@ def test_a_report_reads_the_run_s_config_and_summary_once(tmp_path, monkeypatch)
             calls[key] += 1
             return original(*args, **kwargs)
         monkeypatch.setattr(module, name, wrapper)
-    counted(rundir, "read_yaml", "yaml")
+    counted(rundir_folder, "read_yaml", "yaml")
     counted(config_module, "validate", "validate")
-    counted(rundir, "read_summary", "summary")
+    counted(rundir_folder, "read_summary", "summary")
     report = fb.report(run, data=fake_data(tmp_path), errors=2)
     assert report == run / "report" / "report.html" and report.exists()
     assert calls == {"yaml": 1, "validate": 1, "summary": 1}
@@ -366,16 +367,17 @@ def test_a_report_reads_the_run_s_config_and_summary_once(tmp_path, monkeypatch)
 
 # -- nothing else spells the folder's files --------------------------------------------
 
-# The names only rundir.py may spell.
+# The names only rundir/ may spell (in rundir/files.py).
 FOLDER_FILES = ("summary.json", "config.yaml", "checkpoint.pt", "model.pt", "metrics.jsonl", "tracking.json",
                 "class-0")
 
 
 def test_only_rundir_spells_a_run_folder_s_files():
+    owner_dir = PACKAGE / "rundir"
     spelled = [f"{path.relative_to(PACKAGE)}:{n}: {name}"
-               for path in sorted(PACKAGE.rglob("*.py")) if path.name != "rundir.py"
+               for path in sorted(PACKAGE.rglob("*.py")) if owner_dir not in path.parents
                for n, line in enumerate(path.read_text().splitlines(), 1)
                for name in FOLDER_FILES if name in line]
-    assert not spelled, "a run folder's file spelled outside rundir.py (ask rundir):\n" + "\n".join(spelled)
-    owner = (PACKAGE / "rundir.py").read_text()
+    assert not spelled, "a run folder's file spelled outside rundir/ (ask rundir):\n" + "\n".join(spelled)
+    owner = (owner_dir / "files.py").read_text()
     assert all(name in owner for name in FOLDER_FILES[:-1]) and member_name(0) == "class-0"

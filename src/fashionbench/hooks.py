@@ -18,7 +18,7 @@ The trainer's loop, and where it calls its hooks:
 The trainer calls its hooks in their order: ``DivergenceWatch`` first (a diverged run
 stops before anything else sees its epoch), ``StochasticWeightAveraging``, then
 ``BestOnTest`` where eval.select_on is test (its model, listed after SWA's, is the one
-reported), then the caller's (``train_or_resume``'s ``hooks``, e.g. tracking.py's
+reported), then the caller's (``train_or_resume``'s ``hooks``, e.g. tracking/'s
 ``TrackedRun``; then ``EpochCallback``, its ``on_epoch``).
 
 A hook is handed the trainer (``training.Trainer``, which this module, beneath it,

@@ -3,7 +3,7 @@
 file and the cause, the checks of an --out folder and a --name, and ``environment``
 (the code, machine and command behind a result).
 
-A run folder (its creation, what it holds, in which files) is rundir.py's.
+A run folder (its creation, what it holds, in which files) is rundir/'s.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a finished folder records: its kind (``Kind``) and its results (``Summary``),
 one schema for every kind, read strictly from JSON text (``parse_summary``). The files
-themselves are rundir.py's: it reads and writes them through this module."""
+themselves are rundir/'s: it reads and writes them through this module."""
 
 from __future__ import annotations
 

@@ -25,8 +25,9 @@ from ..tasks.audit import audit_run
 from ..tasks.calibrate import calibrate_run
 from ..tasks.export import export_run
 from ..tasks.predict import expand_folders, image_pixels
-from ..tasks.report import NOT_REPORTED, REPORTED, Predictions, report_run
+from ..tasks.report import NOT_REPORTED, REPORTED, report_run
 from ..tasks.report import predictions as split_predictions
+from ..tasks.report_figures import Predictions
 from ..tasks.robustness import measure
 from ._run import PathLike, Run, as_finished, dataset
 

@@ -203,7 +203,7 @@ def track_backends(text: str) -> list[str]:
 
 
 def tracking_options(p: argparse.ArgumentParser) -> None:
-    """Where the runs a command trains are logged as they train (tracking.py). Not
+    """Where the runs a command trains are logged as they train (tracking/). Not
     --log and --log-dir: torchrun reads every option of the command it starts that it
     knows, abbreviations too, and has --log-dir (--log is ambiguous to it), so
     ``torchrun ... -m fashionbench train --log-dir D`` would never reach us."""

@@ -11,7 +11,8 @@ from .. import runs
 from ..data import FashionMNIST
 from ..inference import load_run
 from ..rundir import FinishedRun
-from .report import confident_errors, errors_csv, image_grid, predictions
+from .report import confident_errors, errors_csv, predictions
+from .report_figures import image_grid
 
 
 def audit_run(run: FinishedRun, data: FashionMNIST, split: str = "train", top: int = 50,

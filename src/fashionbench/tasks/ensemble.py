@@ -23,7 +23,8 @@ from ..errors import FashionbenchError
 from ..inference import LoadedModel, load_run
 from ..progress import Progress
 from ..rundir import REPORT, FinishedRun, RunDir, Summary
-from .report import TemperatureScaled, headline, split_predictions, write_report
+from .report import headline, split_predictions, write_report
+from .report_figures import TemperatureScaled
 
 
 def ensemble_runs(finished: list[FinishedRun], data: FashionMNIST, method: str, tta: bool, out: Path,

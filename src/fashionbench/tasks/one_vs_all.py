@@ -36,7 +36,8 @@ from ..rundir import REPORT, RunDir, Summary, member_name
 from ..splits import prepare_splits
 from ..tracking import TrackedRun, Tracking, flatten, group, machine_tags, track
 from ..training import train_or_resume
-from .report import TemperatureScaled, headline, split_predictions, write_report
+from .report import headline, split_predictions, write_report
+from .report_figures import TemperatureScaled
 
 
 def check_one_vs_all_config(cfg: Config) -> None:

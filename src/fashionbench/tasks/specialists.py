@@ -29,7 +29,8 @@ from ..inference import LoadedModel, load_run, predict
 from ..progress import stage
 from ..rundir import REPORT, SETUP, FinishedRun, Kind, RunDir, State, Summary
 from ..training import train_or_resume
-from .report import TemperatureScaled, confusion, headline, split_predictions, write_report
+from .report import confusion, headline, split_predictions, write_report
+from .report_figures import TemperatureScaled
 
 
 def confused_pairs(counts: np.ndarray, k: int) -> list[tuple[int, int]]:

@@ -1,17 +1,6 @@
-"""A run folder, and the one module that knows one: the names of its files, what kind
-of folder it is, what state it is in, and every file read from or written to it.
-
-Every folder fashionbench trains or combines into (a run, one-vs-all's ten networks,
-an ensemble, a generalist with specialists, and their binary members) is a
-``RunDir``. Nothing else in the package spells its files' names (``CONFIG``,
-``CHECKPOINT``, ``HISTORY``, ``MODEL``, ``SUMMARY``, ...), tells its kind (``Kind``,
-from ``kind_of`` alone) or its state (``State``, from ``state_of`` alone), or reads
-and writes them. ``Summary`` (summary.py) is the one schema of every finished folder's results.
-
-A command that needs a trained run's model asks for a ``FinishedRun``
-(``RunDir.finished``): its config and summary read strictly, once, and its kind
-checked, or one line saying why the folder is not that, before any data loads.
-"""
+"""``RunDir``, a run folder of any kind in any state, every file read from or written
+to it; its kind (one rule, ``kind_of``); ``FinishedRun``, a finished trained run, and
+``finished``, which gives one."""
 
 from __future__ import annotations
 
@@ -19,124 +8,39 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from . import runs
-from .config import Config, ConfigError, config_from_dict, dump_config, read_yaml
-from .errors import FashionbenchError, UsageError
-from .models import build_model
-from .models.one_vs_all import OneVsAllNetwork
-from .summary import SUMMARY_SCHEMA as SUMMARY_SCHEMA  # the schema, also where the folder is
-from .summary import TRAINED, Kind, Summary, parse_summary
-
-# -- the files ---------------------------------------------------------------------------
-
-CONFIG = "config.yaml"          # the resolved configuration, written first
-HISTORY = "metrics.jsonl"       # one JSON line per finished epoch
-CHECKPOINT = "checkpoint.pt"    # the state after the last finished epoch: what a resume continues
-MODEL = "model.pt"              # the final model
-SUMMARY = "summary.json"        # the results, one schema for every kind: the mark of a finished folder
-SETUP = "setup.json"            # specialists: the generalist and the pairs they were set up with
-REPORT = "report"               # the report folder (the test split's)
-ROBUSTNESS = "robustness.json"  # accuracy under corruptions (fashionbench robustness)
-TRACKING = "tracking.json"      # --track mlflow: the MLflow run logging it, which a resume continues (tracking.py)
-TENSORBOARD = "tensorboard"     # --track tensorboard: its event files, unless --tensorboard-dir puts them elsewhere
-# A trained run's files, in the order they are first written.
-FILES = (CONFIG, HISTORY, CHECKPOINT, MODEL, SUMMARY)
-# A model exported next to its run (``fashionbench export`` without --out).
-EXPORTS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
-
-
-def member_name(c: int) -> str:
-    """One-vs-all's member folder for class ``c`` (the first is made before anything
-    else: it marks the folder as one-vs-all's however early it stopped)."""
-    return f"class-{c}"
-
-
-def pair_name(i: int, j: int) -> str:
-    """The specialists' member folder for the pair of classes ``i``, ``j``."""
-    return f"pair-{i}-{j}"
-
-
-# -- kind and state ----------------------------------------------------------------------
-
-class State(StrEnum):
-    """How far a folder got. A combination (one-vs-all, specialists) has no checkpoint of
-    its own: until it is complete it is NEW, and each member has its own state (they
-    resume member by member)."""
-    NEW = "new"                  # nothing to continue from: no folder, or stopped before its first checkpoint
-    INTERRUPTED = "interrupted"  # a checkpoint and no summary: resumes from the checkpoint
-    COMPLETE = "complete"        # a summary: finished, read back and never trained again
-
-
-def state_of(path: str | Path) -> State:
-    """The one rule of a folder's state: a summary is COMPLETE, else a checkpoint is
-    INTERRUPTED, else NEW."""
-    path = Path(path)
-    if (path / SUMMARY).exists():
-        return State.COMPLETE
-    if (path / CHECKPOINT).exists():
-        return State.INTERRUPTED
-    return State.NEW
-
-
-def kind_of(path: str | Path) -> Kind | None:
-    """The one rule of a folder's kind (None: not a run folder)."""
-    return RunDir(path).kind
-
-
-def read_summary(run_dir: str | Path) -> Summary:
-    """A finished folder's summary, strictly (``parse_summary``): valid JSON without NaN
-    or Infinity (a diverged run's), with the fields every finished run writes; any schema so far."""
-    path = Path(run_dir) / SUMMARY
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise FashionbenchError(f"{run_dir}: no {SUMMARY} (run not finished?)") from None
-    except OSError as e:
-        raise FashionbenchError(f"{path}: cannot read ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise FashionbenchError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    return parse_summary(text, path)
-
-
-def write_summary(run_dir: str | Path, summary: Summary) -> None:
-    """The folder's summary: the mark of a finished folder, written last."""
-    runs.write_json(Path(run_dir) / SUMMARY, summary.to_dict())
-
-
-def read_history(run_dir: str | Path) -> list[dict]:
-    """One dict per finished epoch (losses, accuracies, LR, SWA snapshots, seconds); []
-    where there is none (an ensemble; a one-vs-all run keeps its members' in their folders)."""
-    path = Path(run_dir) / HISTORY
-    if not path.exists():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FashionbenchError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-
-
-def finished_under(path: str | Path, recursive: bool = True) -> list[Path]:
-    """The finished folders under ``path`` (at any depth, or directly in it), in name order."""
-    pattern = f"**/{SUMMARY}" if recursive else f"*/{SUMMARY}"
-    return sorted(p.parent for p in Path(path).glob(pattern))
-
-
-# -- the model ---------------------------------------------------------------------------
-
-@dataclass
-class SavedModel:
-    """A run's final model as saved: the network on the CPU (without the TTA wrapper
-    it may be evaluated in) and which weights it is ("swa", "last", "best_on_test", "ova")."""
-    network: nn.Module
-    weights: str
-
+from .. import runs
+from ..config import Config, ConfigError, config_from_dict, dump_config, read_yaml
+from ..errors import FashionbenchError, UsageError
+from ..models import build_model
+from ..models.one_vs_all import OneVsAllNetwork
+from ..summary import TRAINED, Kind, Summary
+from .files import (
+    CHECKPOINT,
+    CONFIG,
+    EXPORTS,
+    HISTORY,
+    MODEL,
+    REPORT,
+    ROBUSTNESS,
+    SETUP,
+    SUMMARY,
+    TENSORBOARD,
+    TRACKING,
+    SavedModel,
+    State,
+    member_name,
+    pair_name,
+    read_history,
+    read_summary,
+    state_of,
+    write_summary,
+)
 
 # -- a folder ----------------------------------------------------------------------------
 
@@ -262,7 +166,7 @@ class RunDir:
 
     # -- experiment tracking (--track) -----------------------------------------------------
     def read_tracking(self) -> dict:
-        """What logs the run elsewhere, by backend (tracking.py): {} where nothing has."""
+        """What logs the run elsewhere, by backend (tracking/): {} where nothing has."""
         path = self.path / TRACKING
         try:
             record = json.loads(path.read_text())
@@ -376,6 +280,11 @@ class RunDir:
     def require_unfinished(self) -> None:
         if self.state is State.COMPLETE:
             raise FashionbenchError(f"{self.path} is already complete ({SUMMARY} exists)")
+
+
+def kind_of(path: str | Path) -> Kind | None:
+    """The one rule of a folder's kind (None: not a run folder)."""
+    return RunDir(path).kind
 
 
 @dataclass(frozen=True)
