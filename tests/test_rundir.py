@@ -15,7 +15,6 @@ import torch
 import fashionbench as fb
 from fashionbench import config as config_module
 from fashionbench import rundir
-from fashionbench.rundir import folder as rundir_folder
 from fashionbench.config import dump_config, load_config, parse_override
 from fashionbench.data import FashionMNIST
 from fashionbench.errors import FashionbenchError, UsageError
@@ -39,6 +38,7 @@ from fashionbench.rundir import (
     state_of,
     write_summary,
 )
+from fashionbench.rundir import folder as rundir_folder
 from fashionbench.runs import save_torch
 
 REPO = Path(__file__).resolve().parents[1]
