@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -121,6 +122,17 @@ def wait_until(event: Callable[[], bool], process: subprocess.Popen, what: str, 
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} within {timeout:.0f} s")
         time.sleep(0.01)
+
+
+def stop_group(process: subprocess.Popen, timeout: float) -> None:
+    """Stop a server started in a session of its own (``start_new_session=True``) with
+    every process of its group: SIGTERM, then SIGKILL if it has not exited in ``timeout``."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def epochs_saved(run_dir: Path) -> int:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from conftest import stop_group
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -205,12 +206,7 @@ def jupyter(image: str, tmp_path: Path, env: dict):
                 time.sleep(0.5)
             yield port, log.read_text()
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            stop_group(server, timeout=20)
 
 
 def accepts(port: int) -> bool:

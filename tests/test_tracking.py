@@ -26,7 +26,7 @@ import yaml
 from fashionbench import tracking
 from fashionbench.tracking import TensorBoard, TrackedRun, Tracking, epoch_metrics, track
 
-from conftest import run_cli, run_main, wait_until
+from conftest import run_cli, run_main, stop_group, wait_until
 
 # A run of seconds: two epochs of 500 images, an SWA snapshot, small val and test slices.
 TINY = ["basic_cnn", "--device", "cpu", "--epochs", "2", "--train-subset", "500", "--set", "data.val_size=200",
@@ -87,12 +87,7 @@ def mlflow_server(tmp_path_factory):
             time.sleep(0.2)
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_group(server, timeout=30)
         log.close()
 
 
@@ -108,15 +103,11 @@ def runs_in(url: str, experiment: str) -> list:
     return mlflow.search_runs([found.experiment_id])
 
 
-def dotted(values: dict, prefix: str = "") -> dict[str, str]:
-    """A config file's keys as dotted names and text: what the run's parameters must be."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out |= dotted(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = str(value)
-    return out
+def dotted(values: dict) -> dict[str, str]:
+    """A config file's keys as dotted names and text: what the run's parameters must be
+    (pandas' json_normalize, MLflow's own dependency, rather than a copy of the code tested)."""
+    import pandas as pd
+    return {key: str(value) for key, value in pd.json_normalize(values, sep=".").to_dict("records")[0].items()}
 
 
 def history_of(run_dir: Path) -> list[dict]:
