@@ -1,24 +1,24 @@
-"""The reference table's large models on a lent GPU: one command of the device tool,
-whose finished runs come back as one archive of records (no weights) to commit.
+"""The reference table's large models on a GPU machine held for a short time: one
+command, whose finished runs come back as one archive of records (no weights) to commit.
 
-On the device machine, from the repository's root (docs/benchmarks.md gives the exact
-device-tool call: the data carried in .data/, timeout_s 600):
+On the GPU machine, from the root of a copy of the checkout with the data in .data/
+(docs/benchmarks.md gives the steps; the command is sized for a 10-minute limit):
 
-    python3 benchmarks/gpu_table.py run --out $OUT
+    python3 benchmarks/gpu_table.py run --out OUT
 
 runs ``fashionbench reproduce --deadline`` over the six large models and seeds 0-2 into
 results/gpu (cheapest model first, seed 0 of each before any seed 1; runs already
 recorded there are skipped; only runs whose measured cost fits are started), with the
 deadline --seconds (default 570) less what has passed and RESERVE, then packs into
 OUT/gpu_table.tar.gz the finished runs' config.yaml, metrics.jsonl and summary.json,
-the cost table results/gpu/costs.json and a record of the session
+the cost table results/gpu/costs.json and a record of the call
 (results/gpu/sessions/UTC-TIME.json), beside OUT/costs.json and OUT/reproduce.log.
 Needs only the Python standard library itself, and of fashionbench's dependencies none
-that the lent machine's Python lacks (no install: src/ through PYTHONPATH).
+that a bare machine's Python may lack (no install: src/ through PYTHONPATH).
 
 Here, afterwards:
 
-    python benchmarks/gpu_table.py unpack FILES_AT/gpu_table.tar.gz
+    python benchmarks/gpu_table.py unpack OUT/gpu_table.tar.gz
 
 writes those files into the checkout (a run already recorded here is kept as it is),
 ready for ``git add results/gpu``.
@@ -45,7 +45,7 @@ ARCHIVE = "gpu_table.tar.gz"
 ROOT = "results/gpu"  # where the records live in the checkout, and in the archive
 RECORDS = ("config.yaml", "metrics.jsonl", "summary.json")  # what comes back of a run: no weights
 # Seconds kept from reproduce's deadline: its hard stop's unwinding, its tables and
-# summary line, and the packing, all before the device tool's own limit.
+# summary line, and the packing, all before the machine's own time limit.
 RESERVE = 30.0
 # Seconds past its deadline after which reproduce is sent SIGTERM, then SIGKILL.
 GRACE = 15.0
@@ -193,7 +193,7 @@ def main() -> int:
     r = sub.add_parser("run", help="on the device machine: train what fits, pack the records into OUT")
     r.add_argument("--out", type=Path, required=True, help="where the archive goes ($OUT on the device machine)")
     r.add_argument("--seconds", type=float, default=570.0,
-                   help="seconds this command may take in all (default 570: the device tool's 600 less 30)")
+                   help="seconds this command may take in all (default 570: a 600-second limit less 30)")
     r.add_argument("--results", type=Path, default=REPO / ROOT, help=f"the run folders' parent (default: {ROOT})")
     r.add_argument("--data", type=Path, default=REPO / ".data" / "fashion-mnist",
                    help="the carried Fashion-MNIST files (default: .data/fashion-mnist)")

@@ -147,7 +147,7 @@ def test_a_run_cut_by_the_hard_stop_keeps_its_last_epoch_or_no_folder(cut_in, ke
 # -- the GPU machine's driver ------------------------------------------------------------
 
 def test_the_driver_packs_the_finished_records_and_the_costs_and_no_weights(data_dir, tmp_path):
-    # The GPU machine has no platformdirs (the device tool's KINDS.md): the driver must not need it.
+    # A bare GPU machine may lack platformdirs: the driver must not need it.
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     (shadow / "platformdirs.py").write_text("raise ImportError('not on the GPU machine')\n")
@@ -204,7 +204,7 @@ def test_a_damaged_cost_table_is_one_line(text, tmp_path):
 
 def test_a_run_whose_last_epoch_is_done_is_finished_not_stopped(data, tmp_path):
     """After the last epoch only the finish is left (seconds): stopping there would lose
-    the whole run on a lent GPU, so it finishes, the hard stop its only limit."""
+    the whole run on a GPU held for a short time, so it finishes, the hard stop its only limit."""
     run_dir = tmp_path / "last"
     train_plan(data, [(tiny(epochs=1), run_dir, "train")], Deadline(150, EpochClock(run_dir)),
                CostTable(tmp_path / "costs.json"))

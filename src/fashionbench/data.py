@@ -61,8 +61,8 @@ IDX_UBYTE = 0x08
 
 
 def default_data_dir() -> Path:
-    # Imported here, where it is needed: the lent GPU machines' Python has no platformdirs
-    # (the data travels there in a folder named by $FASHIONBENCH_DATA_DIR).
+    # Imported here, where it is needed: a bare GPU machine's Python may lack platformdirs
+    # (benchmarks/gpu_table.py gives the data there in a folder named by $FASHIONBENCH_DATA_DIR).
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("fashionbench")) / "fashion-mnist"

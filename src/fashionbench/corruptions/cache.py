@@ -25,7 +25,7 @@ def default_cache_dir() -> Path:
     ($XDG_CACHE_HOME/fashionbench/corruptions on Linux)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    try:  # absent on the lent GPU machines (see data.default_data_dir)
+    try:  # absent on a bare GPU machine (see data.default_data_dir)
         import platformdirs
         base = Path(platformdirs.user_cache_dir("fashionbench"))
     except ImportError:
