@@ -79,12 +79,14 @@ def test_inverse_time_decay_is_keras_legacy_decay():
 def test_tables_name_the_reference_recipe(tmp_path):
     """A table's recipe column: the model's own recipe, the reference protocol, or custom."""
     configs = {"own": load_config("basic_cnn"),
+               "own, fp32 set": load_config("basic_cnn", overrides=[override("precision", "fp32")]),
                "reference": load_config(config_file=reference_recipe("mini_vgg"), overrides=[override("seed", 2)]),
                "changed": load_config(config_file=reference_recipe("mini_vgg"), overrides=[override("epochs", 3)])}
     for name, cfg in configs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text(dump_config(cfg))
     assert recipe_of(tmp_path / "own") == "recipe"
+    assert recipe_of(tmp_path / "own, fp32 set") == "recipe"  # precision is the machine's: in "trained on"
     assert recipe_of(tmp_path / "reference") == "reference protocol"
     assert recipe_of(tmp_path / "changed").startswith("custom ")
 

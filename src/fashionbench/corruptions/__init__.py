@@ -34,7 +34,6 @@ parameters, and by the mean change per image for the random ones.
 from .cache import CACHE_ENV, CorruptionCache, default_cache_dir
 from .ops import clipped_zoom, gaussian_filter, motion_kernel_blur
 from .table import (
-    CHUNK,
     CORRUPTIONS,
     LEVELS,
     NAMES,
@@ -48,7 +47,7 @@ from .table import (
 )
 
 __all__ = [
-    "CACHE_ENV", "CHUNK", "CORRUPTIONS", "LEVELS", "NAMES", "SEVERITIES", "VERSION", "Corruption",
+    "CACHE_ENV", "CORRUPTIONS", "LEVELS", "NAMES", "SEVERITIES", "VERSION", "Corruption",
     "CorruptionCache", "check_levels", "check_names", "clipped_zoom", "corrupt", "default_cache_dir",
     "gaussian_filter", "generator", "motion_kernel_blur",
 ]

@@ -72,8 +72,11 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-# Settings that leave the training recipe itself unchanged.
-NOT_RECIPE = ("seed", "device", "compile")
+# Settings that leave the training recipe itself unchanged. Precision is the machine's
+# as much as the recipe's: a recipe's "auto" is fp32 on a CPU without bf16, so a run
+# that set fp32 there is the same training; the precision a run used is in its summary,
+# and tables show it beside the figures ("trained on").
+NOT_RECIPE = ("seed", "device", "compile", "precision")
 
 
 def recipe_of(run_dir: Path | RunDir) -> str:
