@@ -273,6 +273,81 @@ def test_one_vs_all_nests_its_ten_networks_under_the_combined_run(mlflow_server,
     assert [step for step, _ in metric_steps(mlflow_server, members[3].info.run_id, "val_acc")] == [1]
 
 
+@pytest.mark.slow
+def test_what_later_commands_add_to_a_finished_run_is_logged_to_its_run(mlflow_server, data_dir, tmp_path):
+    """A run trained without tracking, then exported, measured under a corruption and
+    reported with --track mlflow: one MLflow run, named as the folder, with its config as
+    parameters and each command's file; the MLflow run's id kept in the folder, so each
+    later command adds to the same run. A complete robustness record's figures
+    (``attach``'s metrics) land at step = the run's epochs, in MLflow and TensorBoard."""
+    required("tensorboard", "FASHIONBENCH_REQUIRE_TENSORBOARD")
+    trained = run_cli("train", *TINY, "--epochs", "1", "--out", str(tmp_path), "--name", "later",
+                      "--data-dir", str(data_dir))
+    assert trained.returncode == 0, trained.stderr
+    run_dir = tmp_path / "later"
+    assert not (run_dir / "tracking.json").exists()
+    logged = ["--track", "mlflow", "--tracking-uri", mlflow_server, "--experiment", "later"]
+
+    exported = run_cli("export", str(run_dir), *logged)
+    assert exported.returncode == 0, exported.stderr
+    [run] = runs_in(mlflow_server, "later")
+    assert run.info.run_name == "later" and run.info.status == "FINISHED"
+    assert run.data.params == dotted(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    assert json.loads((run_dir / "tracking.json").read_text())["mlflow"]["run_id"] == run.info.run_id
+
+    measured = run_cli("robustness", str(run_dir), "--types", "gaussian_noise", "--severities", "1",
+                       "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(data_dir), *logged)
+    assert measured.returncode == 0, measured.stderr
+    reported = run_cli("report", str(run_dir), "--data-dir", str(data_dir), *logged)
+    assert reported.returncode == 0, reported.stderr
+    [again] = runs_in(mlflow_server, "later")
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    artifacts = {a.path for a in client(mlflow_server).list_artifacts(run.info.run_id)}
+    assert {"model.onnx", "robustness.json", "report"} <= artifacts
+    # One corruption at one severity is not an mCA: no figure logged for it.
+    assert not any(key.startswith("robustness/") for key in again.data.metrics)
+
+    epochs = json.loads((run_dir / "summary.json").read_text())["epochs"]
+    both = Tracking(["mlflow", "tensorboard"], tracking_uri=mlflow_server, experiment="later").check()
+    tracking.attach(both, run_dir, metrics={"robustness/mca": 0.5})
+    assert metric_steps(mlflow_server, run.info.run_id, "robustness/mca") == [(epochs, 0.5)]
+    assert scalars(run_dir / "tensorboard")["robustness/mca"] == [(epochs, 0.5)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["export", "robustness", "report"])
+def test_a_later_command_with_mlflow_down_is_one_line_before_it_writes(command, tiny_run, data_dir):
+    required("mlflow", "FASHIONBENCH_REQUIRE_MLFLOW")
+    before = sorted(p.name for p in tiny_run.iterdir())
+    data = [] if command == "export" else ["--data-dir", str(data_dir)]
+    result = run_main(command, str(tiny_run), *data, "--track", "mlflow",
+                      "--tracking-uri", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1 and "Connection refused" in one_line(result)
+    assert sorted(p.name for p in tiny_run.iterdir()) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, run", [
+    (["reproduce", "--models", "basic_cnn", "--seeds", "0", "--budget", "smoke"], "runs/basic_cnn-s0"),
+    (["speedrun", "--seeds", "1", "--epochs", "2", "--train-subset", "1000", "--set", "data.val_size=200",
+      "--set", "data.test_subset=200"], "sr/seed-0"),
+])
+def test_reproduce_and_speedrun_log_each_run_they_train(command, run, data_dir, tmp_path):
+    """The table's and the speedrun's runs, logged as train's are (the same hook): one
+    TensorBoard folder per run, beside its files, one value per epoch of its history."""
+    required("tensorboard", "FASHIONBENCH_REQUIRE_TENSORBOARD")
+    name = [] if command[0] == "reproduce" else ["--name", "sr"]
+    result = run_cli(*command, "--out", str(tmp_path), *name, "--data-dir", str(data_dir), "--track", "tensorboard")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / run
+    logged = scalars(run_dir / "tensorboard")
+    history = history_of(run_dir)
+    assert [step for step, _ in logged["val_acc"]] == [row["epoch"] for row in history]
+    assert [value for _, value in logged["val_acc"]] == pytest.approx([row["val_acc"] for row in history], rel=1e-6)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert logged["final/test_acc"] == [(summary["epochs"], pytest.approx(summary["test_acc"]))]
+
+
 @pytest.mark.slow  # torchrun and two training processes
 def test_under_torchrun_rank_0_alone_logs(data_dir, tmp_path):
     required("tensorboard", "FASHIONBENCH_REQUIRE_TENSORBOARD")

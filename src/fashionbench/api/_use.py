@@ -5,7 +5,7 @@ measure its accuracy under corruptions."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from ..data import FashionMNIST
 from ..errors import FashionbenchError, UsageError
 from ..inference import EVAL_BATCH, LoadedModel, load_model
 from ..inference import load_run as load_with_splits
-from ..rundir import Kind, RunDir
+from ..rundir import ROBUSTNESS, Kind, RunDir
 from ..splits import class_names
 from ..summary import Summary
 from ..tasks.audit import audit_run
@@ -29,6 +29,7 @@ from ..tasks.report import NOT_REPORTED, REPORTED, report_run
 from ..tasks.report import predictions as split_predictions
 from ..tasks.report_figures import Predictions
 from ..tasks.robustness import measure
+from ..tracking import Tracking, attach
 from ._run import PathLike, Run, as_finished, dataset
 
 # Images read, converted and predicted at a time by the predict command: memory stays flat.
@@ -49,12 +50,19 @@ def evaluate(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | No
 
 
 def report(run: Run | PathLike, split: str = "test", *, errors: int = 25, data: FashionMNIST | None = None,
-           data_dir: PathLike | None = None, device: str | None = None) -> Path:
+           data_dir: PathLike | None = None, device: str | None = None, track: str | Sequence[str] | None = None,
+           tensorboard_dir: PathLike | None = None, tracking_uri: str | None = None,
+           experiment: str | None = None) -> Path:
     """Write the run's report (confusion matrix, P/R/F1, confident errors, curves) into
-    RUN/report (RUN/report-val for ``split="val"``); returns report.html's path."""
+    RUN/report (RUN/report-val for ``split="val"``); returns report.html's path. ``track``
+    and its settings, as for ``train``: the report's folder is logged to the run's MLflow run."""
     if split not in ("val", "test"):
         raise UsageError(f"split must be val or test, not {split!r}")
-    return report_run(as_finished(run, REPORTED, NOT_REPORTED), dataset(data, data_dir), split, device, errors)
+    finished = as_finished(run, REPORTED, NOT_REPORTED)
+    tracking = Tracking.of(track, tensorboard_dir, tracking_uri, experiment)  # a server down: said now
+    path = report_run(finished, dataset(data, data_dir), split, device, errors)
+    attach(tracking, finished.path, [path.parent])
+    return path
 
 
 def predictions(run: Run | PathLike, split: str = "val", *, data: FashionMNIST | None = None,
@@ -163,19 +171,27 @@ class Exported:
         return str(self.path)
 
 
-def export(run: Run | PathLike, format: str = "onnx", out: PathLike | None = None) -> Exported:
-    """Write a run's model, normalization included, as ONNX or TorchScript."""
+def export(run: Run | PathLike, format: str = "onnx", out: PathLike | None = None, *,
+           track: str | Sequence[str] | None = None, tensorboard_dir: PathLike | None = None,
+           tracking_uri: str | None = None, experiment: str | None = None) -> Exported:
+    """Write a run's model, normalization included, as ONNX or TorchScript. ``track`` and
+    its settings, as for ``train``: the file is logged to the run's MLflow run."""
     if format not in ("onnx", "torchscript"):
         raise UsageError(f"format must be onnx or torchscript, not {format!r}")
     finished = as_finished(run)
+    tracking = Tracking.of(track, tensorboard_dir, tracking_uri, experiment)
     path = Path(out) if out else finished.folder.export_file(format)
-    return Exported(path, export_run(finished, format, path))
+    exported = Exported(path, export_run(finished, format, path))
+    attach(tracking, finished.path, [path])
+    return exported
 
 
 def robustness(run: Run | PathLike, *, types: Iterable[str] | str | None = None,
                severities: Iterable[int] | None = None, seed: int = 0, batch_size: int = EVAL_BATCH,
                data: FashionMNIST | None = None, data_dir: PathLike | None = None, device: str | None = None,
-               cache_dir: PathLike | None = None) -> dict:
+               cache_dir: PathLike | None = None, track: str | Sequence[str] | None = None,
+               tensorboard_dir: PathLike | None = None, tracking_uri: str | None = None,
+               experiment: str | None = None) -> dict:
     """Accuracy of a finished run (or an ensemble: its members combined by its own rule) on
     its test images under each corruption (``types``, default all of
     ``fashionbench.api.CORRUPTIONS``) at each severity (1 to 5, default all), the
@@ -183,7 +199,10 @@ def robustness(run: Run | PathLike, *, types: Iterable[str] | str | None = None,
     ``$FASHIONBENCH_CORRUPTIONS_DIR``, else the per-user cache's
     fashionbench/corruptions). Writes RUN/robustness.json and returns it: ``accuracy``
     (corruption -> severity -> accuracy), ``corruption_acc`` (each corruption's mean),
-    ``mca`` (the mean over all), ``clean_acc``, ``relative_drop``, ``complete``."""
+    ``mca`` (the mean over all), ``clean_acc``, ``relative_drop``, ``complete``. ``track``
+    and its settings, as for ``train``: robustness.json and, where every corruption and
+    severity was measured, ``robustness/mca`` and ``robustness/relative_drop`` are logged
+    to the run's own tracked run."""
     names = check_names([types] if isinstance(types, str) else None if types is None else list(types))
     levels = check_levels(None if severities is None else list(severities))
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -195,5 +214,9 @@ def robustness(run: Run | PathLike, *, types: Iterable[str] | str | None = None,
         folder.summary  # noqa: B018 -- not finished, or damaged: said before any data loads
     else:
         folder = as_finished(run).folder
-    return measure(folder, dataset(data, data_dir), names, levels, seed, batch_size, device,
-                   CorruptionCache(cache_dir))
+    tracking = Tracking.of(track, tensorboard_dir, tracking_uri, experiment)
+    record = measure(folder, dataset(data, data_dir), names, levels, seed, batch_size, device,
+                     CorruptionCache(cache_dir))
+    figures = {"robustness/mca": record["mca"], "robustness/relative_drop": record["relative_drop"]}
+    attach(tracking, folder.path, [folder.path / ROBUSTNESS], figures if record["complete"] else None)
+    return record

@@ -7,7 +7,17 @@ import json
 import sys
 
 from .. import api
-from .options import MAX_SHOWN, between, comma_list, data_dir_option, device_option, options, run_dir_argument
+from .options import (
+    MAX_SHOWN,
+    between,
+    comma_list,
+    data_dir_option,
+    device_option,
+    options,
+    run_dir_argument,
+    tracking,
+    tracking_options,
+)
 
 
 def finished_run_parent() -> argparse.ArgumentParser:
@@ -27,7 +37,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def add_report(sub) -> None:
-    rp = sub.add_parser("report", parents=[finished_run_parent()],
+    rp = sub.add_parser("report", parents=[finished_run_parent(), options(tracking_options)],
                         help="confusion matrix, P/R/F1, errors, curves of a run",
                         description="Write RUN_DIR/report/ (report-val/ for --split val): "
                                     "confusion matrix, per-class precision/recall/F1, the most "
@@ -40,7 +50,8 @@ def add_report(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    path = api.report(args.run_dir, args.split, errors=args.errors, data_dir=args.data_dir, device=args.device)
+    path = api.report(args.run_dir, args.split, errors=args.errors, data_dir=args.data_dir, device=args.device,
+                      **tracking(args))
     print(f"report: {path}")
 
 
@@ -127,7 +138,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def add_export(sub) -> None:
-    ex = sub.add_parser("export", parents=[options(run_dir_argument)],
+    ex = sub.add_parser("export", parents=[options(run_dir_argument, tracking_options)],
                         help="export a finished run's model to ONNX or TorchScript",
                         description="Write RUN_DIR's model, normalization included, as a file that "
                                     "serves without fashionbench. Input: float32 pixels in [0, 255], "
@@ -140,7 +151,7 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    exported = api.export(args.run_dir, args.format, args.out)
+    exported = api.export(args.run_dir, args.format, args.out, **tracking(args))
     meta, path = exported.metadata, exported.path
     kind = f"ONNX opset {api.ONNX_OPSET}" if args.format == "onnx" else "TorchScript"
     classes = len(json.loads(meta["class_names"]))
@@ -185,7 +196,7 @@ def corruption_names(text: str) -> list[str]:
 
 
 def add_robustness(sub) -> None:
-    ro = sub.add_parser("robustness", parents=[finished_run_parent()],
+    ro = sub.add_parser("robustness", parents=[finished_run_parent(), options(tracking_options)],
                         help="accuracy under common corruptions (noise, blur, fog, JPEG, rotation, ...)",
                         description="Evaluate RUN_DIR (a trained run, or an ensemble) on its test images "
                                     f"under {len(api.CORRUPTIONS)} corruptions at 5 severities each, as "
@@ -209,6 +220,6 @@ def add_robustness(sub) -> None:
 def cmd_robustness(args: argparse.Namespace) -> None:
     record = api.robustness(args.run_dir, types=args.types, severities=args.severities, seed=args.seed,
                             batch_size=args.batch_size, data_dir=args.data_dir, device=args.device,
-                            cache_dir=args.cache_dir)
+                            cache_dir=args.cache_dir, **tracking(args))
     print(api.robustness_table(record))
     print(f"wrote {api.Run(args.run_dir).robustness_path}")

@@ -203,13 +203,15 @@ def track_backends(text: str) -> list[str]:
 
 
 def tracking_options(p: argparse.ArgumentParser) -> None:
-    """Where the runs a command trains are logged as they train (tracking/). Not
+    """Where a command's runs are logged (tracking/): those it trains, as they train; a
+    finished run's later files (export, report, robustness), to that run's own. Not
     --log and --log-dir: torchrun reads every option of the command it starts that it
     knows, abbreviations too, and has --log-dir (--log is ambiguous to it), so
     ``torchrun ... -m fashionbench train --log-dir D`` would never reach us."""
     p.add_argument("--track", action="append", type=track_backends, metavar="BACKEND",
-                   help=f"log each run as it trains: {' or '.join(api.TRACKING_BACKENDS)} (repeatable, or "
-                        "comma-separated: --track tensorboard,mlflow); checked before anything trains")
+                   help=f"log to {' or '.join(api.TRACKING_BACKENDS)} (repeatable, or comma-separated: --track "
+                        "tensorboard,mlflow): each run as it trains, or what this command adds to a "
+                        "finished one; checked before any work starts")
     p.add_argument("--tensorboard-dir", metavar="DIR",
                    help="TensorBoard's folder, a subfolder per run (default: each run's own, RUN/tensorboard)")
     p.add_argument("--tracking-uri", metavar="URI",

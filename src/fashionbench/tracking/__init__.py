@@ -360,6 +360,23 @@ def track(tracking: Tracking | None, run_dir: Path, name: str, parent: TrackedRu
     return TrackedRun(tracking, name, Path(run_dir), parent=parent, main=main)
 
 
+def attach(tracking: Tracking | None, run_dir: Path, files: Sequence[Path] = (),
+           metrics: dict[str, float] | None = None) -> None:
+    """What a later command adds to a finished run (an exported model, the report, the
+    robustness figures), logged to that run: the MLflow run its folder names, or a new
+    one with its config where it was not logged; TensorBoard's metrics beside its epochs."""
+    if tracking is None:
+        return
+    folder = RunDir(run_dir)
+    with track(tracking, folder.path, folder.path.name) as tracked:
+        config = folder.config.to_dict() if folder.has_config else {}  # an ensemble has none
+        tracked.start(flatten(config), {"run_dir": str(folder.path.resolve())})
+        if metrics:
+            tracked.metrics(metrics, folder.summary.epochs or 0)
+        for path in files:
+            tracked.artifact(Path(path))
+
+
 def group(tracking: Tracking | None, name: str, run_dir: Path | None = None, record: Record | None = None,
           main: bool = True) -> TrackedRun:
     """A parent run (a sweep's study: no run folder, no TensorBoard; one-vs-all's combined
@@ -368,4 +385,4 @@ def group(tracking: Tracking | None, name: str, run_dir: Path | None = None, rec
 
 
 __all__ = ["BACKENDS", "EXPERIMENT", "Backend", "MLflow", "Record", "TensorBoard", "TrackedRun", "Tracking",
-           "epoch_metrics", "final_metrics", "flatten", "group", "machine_tags", "parse_backends", "track"]
+           "attach", "epoch_metrics", "final_metrics", "flatten", "group", "machine_tags", "parse_backends", "track"]
