@@ -137,6 +137,26 @@ def test_the_time_to_accuracy_benchmark_runs_its_four_pipelines_and_writes_its_c
         in result.stdout
 
 
+def test_the_make_run_timing_runs_make_run_in_a_fresh_clone_and_keeps_its_run(data_dir, tmp_path):
+    """Tiny mode: one fresh clone, this environment in it (no set-up timed), `make run`
+    with one short epoch; the record, its line, and the kept run folder with its report
+    and no weights (the README's picture is taken from such a folder)."""
+    kept = tmp_path / "kept"
+    result = run_script("make_run", "--data-dir", str(data_dir), "--out", str(tmp_path), "--keep", str(kept))
+    record = json.loads((tmp_path / "make_run.json").read_text())
+    assert_machine_recorded(record, "make_run.py")
+    assert record["tiny"] is True
+    [row] = record["runs"]
+    assert row["setup_seconds"] == 0 and row["run_seconds"] > 0 and row["epochs"] == 1
+    assert row["total_seconds"] == row["setup_seconds"] + row["run_seconds"] == record["total_seconds"]["median"]
+    assert 0 < row["train_seconds"] < row["run_seconds"] and 0 <= row["test_acc"] <= 1
+    assert re.search(r"^run 1/1: set-up 0 s \+ make run \d+ s = \d+ s; 1 epochs, \d+ s of training, test [\d.]+%$",
+                     result.stdout, re.M), result.stdout
+    assert "make run from a fresh clone, 1 runs: median" in result.stdout
+    assert (kept / "speedrun.json").is_file() and (kept / "seed-0" / "report" / "report.html").is_file()
+    assert not list(kept.rglob("*.pt"))
+
+
 def test_the_cuda_check_runs_its_steps_on_the_cpu(data_dir, tmp_path):
     """Its CUDA steps, on the CPU in tiny mode: the default job with its report, two runs
     of one configuration compared, and one killed with SIGKILL inside its second epoch
