@@ -7,8 +7,8 @@ seed, and its report). The data comes from --data-dir (or $FASHIONBENCH_DATA_DIR
 offline use documents. Prints each run and the median and range of the whole, and
 writes OUT/make_run.json: each run's seconds, the speedrun's epochs, training seconds
 and test accuracy, and the machine. With --keep DIR, the last run's run folder (its
-report among its files) is copied to DIR: the README's picture of the report is taken
-from it (`make report-picture`).
+report and weights among its files) is copied to DIR: the README's picture of the
+report is taken from it (`make report-picture`), and its record is committed.
 
 Run it alone on the machine: anything beside it is in its times.
 
@@ -68,7 +68,7 @@ def one_run(index: int, args: argparse.Namespace, env: dict, keep: Path | None) 
         [seed] = record["seeds"]
         if keep is not None:
             shutil.rmtree(keep, ignore_errors=True)
-            shutil.copytree(record_path.parent, keep, ignore=shutil.ignore_patterns("*.pt"))
+            shutil.copytree(record_path.parent, keep)
     row = {"setup_seconds": setup, "run_seconds": seconds, "total_seconds": setup + seconds,
            "epochs": record["epochs"], "train_seconds": seed["seconds"], "test_acc": seed["test_acc"]}
     print(f"run {index + 1}/{args.runs}: set-up {setup:.0f} s + make run {seconds:.0f} s = {setup + seconds:.0f} s; "
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh clones timed one after another (default: 3)")
     parser.add_argument("--data-dir", default=os.environ.get("FASHIONBENCH_DATA_DIR"),
                         help="the dataset folder (default: $FASHIONBENCH_DATA_DIR)")
-    parser.add_argument("--keep", metavar="DIR", help="copy the last run's run folder (no weights) to DIR")
+    parser.add_argument("--keep", metavar="DIR", help="copy the last run's run folder to DIR")
     parser.add_argument("--tiny", action="store_true", help="a quick check of the script: its figures mean nothing")
     parser.add_argument("--out", default="results/benchmarks/make_run")
     args = parser.parse_args()
