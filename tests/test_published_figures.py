@@ -119,6 +119,29 @@ def test_an_edited_figure_or_record_is_caught_and_rewritten(tmp_path, monkeypatc
     assert "**94.24 ± 0.11**" not in readme.read_text()
 
 
+def test_the_make_run_sentence_is_the_timing_record_s_median_and_range(tmp_path, monkeypatch):
+    """The first command's time: the median and range of the record's runs (set-up
+    included), the machine, and the accuracy range; "not yet run" before a record."""
+    monkeypatch.setattr(published, "BLOCKS", {"make-run": published.make_run_sentence})
+    root = copy_records(tmp_path)
+    assert "not yet run" in published.make_run_sentence(root)
+    runs = [{"setup_seconds": 150.0, "run_seconds": run, "total_seconds": 150.0 + run, "epochs": 11,
+             "train_seconds": 270.0, "test_acc": acc} for run, acc in ((300.0, 0.9419), (330.0, 0.9402),
+                                                                       (312.0, 0.9411))]
+    record = {"runs": runs, "total_seconds": {"median": 462.0, "min": 450.0, "max": 480.0},
+              "setup_seconds": {"median": 150.0, "min": 150.0, "max": 150.0},
+              "test_acc": {"median": 0.9411, "min": 0.9402, "max": 0.9419},
+              "cpu": "AMD EPYC", "cpu_cores": 2, "cpu_bf16": "avx512_bf16", "gpu": None}
+    path = root / published.MAKE_RUN
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    assert published.main(["--root", str(root)]) == 0
+    text = (root / "README.md").read_text()
+    assert ("`make run` took a median **7.7 minutes** (7.5-8.0 over 3 runs, one after another), set-up "
+            "included (a median 150 s of it), on 2 cores of AMD EPYC (AVX512_BF16); its test accuracy was "
+            "94.02-94.19%") in text
+
+
 def test_a_page_without_its_block_is_a_one_line_error(tmp_path, capsys):
     root = copy_records(tmp_path)
     (root / "README.md").write_text("# no blocks\n")

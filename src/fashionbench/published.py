@@ -11,7 +11,8 @@ The blocks: ``results-table`` (each reference model's row from ``results/table/r
 (CPU), ``results/gpu/runs`` (GPU) and ``results/reference_protocol/runs``; the corruption
 accuracy from the runs' robustness records where they have complete ones, else "—"), ``ensemble``
 (``results/table/ensembles/basic_cnn-x3``) and ``speedrun-table``
-(``results/speedrun/*/speedrun.json``). A model or figure with no record shows "not yet
+(``results/speedrun/*/speedrun.json``) and ``make-run`` (``make run`` timed from fresh
+clones, ``results/benchmarks/make_run``). A model or figure with no record shows "not yet
 run", with the command that would make it. The test suite runs ``--check``.
 """
 
@@ -54,6 +55,8 @@ PROTOCOL_COMMAND = "fashionbench reproduce --protocol reference --seeds 0,1,2 --
 ENSEMBLE_MEMBERS = "results/ensemble_members"
 ENSEMBLE_COMMAND = (f"fashionbench ensemble {ENSEMBLE_MEMBERS}/basic_cnn-s0 {ENSEMBLE_MEMBERS}/basic_cnn-s1 "
                     "results/table/runs/basic_cnn-s2 --out results/table/ensembles --name basic_cnn-x3")
+MAKE_RUN = "results/benchmarks/make_run/make_run.json"
+MAKE_RUN_COMMAND = "python benchmarks/make_run.py --runs 3 --out results/benchmarks/make_run"
 NOT_YET = "not yet run"
 
 
@@ -175,10 +178,26 @@ def speedrun_table(root: Path) -> str:
     return md_table(header, rows)
 
 
+def make_run_sentence(root: Path) -> str:
+    """How long the README's first command takes from a fresh clone, from its timing record."""
+    path = root / MAKE_RUN
+    if not path.is_file():
+        return (f"How long the whole command takes from a fresh clone: {NOT_YET} "
+                f"(`{MAKE_RUN_COMMAND}`).")
+    record = json.loads(path.read_text())
+    total, setup, accs = record["total_seconds"], record["setup_seconds"], record["test_acc"]
+    return (f"From a fresh clone, `make run` took a median **{total['median'] / 60:.1f} minutes** "
+            f"({total['min'] / 60:.1f}-{total['max'] / 60:.1f} over {len(record['runs'])} runs, one after "
+            f"another), set-up included (a median {setup['median']:.0f} s of it), on {machine_words(record)}; "
+            f"its test accuracy was {100 * accs['min']:.2f}-{100 * accs['max']:.2f}% "
+            f"(record [{MAKE_RUN}]({MAKE_RUN}); `{MAKE_RUN_COMMAND}`).")
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "results-table": results_table,
     "ensemble": ensemble_sentence,
     "speedrun-table": speedrun_table,
+    "make-run": make_run_sentence,
 }
 DOCUMENT = "README.md"
 
