@@ -155,8 +155,9 @@ def ensemble_sentence(root: Path) -> str:
     return (f"The three BasicCNN seeds combined by the mean of their probabilities reach "
             f"**{100 * ensemble.test_acc:.2f}%** test ({100 * ensemble.val_acc:.2f}% validation), "
             f"{gain:+.2f} points against one model ({alone:.2f}, the mean of the three), at three times "
-            f"the training cost (record [{ENSEMBLE}]({ENSEMBLE}/{SUMMARY}); its members' records: "
-            f"{ENSEMBLE_MEMBERS}/ and {TABLE_RUNS}/basic_cnn-s2):\n\n"
+            f"the training cost (record [{ENSEMBLE}]({ENSEMBLE}/{SUMMARY}); its members: seeds 0 and 1 "
+            f"trained again with the table's recipe, weights kept, in {ENSEMBLE_MEMBERS}/, and the table's "
+            f"seed 2):\n\n"
             f"```bash\n{ENSEMBLE_COMMAND}\n```")
 
 
