@@ -8,6 +8,7 @@ tiny finished study, and every image they mention exists."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -197,3 +198,14 @@ def test_reliability_md_cites_only_tests_that_exist():
     defined = set(re.findall(r"^def (test_[a-z0-9_]+)\(", "\n".join(
         p.read_text() for p in (ROOT / "tests").glob("test_*.py")), re.MULTILINE))
     assert len(cited) > 50 and sorted(cited - defined) == []
+
+
+def test_the_readme_s_links_and_pictures_point_at_files_that_exist():
+    """Every relative link and image of README.md (records, docs, the report's picture)
+    names a file or folder of the repository."""
+    text = (ROOT / "README.md").read_text()
+    targets = {target.split("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", text)
+               if not target.startswith(("http://", "https://", "#", "mailto:"))}
+    assert "docs/images/report.png" in targets
+    missing = sorted(t for t in targets if not (ROOT / t).exists())
+    assert not missing, f"README.md links to what does not exist: {missing}"
