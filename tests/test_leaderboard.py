@@ -79,7 +79,7 @@ def test_the_corruption_accuracy_column_shows_complete_robustness_records(tmp_pa
     assert rows["basic_cnn"].corruption_acc == pytest.approx([70.0, 72.0])
     assert rows["mini_vgg"].corruption_acc == []
     markdown = to_markdown(list(rows.values()), "t")
-    assert "| 71.00 ± 1.41 (2 seeds) |" in markdown and "| — |" in markdown and "mCA" in markdown
+    assert "| 71.00 ± 1.41 (2 of 3 seeds) |" in markdown and "| — |" in markdown and "mCA" in markdown
     csv_rows = {line.split(",")[0]: line for line in to_csv(list(rows.values())).splitlines()[1:]}
     assert csv_rows["basic_cnn"].endswith(",71.0000") and csv_rows["mini_vgg"].endswith(",val,,,")  # no ECE either
     assert any("b0" in w and "robustness.json" in w for w in warnings_of(capsys))

@@ -217,7 +217,8 @@ def corruption_cell(row: Row) -> str:
     if not row.corruption_acc:
         return "—"
     cell = mean_std(row.corruption_acc)
-    return cell if len(row.corruption_acc) == len(row.seeds) else f"{cell} ({len(row.corruption_acc)} seeds)"
+    measured = len(row.corruption_acc)
+    return cell if measured == len(row.seeds) else f"{cell} ({measured} of {len(row.seeds)} seeds)"
 
 
 def cells(row: Row) -> list[str]:
