@@ -60,7 +60,7 @@ results: $(READY)  ## rerun the README table's CPU runs into results/, then writ
 # results/benchmarks/make_run/run), as headless Chromium shows it.
 KEPT ?= /tmp/made
 report-picture:  ## the README's picture of the report, from a run folder make_run.py kept
-	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1000,1210 \
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1000,1290 \
 		--screenshot=$(CURDIR)/docs/images/report.png $(KEPT)/seed-0/report/report.html
 
 tables: $(READY)  ## write the README's results tables from the records under results/
