@@ -14,6 +14,9 @@ logged by a ``TrackedRun``, a hook of the trainer (hooks.py):
   and the run's files as artifacts (summary, model, config, history; the report and an
   exported model when there are).
 
+What a later command adds to a finished run (``export``, ``report``, ``robustness``)
+is logged to that run by ``attach``: its MLflow run continued, its TensorBoard folder.
+
 Runs a command trains together are nested in MLflow under one parent (``group``): a
 sweep's trials under the study's run, one-vs-all's ten networks under the combined
 run's. TensorBoard has a folder per run (``RUN/tensorboard``, or ``--tensorboard-dir``/NAME).
