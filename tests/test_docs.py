@@ -131,13 +131,18 @@ def write_image(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).convert("RGB").save(path)
 
 
+# The folders whose children, in a documented command, are run folders to stage.
+RUN_PARENTS = ("runs", "ensemble_members")
+
+
 def stage(argv: list[str], folder: Path, run: Path, images: np.ndarray) -> None:
     """Put in ``folder`` every run, image and repository file that ``argv`` mentions."""
     resume = "--resume" in argv
     for arg in argv:
         path = Path(arg)
-        if "runs" in path.parts[:-1] and not path.is_absolute():  # runs/NAME, results/table/runs/NAME
-            copy = folder.joinpath(*path.parts[:path.parts.index("runs") + 2])
+        parent = next((part for part in path.parts[:-1] if part in RUN_PARENTS), None)
+        if parent and not path.is_absolute():  # runs/NAME, results/table/runs/NAME, results/ensemble_members/NAME
+            copy = folder.joinpath(*path.parts[:path.parts.index(parent) + 2])
             if not copy.exists():
                 shutil.copytree(run, copy)
                 if resume:  # interrupted after its first epoch: no final model, no summary
