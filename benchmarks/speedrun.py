@@ -27,12 +27,18 @@ on, is not timed. The pipelines take one epoch each in turn, round after round, 
 noisy machine slows them alike. A pipeline stops at the end of its recipe, at
 ``--max-epochs`` (conventional), or once its training time passes ``--max-minutes``.
 
-Prints the table of seconds to 90, 92, 93 and 94% validation accuracy (a threshold is
-reached at the first epoch whose validation accuracy is at or above it) and the
-conventional/ours ratios; writes OUT/speedrun_benchmark.json (every curve, the
-environment) and OUT/speedrun_benchmark.png (accuracy against seconds).
+The whole comparison runs ``--repeats`` times (default 3), one after another: a speed
+claim is the median and range of several runs, never one. Each repeat prints the table of
+seconds to 90, 92, 93 and 94% validation accuracy (a threshold is reached at the first
+epoch whose validation accuracy is at or above it) and the ratios (conventional/each, and
+engine/each: conventional/engine is the engine's share, engine/speedrun the recipe's), and
+is kept in OUT/repeat-K.json as it ends, so that an interrupted benchmark, run again with
+the same settings, resumes at the next repeat. At the end: the median and range of every
+figure over the repeats, OUT/speedrun_benchmark.json (every repeat's figures, the first
+repeat's curves, the environment) and OUT/speedrun_benchmark.png (accuracy against seconds,
+every repeat).
 
-    python benchmarks/speedrun.py [--out results/benchmarks/speedrun] [--max-minutes 25] [--data-dir DIR]
+    python benchmarks/speedrun.py [--out results/benchmarks/speedrun] [--repeats 3] [--max-minutes 25] [--data-dir DIR]
     python benchmarks/speedrun.py --tiny --out /tmp/speedrun   # checks the script, figures mean nothing
 """
 
@@ -40,8 +46,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -148,27 +157,118 @@ def epochs_list(text: str) -> list[int]:
     return epochs
 
 
-def plot(curves: dict[str, list[dict]], path: Path) -> None:
+def plot(repeats: list[dict[str, list[dict]]], path: Path) -> None:
+    """Accuracy against seconds: one colour per pipeline, one line per repeat."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for name, curve in curves.items():
-        ax.plot([p["seconds"] for p in curve], [100 * p["val_acc"] for p in curve], marker="o", ms=3, label=name)
+    for i, name in enumerate(repeats[0]):
+        for k, curves in enumerate(repeats):
+            curve = curves[name]
+            ax.plot([p["seconds"] for p in curve], [100 * p["val_acc"] for p in curve], marker="o", ms=3,
+                    color=f"C{i}", alpha=1.0 if k == 0 else 0.4, label=name if k == 0 else None)
     for threshold in THRESHOLDS:
         ax.axhline(threshold, color="0.8", lw=0.8, zorder=0)
     ax.set(xscale="log", xlabel="training seconds (validation passes not counted)",
-           ylabel="validation accuracy %", ylim=(85, 95.5), title="Fashion-MNIST: time to accuracy")
+           ylabel="validation accuracy %", ylim=(85, 95.5),
+           title="Fashion-MNIST: time to accuracy" + (f" ({len(repeats)} repeats)" if len(repeats) > 1 else ""))
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+# The pipelines whose time the ratios divide: the conventional one, and the engine at the
+# conventional settings (so conventional/engine is the engine's share, engine/speedrun the recipe's).
+SLOWER = ("conventional", "engine, conventional settings")
+
+
+def compare(pipelines: list, max_minutes: float) -> dict:
+    """One comparison: the pipelines an epoch each in turn until each stops; their curves,
+    seconds to each threshold, why each stopped, and the ratios to each threshold."""
+    curves: dict[str, list[dict]] = {p.name: [] for p in pipelines}
+    stopped: dict[str, str] = {}
+    live = list(pipelines)
+    while live:
+        for p in list(live):
+            seconds, acc, weights = p.epoch()
+            curve = curves[p.name]
+            total = (curve[-1]["seconds"] if curve else 0.0) + seconds
+            curve.append({"epoch": len(curve) + 1, "seconds": total, "val_acc": acc, "weights": weights})
+            print(f"{p.name:<18} epoch {len(curve):3d}  {total:8.1f} s  val {100 * acc:.2f}%", flush=True)
+            if p.finished:
+                stopped[p.name] = "end of its recipe" if isinstance(p, Engine) else f"{p.epochs} epochs"
+            elif total > 60 * max_minutes:
+                stopped[p.name] = f"--max-minutes {max_minutes:g}"
+            if p.name in stopped:
+                live.remove(p)
+    table = {name: {f"{t:g}": time_to(curve, t) for t in THRESHOLDS} for name, curve in curves.items()}
+    ratios, at_least = {}, {}
+    for slow in (n for n in SLOWER if n in table):
+        for name in (n for n in table if n != slow and not (slow == SLOWER[1] and n == SLOWER[0])):
+            for t, theirs in table[slow].items():
+                ours = table[name][t]
+                if theirs is not None and ours is not None:
+                    ratios[f"{slow}/{name} to {t}%"] = theirs / ours
+                elif ours is not None:  # the slower never got there: its whole time is a lower bound
+                    at_least[f"{slow}/{name} to {t}%"] = curves[slow][-1]["seconds"] / ours
+    return {"curves": curves, "seconds_to": table, "stopped": stopped, "ratios": ratios, "ratios_at_least": at_least}
+
+
+def print_comparison(result: dict) -> None:
+    curves, table, stopped = result["curves"], result["seconds_to"], result["stopped"]
+    print("\n| pipeline | " + " | ".join(f"s to {t:g}%" for t in THRESHOLDS) + " | best val % | epochs | stopped at |")
+    print("|---|" + "---:|" * (len(THRESHOLDS) + 2) + "---|")
+    for name, curve in curves.items():
+        cells = " | ".join("-" if v is None else f"{v:.0f}" for v in table[name].values())
+        print(f"| {name} | {cells} | {100 * max(p['val_acc'] for p in curve):.2f} | {len(curve)} | {stopped[name]} |")
+    if result["ratios"] or result["ratios_at_least"]:
+        print("\n| ratio (slower seconds / faster) | |\n|---|---:|")
+        for key, value in result["ratios"].items():
+            print(f"| {key} | {value:.1f}x |")
+        for key, value in result["ratios_at_least"].items():
+            print(f"| {key} (never reached by the slower) | > {value:.1f}x |")
+
+
+def spread(values: list[float]) -> dict:
+    """Median, range and count of a figure over the repeats that have it."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarize(repeats: list[dict]) -> dict:
+    """Over the repeats: each pipeline's seconds to each threshold and each ratio, as median and range
+    (over the repeats that reached it; ``n`` says how many)."""
+    seconds_to = {name: {t: spread(reached) if (reached := [r["seconds_to"][name][t] for r in repeats
+                                                             if r["seconds_to"][name][t] is not None]) else None
+                         for t in row}
+                  for name, row in repeats[0]["seconds_to"].items()}
+    keys = dict.fromkeys(k for r in repeats for k in r["ratios"])
+    ratios = {k: spread([r["ratios"][k] for r in repeats if k in r["ratios"]]) for k in keys}
+    return {"seconds_to": seconds_to, "ratios": ratios}
+
+
+def print_summary(summary: dict, n: int) -> None:
+    print(f"\nOver {n} repeats, median (range); n: the repeats that reached the threshold")
+    print("\n| pipeline | " + " | ".join(f"s to {t:g}%" for t in THRESHOLDS) + " |")
+    print("|---|" + "---:|" * len(THRESHOLDS))
+    for name, row in summary["seconds_to"].items():
+        cells = " | ".join("-" if v is None else f"{v['median']:.0f} ({v['min']:.0f}-{v['max']:.0f}, n={v['n']})"
+                           for v in row.values())
+        print(f"| {name} | {cells} |")
+    if summary["ratios"]:
+        print("\n| ratio (slower seconds / faster) | median | range | n |\n|---|---:|---|---:|")
+        for key, v in summary["ratios"].items():
+            print(f"| {key} | {v['median']:.1f}x | {v['min']:.1f}-{v['max']:.1f}x | {v['n']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results/benchmarks/speedrun", help="folder for the JSON and the plot")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="whole comparisons, one after another (default: 3): the figures are their median "
+                             "and range; each finished one is kept in OUT/repeat-K.json and not run again")
     parser.add_argument("--max-minutes", type=float, default=25.0,
                         help="stop a pipeline once its training time passes this (default: 25)")
     parser.add_argument("--max-epochs", type=int, default=30, help="the conventional pipeline's epochs at most")
@@ -185,6 +285,8 @@ def main() -> None:
                         help="a quick check of the script (every pipeline for 2 epochs of 1,000 images): "
                              "its figures mean nothing")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.tiny:
         args.train_subset, args.max_epochs = 1000, 2
 
@@ -193,69 +295,65 @@ def main() -> None:
     if args.tiny:  # both recipes end (basic_cnn's with its SWA model) within two short epochs
         overrides += ["data.val_size=500", "epochs=2"]
     chosen = args.pipelines.split(",")
-    with tempfile.TemporaryDirectory() as tmp:
-        several = len(args.speedrun_epochs) > 1
-        makers = {
+    several = len(args.speedrun_epochs) > 1
+
+    def makers(tmp: Path) -> dict[str, Callable[[], list]]:
+        return {
             "speedrun": lambda: [Engine(f"speedrun {e} epochs" if several else "speedrun", "speedrun_net", data,
-                                        Path(tmp), overrides + ([f"epochs={e}"] if e else []))
+                                        tmp, overrides + ([f"epochs={e}"] if e else []))
                                  for e in args.speedrun_epochs],
-            "basic_cnn": lambda: [Engine("basic_cnn recipe", "basic_cnn", data, Path(tmp), overrides)],
-            "engine": lambda: [Engine("engine, conventional settings", "basic_cnn", data, Path(tmp),
+            "basic_cnn": lambda: [Engine("basic_cnn recipe", "basic_cnn", data, tmp, overrides)],
+            "engine": lambda: [Engine("engine, conventional settings", "basic_cnn", data, tmp,
                                       overrides + conventional_settings(args.max_epochs))],
             "conventional": lambda: [Conventional(data, args.workers, args.max_epochs, overrides)],
         }
-        unknown = set(chosen) - set(makers)
-        if unknown:
-            parser.error(f"unknown pipeline(s) {', '.join(sorted(unknown))}; choose from {', '.join(makers)}")
-        pipelines = [p for name in chosen for p in makers[name]()]
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
-        for p in pipelines:
-            print(f"  {p.name}: {p.describe}")
-        curves: dict[str, list[dict]] = {p.name: [] for p in pipelines}
-        stopped: dict[str, str] = {}
-        live = list(pipelines)
-        while live:
-            for p in list(live):
-                seconds, acc, weights = p.epoch()
-                curve = curves[p.name]
-                total = (curve[-1]["seconds"] if curve else 0.0) + seconds
-                curve.append({"epoch": len(curve) + 1, "seconds": total, "val_acc": acc, "weights": weights})
-                print(f"{p.name:<18} epoch {len(curve):3d}  {total:8.1f} s  val {100 * acc:.2f}%", flush=True)
-                if p.finished:
-                    stopped[p.name] = "end of its recipe" if isinstance(p, Engine) else f"{p.epochs} epochs"
-                elif total > 60 * args.max_minutes:
-                    stopped[p.name] = f"--max-minutes {args.max_minutes:g}"
-                if p.name in stopped:
-                    live.remove(p)
 
-    table = {name: {f"{t:g}": time_to(curve, t) for t in THRESHOLDS} for name, curve in curves.items()}
-    print("\n| pipeline | " + " | ".join(f"s to {t:g}%" for t in THRESHOLDS) + " | best val % | epochs | stopped at |")
-    print("|---|" + "---:|" * (len(THRESHOLDS) + 2) + "---|")
-    for name, curve in curves.items():
-        cells = " | ".join("-" if v is None else f"{v:.0f}" for v in table[name].values())
-        print(f"| {name} | {cells} | {100 * max(p['val_acc'] for p in curve):.2f} | {len(curve)} | {stopped[name]} |")
-    ratios, at_least = {}, {}
-    if "conventional" in table:
-        for name in (n for n in table if n != "conventional"):
-            for t, conv in table["conventional"].items():
-                ours = table[name][t]
-                if conv is not None and ours is not None:
-                    ratios[f"conventional/{name} to {t}%"] = conv / ours
-                elif ours is not None:  # conventional never got there: its whole time is a lower bound
-                    at_least[f"conventional/{name} to {t}%"] = curves["conventional"][-1]["seconds"] / ours
-        if ratios or at_least:
-            print("\n| ratio (conventional seconds / ours) | |\n|---|---:|")
-            for key, value in ratios.items():
-                print(f"| {key} | {value:.1f}x |")
-            for key, value in at_least.items():
-                print(f"| {key} (conventional never reached it) | > {value:.1f}x |")
+    unknown = set(chosen) - set(makers(Path()))
+    if unknown:
+        parser.error(f"unknown pipeline(s) {', '.join(sorted(unknown))}; choose from {', '.join(makers(Path()))}")
+    # What makes a kept repeat part of this comparison: a repeat run with other settings is refused.
+    settings = {"pipelines": chosen, "speedrun_epochs": args.speedrun_epochs, "max_minutes": args.max_minutes,
+                "max_epochs": args.max_epochs, "workers": args.workers, "train_subset": args.train_subset,
+                "tiny": args.tiny}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"pipelines": {p.name: p.describe for p in pipelines}, "curves": curves, "seconds_to": table,
-              "stopped": stopped, "ratios": ratios, "ratios_at_least": at_least, "max_minutes": args.max_minutes,
-              "train_subset": args.train_subset, "tiny": args.tiny, "data_md5": data.md5, **runs.environment()}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
+    repeats, described = [], {}
+    for k in range(1, args.repeats + 1):
+        path = out / f"repeat-{k}.json"
+        if path.is_file():
+            kept = json.loads(path.read_text())
+            if kept["settings"] != settings:
+                sys.exit(f"error: {path} was run with other settings ({kept['settings']}); "
+                         f"this run's: {settings}. Use another --out, or remove it")
+            print(f"repeat {k} of {args.repeats}: kept from {path}")
+            repeats.append(kept)
+            described = kept["pipelines"]
+            continue
+        print(f"repeat {k} of {args.repeats}")
+        with tempfile.TemporaryDirectory() as tmp:
+            pipelines = [p for name in chosen for p in makers(Path(tmp))[name]()]
+            described = {p.name: p.describe for p in pipelines}
+            for p in pipelines:
+                print(f"  {p.name}: {p.describe}")
+            result = compare(pipelines, args.max_minutes)
+        print_comparison(result)
+        result = {"repeat": k, "settings": settings, "pipelines": described, **result, **runs.environment()}
+        runs.write_text(path, json.dumps(result, indent=2) + "\n")  # kept: an interrupted benchmark resumes here
+        repeats.append(result)
+
+    summary = summarize(repeats)
+    if len(repeats) > 1:
+        print_summary(summary, len(repeats))
+    result = {"pipelines": described, "repeats": len(repeats), "summary": summary,
+              # The first repeat's figures, in the form a one-repeat record has always had them.
+              **{key: repeats[0][key] for key in ("curves", "seconds_to", "stopped", "ratios", "ratios_at_least")},
+              "per_repeat": [{key: r[key] for key in ("seconds_to", "ratios", "stopped", "git_commit", "command")}
+                             for r in repeats],
+              "max_minutes": args.max_minutes, "train_subset": args.train_subset, "tiny": args.tiny,
+              "data_md5": data.md5, **runs.environment()}
     runs.write_text(out / "speedrun_benchmark.json", json.dumps(result, indent=2) + "\n")
-    plot(curves, out / "speedrun_benchmark.png")
+    plot([r["curves"] for r in repeats], out / "speedrun_benchmark.png")
     print(f"\nwrote {out / 'speedrun_benchmark.json'} and {out / 'speedrun_benchmark.png'}")
 
 

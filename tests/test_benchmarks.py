@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -114,10 +115,11 @@ def test_the_distributed_benchmark_runs_one_and_two_processes_and_writes_its_tab
 
 
 def test_the_time_to_accuracy_benchmark_runs_its_four_pipelines_and_writes_its_curves_and_plot(data_dir, tmp_path):
-    result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path))
+    result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path), "--repeats", "1")
+    first = (tmp_path / "repeat-1.json").read_text()
     record = json.loads((tmp_path / "speedrun_benchmark.json").read_text())
     assert_machine_recorded(record, "speedrun.py")
-    assert record["tiny"] is True and record["train_subset"] == 1000
+    assert record["tiny"] is True and record["train_subset"] == 1000 and record["repeats"] == 1
     curves = record["curves"]
     assert list(curves) == list(record["pipelines"]) == ["speedrun", "basic_cnn recipe",
                                                           "engine, conventional settings", "conventional"]
@@ -129,12 +131,36 @@ def test_the_time_to_accuracy_benchmark_runs_its_four_pipelines_and_writes_its_c
     assert record["stopped"] == {"speedrun": "end of its recipe", "basic_cnn recipe": "end of its recipe",
                                  "engine, conventional settings": "end of its recipe", "conventional": "2 epochs"}
     assert all(list(row) == ["90", "92", "93", "94"] for row in record["seconds_to"].values())
+    # Ratios are the conventional pipeline's and the engine's over the others, never engine/conventional.
+    assert all(key.split("/")[0] in ("conventional", "engine, conventional settings")
+               and not key.startswith("engine, conventional settings/conventional")
+               for key in [*record["ratios"], *record["ratios_at_least"]])
     assert (tmp_path / "speedrun_benchmark.png").read_bytes().startswith(PNG)
     assert "| pipeline | s to 90% | s to 92% | s to 93% | s to 94% | best val % | epochs | stopped at |" \
         in result.stdout
     assert re.search(r"^\| conventional \|( (\d+|-) \|){4} [\d.]+ \| 2 \| 2 epochs \|$", result.stdout, re.M)
     assert f"wrote {tmp_path / 'speedrun_benchmark.json'} and {tmp_path / 'speedrun_benchmark.png'}" \
         in result.stdout
+
+    # A second repeat: the first is kept, not run again, and the figures become median and range.
+    result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path), "--repeats", "2")
+    assert f"repeat 1 of 2: kept from {tmp_path / 'repeat-1.json'}" in result.stdout
+    assert (tmp_path / "repeat-1.json").read_text() == first
+    record = json.loads((tmp_path / "speedrun_benchmark.json").read_text())
+    assert record["repeats"] == 2 and len(record["per_repeat"]) == 2
+    for name, row in record["summary"]["seconds_to"].items():
+        for t, figure in row.items():
+            reached = [r["seconds_to"][name][t] for r in record["per_repeat"] if r["seconds_to"][name][t] is not None]
+            assert figure is None if not reached else \
+                figure == {"median": statistics.median(reached), "min": min(reached), "max": max(reached),
+                           "n": len(reached)}
+    assert "Over 2 repeats, median (range)" in result.stdout
+
+    # Kept repeats of other settings are refused, not mixed in.
+    other = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speedrun.py"), "--tiny", "--data-dir",
+                            str(data_dir), "--out", str(tmp_path), "--repeats", "2", "--max-minutes", "1"],
+                           capture_output=True, text=True, timeout=600)
+    assert other.returncode != 0 and "was run with other settings" in other.stderr, other.stderr[-2000:]
 
 
 def test_the_make_run_timing_runs_make_run_in_a_fresh_clone_and_keeps_its_run(data_dir, tmp_path):
