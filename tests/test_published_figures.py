@@ -119,6 +119,19 @@ def test_an_edited_figure_or_record_is_caught_and_rewritten(tmp_path, monkeypatc
     assert "**94.24 ± 0.11**" not in readme.read_text()
 
 
+# The machine a hand-made timing record names.
+MACHINE = {"cpu": "AMD EPYC", "cpu_cores": 2, "cpu_bf16": "avx512_bf16", "gpu": None}
+
+
+def page_with(root: Path, where: str, record: dict) -> str:
+    """README.md as ``python -m fashionbench.published`` writes it once ``record`` is at ``where``."""
+    path = root / where
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    assert published.main(["--root", str(root)]) == 0
+    return (root / "README.md").read_text()
+
+
 def test_the_make_run_sentence_is_the_timing_record_s_median_and_range(tmp_path, monkeypatch):
     """The first command's time: the median and range of the record's runs (set-up
     included), the machine, and the accuracy range; "not yet run" before a record."""
@@ -131,12 +144,8 @@ def test_the_make_run_sentence_is_the_timing_record_s_median_and_range(tmp_path,
     record = {"runs": runs, "total_seconds": {"median": 462.0, "min": 450.0, "max": 480.0},
               "setup_seconds": {"median": 150.0, "min": 150.0, "max": 150.0},
               "test_acc": {"median": 0.9411, "min": 0.9402, "max": 0.9419},
-              "cpu": "AMD EPYC", "cpu_cores": 2, "cpu_bf16": "avx512_bf16", "gpu": None}
-    path = root / published.MAKE_RUN
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(record))
-    assert published.main(["--root", str(root)]) == 0
-    text = (root / "README.md").read_text()
+              **MACHINE}
+    text = page_with(root, published.MAKE_RUN, record)
     assert ("`make run` took a median **7.7 minutes** (7.5-8.0 over 3 runs, one after another), set-up "
             "included (a median 150 s of it), on 2 cores of AMD EPYC (AVX512_BF16); its test accuracy was "
             "94.02-94.19%") in text
@@ -153,7 +162,7 @@ def test_the_time_to_accuracy_sentence_is_the_repeats_median_and_range(tmp_path,
         return {"median": median, "min": low, "max": high, "n": 3}
 
     engine = published.ENGINE
-    record = {"repeats": 3, "cpu": "AMD EPYC", "cpu_cores": 2, "cpu_bf16": "avx512_bf16", "gpu": None,
+    record = {"repeats": 3, **MACHINE,
               "summary": {"seconds_to": {"speedrun 2 epochs": {"92": spread(50, 48, 55)},
                                          "speedrun 17 epochs": {"92": spread(80, 78, 90)},
                                          engine: {"92": spread(250, 240, 260)},
@@ -161,11 +170,7 @@ def test_the_time_to_accuracy_sentence_is_the_repeats_median_and_range(tmp_path,
                           "ratios": {"conventional/speedrun 2 epochs to 92%": spread(10.0, 9.2, 10.5),
                                      f"conventional/{engine} to 92%": spread(2.0, 1.9, 2.1),
                                      f"{engine}/speedrun 2 epochs to 92%": spread(5.0, 4.8, 5.2)}}}
-    path = root / published.TIME_TO_ACCURACY
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(record))
-    assert published.main(["--root", str(root)]) == 0
-    text = (root / "README.md").read_text()
+    text = page_with(root, published.TIME_TO_ACCURACY, record)
     assert ("To 92% validation accuracy, median (range) over 3 repeats on 2 cores of AMD EPYC (AVX512_BF16), "
             "the pipelines interleaved an epoch each: the conventional pipeline 500 s (480-520), BasicCNN with "
             "the same settings through our engine 250 s (240-260), speedrun 2 epochs 50 s (48-55). The speedrun "
