@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fashionbench import published
+from fashionbench import beyond_accuracy, published
 
 from conftest import run_cli
 
@@ -82,12 +82,19 @@ def test_the_concurrency_table_is_its_record():
     assert f"{record['alone_images_per_s']:,.0f} images/s" in "\n".join(lines)
 
 
-def test_the_readme_is_written_from_its_records():
-    """README.md's generated blocks (results table, ensemble, speedrun table) are what
-    `python -m fashionbench.published` writes from results/ now."""
-    text = (ROOT / "README.md").read_text()
-    rewritten, changed = published.rewrite(text, ROOT)
-    assert not changed, f"README.md: {changed} differ from the records; run python -m fashionbench.published"
+@pytest.mark.parametrize("document", list(published.documents()))
+def test_every_page_is_written_from_its_records(document):
+    """The generated blocks of README.md (results table, ensemble, speedrun table, ...) and
+    of the calibration and robustness page are what `python -m fashionbench.published`
+    writes from results/ now."""
+    text = (ROOT / document).read_text()
+    rewritten, changed = published.rewrite(text, ROOT, document)
+    assert not changed, f"{document}: {changed} differ from the records; run python -m fashionbench.published"
+
+
+def readme_blocks(monkeypatch, blocks: dict) -> None:
+    """Only README.md's ``blocks`` are written: a test's root holds no other page."""
+    monkeypatch.setattr(published, "documents", lambda: {published.DOCUMENT: blocks})
 
 
 def copy_records(root: Path) -> Path:
@@ -99,7 +106,7 @@ def copy_records(root: Path) -> Path:
 
 
 def test_an_edited_figure_or_record_is_caught_and_rewritten(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(published, "BLOCKS", {"speedrun-table": published.speedrun_table})
+    readme_blocks(monkeypatch, {"speedrun-table": published.speedrun_table})
     root = copy_records(tmp_path)
     assert published.main(["--check", "--root", str(root)]) == 0
     # A figure typed over: the check names the block; the rewrite puts the record's back.
@@ -135,7 +142,7 @@ def page_with(root: Path, where: str, record: dict) -> str:
 def test_the_make_run_sentence_is_the_timing_record_s_median_and_range(tmp_path, monkeypatch):
     """The first command's time: the median and range of the record's runs (set-up
     included), the machine, and the accuracy range; "not yet run" before a record."""
-    monkeypatch.setattr(published, "BLOCKS", {"make-run": published.make_run_sentence})
+    readme_blocks(monkeypatch, {"make-run": published.make_run_sentence})
     root = copy_records(tmp_path)
     assert "not yet run" in published.make_run_sentence(root)
     runs = [{"setup_seconds": 150.0, "run_seconds": run, "total_seconds": 150.0 + run, "epochs": 11,
@@ -154,7 +161,7 @@ def test_the_make_run_sentence_is_the_timing_record_s_median_and_range(tmp_path,
 def test_the_time_to_accuracy_sentence_is_the_repeats_median_and_range(tmp_path, monkeypatch):
     """Time to 92%: each pipeline's median and range over the record's repeats, the speedrun's
     fastest cycle, and the three ratios that split the gain between the engine and the recipe."""
-    monkeypatch.setattr(published, "BLOCKS", {"time-to-accuracy": published.time_to_accuracy_sentence})
+    readme_blocks(monkeypatch, {"time-to-accuracy": published.time_to_accuracy_sentence})
     root = copy_records(tmp_path)
     assert "not yet run" in published.time_to_accuracy_sentence(root)
 
@@ -185,6 +192,37 @@ def test_a_page_without_its_block_is_a_one_line_error(tmp_path, capsys):
     assert "has no generated block 'results-table'" in capsys.readouterr().err
 
 
+def test_the_robustness_tables_and_ranking_are_their_records(tmp_path):
+    """The calibration and robustness page: each model's row from its complete records (a
+    partial one is left out), per corruption the mean of its records, and the ranking."""
+    for folder in ("results/table/runs/mini_vgg-s0", "results/table/runs/mini_vgg-s1",
+                   "results/benchmarks/make_run/run/seed-0"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*.pt"))
+    records = {folder: json.loads((tmp_path / folder / "robustness.json").read_text())
+               for folder in ("results/table/runs/mini_vgg-s0", "results/table/runs/mini_vgg-s1",
+                              "results/benchmarks/make_run/run/seed-0")}
+    mini_vgg = [100 * records[f"results/table/runs/mini_vgg-s{s}"]["mca"] for s in (0, 1)]
+    table = beyond_accuracy.robustness_table(tmp_path)
+    clean = ", ".join(f"{100 * records[f]['clean_acc']:.2f}" for f in list(records)[:2])
+    assert (f"| MiniVGG | 0, 1 | {clean} | "
+            f"{mini_vgg[0]:.2f}, {mini_vgg[1]:.2f} (**{statistics.fmean(mini_vgg):.2f} ± "
+            f"{statistics.stdev(mini_vgg):.2f}**) |") in table
+    assert "| BasicCNN |  | not yet measured |" in table
+    # A partial record (some corruptions only) is not a model's mCA.
+    partial = tmp_path / "results/table/runs/mini_vgg-s1/robustness.json"
+    partial.write_text(json.dumps({**records["results/table/runs/mini_vgg-s1"], "complete": False}))
+    table = beyond_accuracy.robustness_table(tmp_path)
+    assert "| MiniVGG | 0 | " in table and "| results/table/runs/mini_vgg-s0 |" in table
+    speedrun = 100 * records["results/benchmarks/make_run/run/seed-0"]["mca"]
+    (first, a), (second, b) = sorted([("MiniVGG", mini_vgg[0]), ("speedrun_net, `make run`", speedrun)],
+                                     key=lambda item: -item[1])
+    assert beyond_accuracy.most_robust(tmp_path).endswith(f"{first} leads {second} by **{a - b:.2f} points**.")
+    corruptions = beyond_accuracy.corruption_table(tmp_path)
+    assert corruptions.startswith("| corruption | MiniVGG | speedrun_net, `make run` |")
+    fog = records["results/table/runs/mini_vgg-s0"]["corruption_acc"]["fog"]
+    assert f"| fog | {100 * fog:.1f} |" in corruptions
+
+
 def test_git_keeps_the_records_and_leaves_weights_out():
     """What a record holds is committed wherever results/ keeps runs (results/table/runs,
     results/gpu/runs); weights, checkpoints and reports never are."""
@@ -198,9 +236,11 @@ def test_git_keeps_the_records_and_leaves_weights_out():
 
 
 @pytest.mark.slow  # trains smoke runs: the rows that have no committed record yet, written from some
-def test_the_reference_protocol_rows_and_the_ensemble_are_written_from_their_records(data_dir, tmp_path):
+def test_the_reference_protocol_rows_and_the_ensemble_are_written_from_their_records(data_dir, tmp_path,
+                                                                                     monkeypatch):
     """Rows with no committed record yet (the reference protocol's, the ensemble's) are
     written from records when they come: here smoke runs, laid out as the real ones."""
+    readme_blocks(monkeypatch, published.BLOCKS)
     root = copy_records(tmp_path)
     common = ["--budget", "smoke", "--data-dir", str(data_dir)]
     for args in (["--protocol", "reference", "--models", "mini_vgg", "--seeds", "0,1",

@@ -1,10 +1,11 @@
 """The README's results, written from the run records committed under ``results/``.
 
-A published figure is never typed: README.md holds generated blocks, each between a
+A published figure is never typed: README.md (and docs/experiments/calibration_robustness.md,
+whose blocks are beyond_accuracy.py's) holds generated blocks, each between a
 ``<!-- begin generated: NAME ... -->`` line and an ``<!-- end generated: NAME -->``
 line, and this module rewrites every block from the records::
 
-    python -m fashionbench.published           # rewrite README.md's blocks
+    python -m fashionbench.published           # rewrite the pages' blocks
     python -m fashionbench.published --check   # change nothing; exit 1 naming each stale block
 
 The blocks: ``results-table`` (each reference model's row from ``results/table/runs``
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from . import beyond_accuracy
 from .config import reference_recipe
 from .errors import FashionbenchError
 from .models import build_model, count_parameters, forward_flops, reference_figures
@@ -245,20 +247,25 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 DOCUMENT = "README.md"
 
 
+def documents() -> dict[str, dict[str, Callable[[Path], str]]]:
+    """Each page with generated blocks, relative to the repository root, and its blocks."""
+    return {DOCUMENT: BLOCKS, beyond_accuracy.DOCUMENT: beyond_accuracy.BLOCKS}
+
+
 def block_pattern(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- begin generated: {re.escape(name)}\b[^\n]*-->\n)(.*?)(<!-- end generated: "
                       rf"{re.escape(name)} -->)", re.DOTALL)
 
 
-def rewrite(text: str, root: Path) -> tuple[str, list[str]]:
-    """``text`` with each generated block written from the records under ``root``, and the
-    names of the blocks that changed."""
+def rewrite(text: str, root: Path, document: str = DOCUMENT) -> tuple[str, list[str]]:
+    """``text`` (the page ``document``) with each of its generated blocks written from the
+    records under ``root``, and the names of the blocks that changed."""
     changed = []
-    for name, write in BLOCKS.items():
+    for name, write in documents()[document].items():
         pattern = block_pattern(name)
         match = pattern.search(text)
         if match is None:
-            raise FashionbenchError(f"{DOCUMENT} has no generated block {name!r} "
+            raise FashionbenchError(f"{document} has no generated block {name!r} "
                                     f"(a '<!-- begin generated: {name} -->' line and its end line)")
         body = write(root).rstrip("\n") + "\n"
         if match.group(2) != body:
@@ -274,22 +281,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".", help="the repository root (default: .)")
     args = parser.parse_args(argv)
     root = Path(args.root)
-    path = root / DOCUMENT
-    try:
-        text, changed = rewrite(path.read_text(), root)
-    except (FashionbenchError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.check:
+    stale = 0
+    for document in documents():
+        path = root / document
+        try:
+            text, changed = rewrite(path.read_text(), root, document)
+        except (FashionbenchError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.check:
+            if changed:
+                print(f"{path}: {', '.join(changed)} differ from the records; run python -m fashionbench.published",
+                      file=sys.stderr)
+                stale += 1
+            continue
         if changed:
-            print(f"{path}: {', '.join(changed)} differ from the records; run python -m fashionbench.published",
-                  file=sys.stderr)
-            return 1
-        return 0
-    if changed:
-        write_text(path, text)
-    print(f"{path}: {', '.join(changed) + ' rewritten' if changed else 'already matches its records'}")
-    return 0
+            write_text(path, text)
+        print(f"{path}: {', '.join(changed) + ' rewritten' if changed else 'already matches its records'}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
