@@ -46,12 +46,15 @@ bench: $(READY)  ## training throughput against a conventional DataLoader pipeli
 # resumable, finished ones are kept, so stopping and rerunning loses at most an epoch),
 # then the tables written from the records. The speedrun's timed records are made
 # apart, alone on the machine (docs/benchmarks.md); the six large models on a GPU
-# (benchmarks/gpu_table.py).
+# (benchmarks/gpu_table.py). Robustness is measured for each run whose weights are here
+# (a record committed without them is kept as it is).
 ENSEMBLE := results/table/ensembles/basic_cnn-x3
-results: $(READY)  ## rerun the README table's CPU runs into results/, then write the README's tables
+results: $(READY)  ## rerun the README table's CPU runs (and their robustness) into results/, then write the tables
 	$(BIN)/fashionbench reproduce --models basic_cnn,mini_vgg --seeds 0,1,2 --out results/table
 	test -f $(ENSEMBLE)/summary.json || $(BIN)/fashionbench ensemble results/table/runs/basic_cnn-s0 \
 		results/table/runs/basic_cnn-s1 results/table/runs/basic_cnn-s2 --out $(dir $(ENSEMBLE)) --name $(notdir $(ENSEMBLE))
+	for run in results/table/runs/*/; do test -f $$run/robustness.json || ! test -f $$run/model.pt || \
+		$(BIN)/fashionbench robustness $$run || exit 1; done
 	$(BIN)/fashionbench reproduce --protocol reference --seeds 0,1,2 --out results/reference_protocol
 	$(MAKE) tables
 
@@ -63,7 +66,7 @@ report-picture:  ## the README's picture of the report, from a run folder make_r
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1000,1290 \
 		--screenshot=$(CURDIR)/docs/images/report.png $(KEPT)/seed-0/report/report.html
 
-tables: $(READY)  ## write the README's results tables from the records under results/
+tables: $(READY)  ## write the README's (and the docs') generated tables from the records under results/
 	$(BIN)/python -m fashionbench.published
 
 # The walkthrough at the full budget (three seeds of BasicCNN's recipe): the executed
