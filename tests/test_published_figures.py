@@ -53,7 +53,7 @@ SPEEDRUNS = sorted((ROOT / "results" / "speedrun").glob("*/speedrun.json"))
 def test_speedrun_rows_are_their_records(record):
     folder = record.parent
     figures = speedrun_figures(folder)
-    needle = f"results/speedrun/{folder.name}"
+    needle = f"results/speedrun/{folder.name}/"  # the slash: epochs-17 is not epochs-17-epyc
     checks = {"README.md": ("accuracy", "time, README"),
               "docs/benchmarks.md": ("accuracy", "time, benchmarks.md", "per seed")}
     for doc, names in checks.items():
@@ -221,6 +221,14 @@ def test_the_robustness_tables_and_ranking_are_their_records(tmp_path):
     assert corruptions.startswith("| corruption | MiniVGG | speedrun_net, `make run` |")
     fog = records["results/table/runs/mini_vgg-s0"]["corruption_acc"]["fog"]
     assert f"| fog | {100 * fog:.1f} |" in corruptions
+    # An ensemble ahead of them: its lead, then the single networks' own.
+    ensemble = "results/table/ensembles/basic_cnn-x3"
+    shutil.copytree(ROOT / ensemble, tmp_path / ensemble, ignore=shutil.ignore_patterns("report"))
+    mca = 100 * json.loads((tmp_path / ensemble / "robustness.json").read_text())["mca"]
+    assert mca > a, "the test expects the committed ensemble to lead"
+    assert beyond_accuracy.most_robust(tmp_path).endswith(
+        f"BasicCNN x3 ensemble (mean) leads {first} by **{mca - a:.2f} points**. "
+        f"Of single networks, {first} leads {second} by **{a - b:.2f} points**.")
 
 
 def test_git_keeps_the_records_and_leaves_weights_out():

@@ -31,6 +31,7 @@ class Group:
     name: str
     patterns: tuple[str, ...]
     note: str = ""
+    single: bool = True  # one network (not an ensemble of several)
 
     def folders(self, root: Path, holding: str) -> list[Path]:
         """The group's folders that hold ``holding`` (a file name)."""
@@ -50,7 +51,7 @@ MINI_VGG = Group("MiniVGG", ("results/table/runs/mini_vgg-s*",))
 BASIC_CNN_AGAIN = Group("BasicCNN, trained again", ("results/ensemble_members/basic_cnn-s*",))
 BASIC_CNN_WEIGHTS = Group("BasicCNN", ("results/table/runs/basic_cnn-s2", "results/ensemble_members/basic_cnn-s*"),
                           "0 and 1 trained again")
-ENSEMBLE = Group("BasicCNN x3 ensemble (mean)", ("results/table/ensembles/basic_cnn-x3",))
+ENSEMBLE = Group("BasicCNN x3 ensemble (mean)", ("results/table/ensembles/basic_cnn-x3",), single=False)
 SPEEDRUN = Group("speedrun_net, `--epochs 17`", ("results/speedrun/epochs-17-epyc/seed-*",))
 MAKE_RUN = Group("speedrun_net, `make run`", ("results/benchmarks/make_run/run/seed-*",))
 
@@ -131,17 +132,26 @@ def corruption_table(root: Path) -> str:
     return md_table(["corruption", *(group.name for group, _ in measured)], rows)
 
 
+def lead(measured: list[tuple[Group, list[float]]]) -> str:
+    """'A leads B by **x points**': the first of ``measured`` (sorted) over the second."""
+    (first, a), (second, b) = measured[:2]
+    return f"{first.name} leads {second.name} by **{statistics.fmean(a) - statistics.fmean(b):.2f} points**"
+
+
 def most_robust(root: Path) -> str:
-    """The groups by mean mCA, and the first's lead over the second."""
+    """The groups by mean mCA, the first's lead over the second, and among single networks
+    (an ensemble aside) the same."""
     measured = sorted(((group, [100 * r["mca"] for r in records]) for group, records in measured_groups(root)),
                       key=lambda item: -statistics.fmean(item[1]))
     if len(measured) < 2:
         return f"Which model is most robust: {NOT_MEASURED} (fewer than two models measured)."
     ranking = ", then ".join(f"{group.name} ({mean_std(mca)}, {len(mca)} "
                              f"{'record' if len(mca) == 1 else 'records'})" for group, mca in measured)
-    (first, a), (second, b) = measured[:2]
-    return (f"By mean mCA: {ranking}. {first.name} leads {second.name} by "
-            f"**{statistics.fmean(a) - statistics.fmean(b):.2f} points**.")
+    text = f"By mean mCA: {ranking}. {lead(measured)}."
+    singles = [item for item in measured if item[0].single]
+    if len(singles) >= 2 and singles[:2] != measured[:2]:
+        text += f" Of single networks, {lead(singles)}."
+    return text
 
 
 BLOCKS = {
