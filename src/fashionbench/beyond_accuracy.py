@@ -51,7 +51,7 @@ MINI_VGG = Group("MiniVGG", ("results/table/runs/mini_vgg-s*",))
 BASIC_CNN_AGAIN = Group("BasicCNN, trained again", ("results/ensemble_members/basic_cnn-s*",))
 BASIC_CNN_WEIGHTS = Group("BasicCNN", ("results/table/runs/basic_cnn-s2", "results/ensemble_members/basic_cnn-s*"),
                           "0 and 1 trained again")
-ENSEMBLE = Group("BasicCNN x3 ensemble (mean)", ("results/table/ensembles/basic_cnn-x3",), single=False)
+ENSEMBLE = Group("BasicCNN x3 ensemble", ("results/table/ensembles/basic_cnn-x3",), single=False)
 SPEEDRUN = Group("speedrun_net, `--epochs 17`", ("results/speedrun/epochs-17-epyc/seed-*",))
 MAKE_RUN = Group("speedrun_net, `make run`", ("results/benchmarks/make_run/run/seed-*",))
 
