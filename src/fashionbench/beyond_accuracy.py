@@ -1,5 +1,5 @@
 """The tables of docs/experiments/calibration_robustness.md, written from the records under
-``results/`` (``summary.json``'s ``temperature_scaling``, ``robustness.json``) as the
+``results/`` (each summary's ``temperature_scaling``, ``robustness.json``) as the
 README's are (published.py runs these blocks too): calibration, accuracy under
 corruptions, per corruption, and which model is most robust.
 
@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .pages import md_table
-from .rundir import read_summary
+from .rundir import ROBUSTNESS, SUMMARY, read_summary
 from .tasks.leaderboard import mean_std
 
 NOT_MEASURED = "not yet measured"
-ROBUSTNESS = "robustness.json"
 ROBUSTNESS_COMMAND = "fashionbench robustness RUN"
 
 
@@ -80,7 +79,7 @@ def calibration_table(root: Path) -> str:
     """Per group: test ECE as trained and temperature-scaled, and the temperature."""
     rows = []
     for group in CALIBRATION_GROUPS:
-        scaled = [(folder, read_summary(folder)) for folder in group.folders(root, "summary.json")]
+        scaled = [(folder, read_summary(folder)) for folder in group.folders(root, SUMMARY)]
         scaled = [(folder, s) for folder, s in scaled if s.temperature_scaling]
         if not scaled:
             rows.append([group.name, "", NOT_MEASURED, "", ""])
