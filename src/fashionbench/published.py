@@ -222,7 +222,8 @@ def time_to_accuracy_sentence(root: Path) -> str:
 
     def ratio(slower: str, faster: str) -> str:
         f = summary["ratios"].get(f"{slower}/{faster} to 92%")
-        return "-" if f is None else f"**{f['median']:.1f}x** ({f['min']:.1f}-{f['max']:.1f})"
+        return ("unknown (one of the two never reached 92%)" if f is None else
+                f"**{f['median']:.1f}x** ({f['min']:.1f}-{f['max']:.1f})")
 
     # The speedrun's fastest cycle to 92% (a one-cycle run's time to an accuracy is the
     # shortest cycle that ends there).
