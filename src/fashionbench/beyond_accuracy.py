@@ -20,7 +20,6 @@ from .rundir import ROBUSTNESS, SUMMARY, read_summary
 from .tasks.leaderboard import mean_std
 
 NOT_MEASURED = "not yet measured"
-ROBUSTNESS_COMMAND = "fashionbench robustness RUN"
 
 
 @dataclass(frozen=True)
