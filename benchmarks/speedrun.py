@@ -308,9 +308,10 @@ def main() -> None:
             "conventional": lambda: [Conventional(data, args.workers, args.max_epochs, overrides)],
         }
 
-    unknown = set(chosen) - set(makers(Path()))
+    known = list(makers(Path()))
+    unknown = set(chosen) - set(known)
     if unknown:
-        parser.error(f"unknown pipeline(s) {', '.join(sorted(unknown))}; choose from {', '.join(makers(Path()))}")
+        parser.error(f"unknown pipeline(s) {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
     # What makes a kept repeat part of this comparison: a repeat run with other settings is refused.
     settings = {"pipelines": chosen, "speedrun_epochs": args.speedrun_epochs, "max_minutes": args.max_minutes,
                 "max_epochs": args.max_epochs, "workers": args.workers, "train_subset": args.train_subset,
