@@ -290,7 +290,6 @@ def main() -> None:
     if args.tiny:
         args.train_subset, args.max_epochs = 1000, 2
 
-    data = load_fashion_mnist(args.data_dir)
     overrides = [f"data.train_subset={args.train_subset}"] if args.train_subset else []
     if args.tiny:  # both recipes end (basic_cnn's with its SWA model) within two short epochs
         overrides += ["data.val_size=500", "epochs=2"]
@@ -312,6 +311,7 @@ def main() -> None:
     unknown = set(chosen) - set(known)
     if unknown:
         parser.error(f"unknown pipeline(s) {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
+    data = load_fashion_mnist(args.data_dir)  # after every check of the arguments: a mistake costs no load
     # What makes a kept repeat part of this comparison: a repeat run with other settings is refused.
     settings = {"pipelines": chosen, "speedrun_epochs": args.speedrun_epochs, "max_minutes": args.max_minutes,
                 "max_epochs": args.max_epochs, "workers": args.workers, "train_subset": args.train_subset,
