@@ -9,15 +9,15 @@ root, read in sorted order; a group with no record yet shows "not yet measured".
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from .pages import md_table
-from .rundir import ROBUSTNESS, SUMMARY, read_summary
+from .rundir import ROBUSTNESS, SUMMARY, RunDir, read_summary
 from .tasks.leaderboard import mean_std
+from .tasks.robustness import complete_mca
 
 NOT_MEASURED = "not yet measured"
 
@@ -93,9 +93,10 @@ def calibration_table(root: Path) -> str:
 
 
 def robustness_records(root: Path, group: Group) -> list[tuple[Path, dict]]:
-    """The group's complete robustness records (all corruptions and severities)."""
-    records = [(folder, json.loads((folder / ROBUSTNESS).read_text())) for folder in group.folders(root, ROBUSTNESS)]
-    return [(folder, record) for folder, record in records if record.get("complete")]
+    """The group's complete robustness records (every corruption and severity of this
+    version: what the README's table counts too, ``complete_mca``)."""
+    records = [(folder, RunDir(folder).read_robustness()) for folder in group.folders(root, ROBUSTNESS)]
+    return [(folder, record) for folder, record in records if complete_mca(record) is not None]
 
 
 def robustness_table(root: Path) -> str:
