@@ -1,7 +1,10 @@
 import torch
 
-from fashionbench.augment import augment, random_erase, random_flip, random_translate, random_zoom
+from fashionbench.augment import alternating_flips, augment, random_erase, random_flip, random_translate, random_zoom
 from fashionbench.config import AugmentConfig
+from fashionbench.training import Trainer
+
+from conftest import small_config
 
 
 def gen(seed=0):
@@ -75,3 +78,39 @@ def test_augment_is_seeded_and_vectorized_over_the_batch():
     a, b = augment(x, cfg, gen(7)), augment(x, cfg, gen(7))
     assert torch.equal(a, b)
     assert a.shape == x.shape and not torch.equal(a, augment(x, cfg, gen(8)))
+
+
+def test_alternating_flips_are_seeded_and_mirror_exactly_the_images_named_drawing_nothing():
+    flips = alternating_flips(20_000, 3, torch.device("cpu"))
+    assert torch.equal(flips, alternating_flips(20_000, 3, torch.device("cpu")))
+    assert not torch.equal(flips, alternating_flips(20_000, 4, torch.device("cpu")))
+    assert abs(flips.float().mean().item() - 0.5) < 0.02  # Binomial(20000, 0.5): sd 0.0035
+    x, g = images(), gen()
+    before = g.get_state()
+    named = flips[:len(x)]
+    out = augment(x, AugmentConfig(flip=0.1, zoom=0, translate=0, erase=0, flip_alternate=True), g, named)
+    assert torch.equal(out[named], x[named].flip(-1)) and torch.equal(out[~named], x[~named])
+    assert torch.equal(g.get_state(), before)  # the run's generator untouched: flip's probability unused
+
+
+def test_a_run_with_alternating_flips_mirrors_each_image_in_every_other_epoch(data, monkeypatch, tmp_path):
+    """Every training image is seen once an epoch (500 images, 10 batches of 50): its flip
+    in the second epoch is the opposite of its flip in the first."""
+    cfg = small_config("data.train_subset=500", "data.val_size=200", "data.test_subset=200", "batch_size=50",
+                       "augment.flip_alternate=true", "augment.zoom=0", "swa.enabled=false")
+    trainer = Trainer(cfg, data, tmp_path / "run")
+    seen: list[dict[bytes, list[bool]]] = [{}, {}]
+    step = trainer.train_step
+
+    def recording(images, labels, flips=None):
+        for image, flip in zip(images, flips):
+            seen[trainer.epoch].setdefault(image.numpy().tobytes(), []).append(bool(flip))
+        return step(images, labels, flips)
+
+    monkeypatch.setattr(trainer, "train_step", recording)
+    trainer.fit()
+    assert sum(map(len, seen[0].values())) == sum(map(len, seen[1].values())) == 500
+    unique = [image for image, flips in seen[0].items() if len(flips) == 1]  # an image the subset holds twice aside
+    assert len(unique) > 480
+    assert all(seen[1][image] == [not seen[0][image][0]] for image in unique)
+    assert 0.35 < sum(seen[0][image][0] for image in unique) / len(unique) < 0.65

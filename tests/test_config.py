@@ -89,6 +89,9 @@ def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     # New keys: a sweep's trials, flip TTA, the reference protocol's selection and schedule.
     assert resolved.pop("eval") == {"test": True, "tta": False, "select_on": "val"}
     assert resolved["schedule"].pop("decay") == 0.0
+    # The speedrun frontier's tricks, each off by default.
+    assert resolved.pop("ema") == {"enabled": False, "decay": 0.99, "every": 5, "start": 0.5}
+    assert resolved["optim"].pop("bn_bias_lr_scale") == 1.0 and resolved["augment"].pop("flip_alternate") is False
     assert resolved == before
 
 

@@ -4,6 +4,9 @@ elsewhere)."""
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +102,48 @@ def test_keras_initialisation_is_glorot_uniform_with_zero_biases(keras_defaults)
     # convolutions; Keras' defaults on the dense layer's.
     assert [(m.momentum, m.eps) for m in norms] == [(0.9, 1e-5)] * 4 + [(0.01, 1e-3)]
     assert all(m.weight.abs().max() <= 0.05 for m in norms[:4]) and torch.equal(norms[4].weight, torch.ones(200))
+
+
+ABLATION_SCRIPT = Path(__file__).parents[1] / "experiments" / "ablation.py"
+
+
+def run_ablation(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ABLATION_SCRIPT), *args], capture_output=True, text=True,
+                          env={**os.environ, "FASHIONBENCH_DATA_DIR": str(data_dir)}, timeout=600)
+
+
+def test_the_ablation_trains_each_variant_for_each_seed_on_validation_and_pairs_it_with_the_base(data_dir, tmp_path):
+    """A tiny ablation (its figures mean nothing): every variant and seed an ordinary run
+    that never saw the test set, the table paired by seed, a rerun trains nothing."""
+    out = tmp_path / "ablation"
+    args = ["--recipe", str(Path(__file__).parents[1] / "recipes" / "speedrun_net.yaml"), "--set", "epochs=1",
+            "--set", "data.val_size=500", "--variant", "ema=ema.enabled=true,ema.every=1", "--seeds", "0,1",
+            "--train-subset", "500", "--out", str(out)]
+    done = run_ablation(*args, data_dir=data_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summaries = {d.name: json.loads((d / "summary.json").read_text()) for d in (out / "runs").iterdir()}
+    assert sorted(summaries) == ["base-s0", "base-s1", "ema-s0", "ema-s1"]
+    assert all(s["test_acc"] is None and s["train_size"] == 500 for s in summaries.values())
+    assert summaries["ema-s0"]["weights"] == "ema" and summaries["base-s0"]["weights"] == "last"
+    record = json.loads((out / "ablation.json").read_text())
+    assert record["variants"] == {"base": [], "ema": ["ema.enabled=true", "ema.every=1"]} and record["cpu"]
+    ema = record["figures"]["ema"]
+    assert ema["1"]["val_acc"] == pytest.approx(100 * summaries["ema-s1"]["val_acc"])
+    row = next(line for line in (out / "ablation.md").read_text().splitlines() if line.startswith("| ema |"))
+    deltas = [ema[s]["val_acc"] - record["figures"]["base"][s]["val_acc"] for s in ("0", "1")]
+    assert f"| {sum(deltas) / 2:.2f} ± " in row and "(2 paired)" in row, row
+    written = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    again = run_ablation(*args, data_dir=data_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()} == written  # nothing trained
+
+
+def test_an_ablation_variant_written_wrong_is_one_line_and_nothing_trains(data_dir, tmp_path):
+    recipe = str(Path(__file__).parents[1] / "recipes" / "speedrun_net.yaml")
+    done = run_ablation("--recipe", recipe, "--variant", "base=epochs=2", "--out",
+                        str(tmp_path / "a"), data_dir=data_dir)
+    assert done.returncode == 2 and done.stderr.startswith("error: --variant expects NAME=key=value")
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
+    done = run_ablation("--recipe", recipe, "--variant", "x=ema.decay=2", "--out",
+                        str(tmp_path / "a"), data_dir=data_dir)
+    assert done.returncode == 2 and "ema.decay must be in (0, 0.9999], got 2" in done.stderr, done.stderr

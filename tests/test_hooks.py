@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from fashionbench.config import ConfigError
 from fashionbench.hooks import DIVERGED, BestOnTest, Diverged, DivergenceWatch, Hook, StochasticWeightAveraging
+from fashionbench.plan import training_plan
 from fashionbench.schedule import SchedulePlan
 from fashionbench.training import Trainer, train_or_resume
 
@@ -20,6 +22,8 @@ from conftest import small_config
 # swa.start); or, without SWA, the best epoch on the test split, evaluated every epoch.
 SMALL = ("data.train_subset=500", "data.val_size=200", "data.test_subset=200", "batch_size=50")
 LEAKY = (*SMALL, "swa.enabled=false", "eval.select_on=test")
+# The weights' moving average from the middle of the run (step 11 of 20), every 2 steps.
+EMA = (*SMALL, "swa.enabled=false", "ema.enabled=true", "ema.decay=0.8", "ema.every=2", "ema.start=0.5")
 
 
 class Stop(Exception):
@@ -193,3 +197,59 @@ def test_each_hook_reads_its_state_from_a_checkpoint_of_the_old_layout():
     off = StochasticWeightAveraging(SchedulePlan(small_config("swa.enabled=false"), 10), model)
     off.load_state_dict(off.old_state({"swa_model": None}))
     assert off.averaged is None and off.snapshots == 0 and off.final_models(None) == []
+
+
+class Snapshots(Hook):
+    """The model's floating-point weights and statistics after each of ``steps``."""
+
+    def __init__(self, steps):
+        self.steps, self.states = steps, []
+
+    def on_step(self, trainer, step, loss, logits):
+        if step in self.steps:
+            self.states.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()
+                                if v.is_floating_point()})
+
+
+def test_the_moving_average_is_reported_and_is_the_average_of_the_weights_at_its_steps(data, tmp_path):
+    cfg = small_config(*EMA)
+    steps = SchedulePlan(cfg, 10).ema_steps
+    assert list(steps) == [11, 13, 15, 17, 19]
+    snapshots = Snapshots(range(11, 21))  # the second epoch's steps
+    summary = train_or_resume(cfg, data, tmp_path / "run", hooks=[snapshots])
+    assert summary.weights == "ema" and list(summary.results) == ["last", "ema"]
+    assert summary.extra["ema_updates"] == 5 and [row["ema_updates"] for row in rows(tmp_path / "run")] == [0, 5]
+    # average = decay * average + (1 - decay) * weights, the first update a copy; BatchNorm's
+    # running statistics averaged alike.
+    at = dict(zip(range(11, 21), snapshots.states))
+    expected = dict(at[11])
+    for step in (13, 15, 17, 19):
+        expected = {k: 0.8 * expected[k] + 0.2 * at[step][k] for k in expected}
+    saved = weights(tmp_path / "run")
+    assert any("running_mean" in k for k in expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(saved[key], value, rtol=1e-5, atol=1e-6)
+    # The model saved and served is the average, not the last step's weights.
+    assert any(not torch.allclose(saved[k], at[20][k]) for k in expected)
+    assert summary.results["ema"]["val"]["acc"] == summary.val_acc
+    assert any(line.startswith("EMA:        the weights' moving average reported, decay 0.8 every 2 steps from step 11 "
+                               "(5 updates)") for line in training_plan(cfg))
+
+
+def test_a_moving_average_run_stopped_after_an_epoch_resumes_to_the_numbers_of_an_uninterrupted_one(data, tmp_path):
+    cfg = small_config(*EMA)
+    train_or_resume(cfg, data, tmp_path / "whole")
+    with pytest.raises(Stop):
+        train_or_resume(cfg, data, tmp_path / "stopped", hooks=[Recorder(stop_after=1)])
+    assert set(load(tmp_path / "stopped" / "checkpoint.pt")["hooks"]) == {"divergence", "swa", "ema", "recorder"}
+    train_or_resume(cfg, data, tmp_path / "stopped", hooks=[Recorder()])
+    whole = [{k: v for k, v in row.items() if k != "steps_seen"} for row in rows(tmp_path / "whole")]
+    assert whole == [{k: v for k, v in row.items() if k != "steps_seen"} for row in rows(tmp_path / "stopped")]
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "stopped")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("other", ["swa.enabled=true", "eval.select_on=test"])
+def test_the_moving_average_does_not_combine_with_another_choice_of_weights(other):
+    with pytest.raises(ConfigError, match="^ema.enabled reports the weights' moving average; it does not combine"):
+        small_config("ema.enabled=true", "swa.enabled=false", other)

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from fashionbench.config import load_config, parse_override
-from fashionbench.schedule import SchedulePlan, build_scheduler
+from fashionbench.models import build_model
+from fashionbench.plan import training_plan
+from fashionbench.schedule import SchedulePlan, build_optimizer, build_scheduler
 from fashionbench.training import Trainer
 
 from conftest import small_config
@@ -138,3 +140,33 @@ def test_a_run_whose_swa_takes_one_snapshot_says_it_is_not_an_average(data, tmp_
     assert capsys.readouterr().err == ""  # not up front: a run that fails before never makes an SWA model
     trainer.fit()
     assert capsys.readouterr().err == f"fashionbench: warning: {plan.lone_snapshot()}\n"
+
+
+@pytest.mark.parametrize("schedule", [("schedule.name=onecycle",), ("schedule.name=cyclic", "swa.lr=0.02"),
+                                      ("schedule.name=inverse_time", "schedule.decay=0.01")],
+                         ids=["onecycle", "cyclic-then-swalr", "inverse_time"])
+def test_batchnorm_shifts_train_at_their_lr_scale_at_every_step(schedule):
+    cfg = cfg_with("optim.lr=0.1", "schedule.base_lr=0.01", "optim.bn_bias_lr_scale=64", "optim.weight_decay=6.4e-3",
+                   "epochs=4", "swa.start=2", *schedule)
+    model = build_model("basic_cnn")
+    optimizer = build_optimizer(cfg, model)
+    rest, shifts = optimizer.param_groups
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert [id(p) for p in shifts["params"]] == [id(m.bias) for m in norms] and len(norms) == 5
+    assert len(rest["params"]) + len(shifts["params"]) == len(list(model.parameters()))
+    assert rest["weight_decay"] == 6.4e-3 and shifts["weight_decay"] == pytest.approx(1e-4)
+    plan = SchedulePlan(cfg, 10)
+    schedule = plan.schedule(optimizer)
+    for step in range(1, plan.total_steps + 1):
+        assert shifts["lr"] == pytest.approx(64 * rest["lr"], rel=1e-9), step
+        optimizer.step()
+        schedule.step(step)
+    assert rest["lr"] != pytest.approx(0.1)  # the schedule moved it
+    assert any(line.startswith("optimizer:  adamw, ") and line.endswith("; BatchNorm shifts at 64x the LR")
+               for line in training_plan(cfg))
+
+
+def test_without_an_lr_scale_the_optimizer_has_one_group_of_every_parameter():
+    model = build_model("basic_cnn")
+    (group,) = build_optimizer(cfg_with(), model).param_groups
+    assert "lr_scale" not in group and [id(p) for p in group["params"]] == [id(p) for p in model.parameters()]

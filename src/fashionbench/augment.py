@@ -69,13 +69,26 @@ def random_erase(x: torch.Tensor, p: float, gen: torch.Generator,
     return x.masked_fill(mask[:, None], 0.0)
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Apply the enabled transforms; a transform switched off costs nothing and is exact identity."""
+def alternating_flips(n: int, seed: int, device: torch.device) -> torch.Tensor:
+    """Which of ``n`` training images are mirrored in even epochs (0, 2, ...; odd ones mirror
+    the others): airbench's alternating flip (Jordan, 2024), so that over any two epochs
+    each image is seen both ways, where independent draws leave a quarter of them one way
+    twice. Drawn once from ``seed`` on the CPU (the same on every device), apart from the
+    run's generator."""
+    return (torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
+            flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply the enabled transforms; a transform switched off costs nothing and is exact
+    identity. ``flips``: which images to mirror (augment.flip_alternate), instead of drawing."""
     if cfg.translate:
         x = random_translate(x, cfg.translate, gen)
     if cfg.zoom:
         x = random_zoom(x, cfg.zoom, gen)
-    if cfg.flip:
+    if flips is not None:
+        x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+    elif cfg.flip:
         x = random_flip(x, cfg.flip, gen)
     if cfg.erase:
         x = random_erase(x, cfg.erase, gen)

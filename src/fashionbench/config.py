@@ -1,8 +1,9 @@
 """Run configuration: typed defaults, YAML recipes and ``key=value`` overrides.
 
-Precedence, lowest first: the defaults below, the recipe (``recipes/<model>.yaml``
-or ``--config FILE``), the named CLI options, then ``--set key=value``. Every key
-and value is checked, and a mistake names what is valid.
+Precedence, lowest first: the defaults (config_schema.py, with every key's choices and
+range), the recipe (``recipes/<model>.yaml`` or ``--config FILE``), the named CLI
+options, then ``--set key=value``. Every key and value is checked, and a mistake names
+what is valid.
 """
 
 from __future__ import annotations
@@ -10,176 +11,44 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .config_schema import (
+    CHOICES,
+    LEAKY,
+    MAX_EPOCHS,
+    MAX_LR,
+    MAX_SEED,
+    RANGES,
+    TRAIN_IMAGES,
+    AugmentConfig,
+    Config,
+    DataConfig,
+    EMAConfig,
+    EvalConfig,
+    OptimConfig,
+    ScheduleConfig,
+    SWAConfig,
+    in_range,
+    span,
+)
 from .errors import FashionbenchError, UsageError
 from .models import check_model
+
+# The schema's names, read from here by the rest of the package (one import for a config).
+__all__ = ["CHOICES", "LEAKY", "MAX_EPOCHS", "MAX_LR", "MAX_SEED", "RANGES", "TRAIN_IMAGES", "AugmentConfig",
+           "Config", "ConfigError", "DataConfig", "EMAConfig", "EvalConfig", "OptimConfig", "SWAConfig",
+           "ScheduleConfig",
+           "all_keys", "check_device", "config_from_dict", "dump_config", "in_range", "load_config", "override",
+           "parse_override", "read_yaml", "recipes_dir", "reference_recipe", "span", "swa_start_epoch", "validate"]
 
 
 class ConfigError(UsageError):
     """An invalid configuration key or value: a usage error (exit status 2)."""
-
-
-@dataclass
-class OptimConfig:
-    name: str = "sgd"            # sgd (Nesterov momentum) | adamw
-    lr: float = 0.1              # peak learning rate
-    momentum: float = 0.9        # SGD momentum; AdamW beta1
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-
-
-@dataclass
-class ScheduleConfig:
-    name: str = "cyclic"         # cyclic | onecycle | constant | inverse_time; all stepped per batch
-    mode: str = "triangular"     # cyclic: triangular | triangular2 | exp_range
-    base_lr: float = 0.005       # cyclic: the low end of each cycle
-    cycle_epochs: float = 2.0    # cyclic: one whole cycle (up and down), in epochs
-    gamma: float = 1.0           # cyclic exp_range: amplitude decay per step
-    pct_start: float = 0.25      # onecycle: share of steps spent rising
-    # inverse_time: the LR after t steps is optim.lr / (1 + decay * t), what Keras' legacy
-    # optimizers did with their ``decay`` argument (the reference protocol's schedule).
-    decay: float = 0.0
-
-
-@dataclass
-class SWAConfig:
-    enabled: bool = True
-    # When averaging starts, relative to the run as Lightning's swa_epoch_start is: a
-    # fraction of the epochs (0 < start < 1), or an epoch number (a whole number >= 1).
-    # Snapshots are averaged from the end of that (1-based) epoch on: at each cycle's
-    # end with the cyclic schedule (where the LR is lowest), else every epoch. Recipes
-    # use the fraction, so that --epochs N scales the averaging window with the run.
-    start: float = 0.67
-    # Written by fashionbench, never set by hand: the epoch ``start`` resolved to at
-    # this run's ``epochs``, so that a run's config says when averaging began.
-    start_epoch: int | None = None
-    # If set, the averaging phase of Izmailov et al. 2018: after start_epoch the LR
-    # leaves the schedule, moves to this value over one epoch (torch's SWALR, cosine)
-    # and stays there, and snapshots are averaged at every epoch's end.
-    lr: float | None = None
-
-
-@dataclass
-class AugmentConfig:
-    flip: float = 0.1            # probability of a horizontal flip
-    zoom: float = 0.05           # zoom factor drawn from [1 - zoom, 1 + zoom]
-    translate: int = 0           # maximum shift in pixels (pad and crop)
-    erase: float = 0.0           # probability of random erasing
-
-
-@dataclass
-class EvalConfig:
-    # false: the final evaluation sees the validation split only, no test figure anywhere
-    # in the run (a sweep's trials: a search must not see the test set).
-    test: bool = True
-    # Flip test-time augmentation: the model's logits on each image and on its mirror
-    # image, averaged; in every evaluation of the run and in the model it serves
-    # (predict, export), so a figure and the model that earned it never part.
-    tta: bool = False
-    # Which split picks the reported model. "val": the run's final model (SWA where on),
-    # never chosen by a test figure: every recipe but the reference protocol's. "test": the
-    # LEAKY mode of recipes/reference/ alone, which reruns the reference project's own
-    # protocol: the test split evaluated after every epoch and the best epoch's model
-    # reported, as a Keras ModelCheckpoint watching test accuracy does. Every output of
-    # such a run says "selected on test"; it measures the protocol, not the network.
-    select_on: str = "val"
-
-
-@dataclass
-class DataConfig:
-    val_size: int = 5000         # carved from the 60,000 training images, stratified
-    split_seed: int = 0          # fixed across run seeds so runs share one validation set
-    train_subset: int | None = None  # train on a stratified subset of this size
-    test_subset: int | None = None   # evaluate on a stratified test subset (smoke runs only)
-    positive_class: int | None = None  # binary task: this class against the rest (one-vs-all) ...
-    negative_class: int | None = None  # ... or against this class only, on their images (specialists)
-
-
-@dataclass
-class Config:
-    model: str = "basic_cnn"
-    epochs: int = 30
-    batch_size: int = 128
-    seed: int = 0
-    label_smoothing: float = 0.0
-    device: str = "auto"         # auto | cpu | cuda | cuda:N
-    precision: str = "auto"      # auto (bf16 where the hardware has it) | bf16 | fp32
-    channels_last: bool = True
-    compile: bool = False        # torch.compile the training forward/backward
-    head: str = "softmax"        # softmax | ova: ten sigmoid outputs, binary cross-entropy
-    dropout: bool = True         # false: every Dropout layer off (exact comparisons, e.g. of world sizes)
-    sync_bn: bool = True         # under torchrun: BatchNorm statistics of the global batch, not each shard's
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    swa: SWAConfig = field(default_factory=SWAConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def num_classes(self) -> int:
-        return 10 if self.data.positive_class is None else 2
-
-
-# The mark every output of an eval.select_on test run carries (summary, report, tables).
-LEAKY = "selected on test"
-
-CHOICES = {
-    "optim.name": ("sgd", "adamw"),
-    "schedule.name": ("cyclic", "onecycle", "constant", "inverse_time"),
-    "schedule.mode": ("triangular", "triangular2", "exp_range"),
-    "precision": ("auto", "bf16", "fp32"),
-    "head": ("softmax", "ova"),
-    "eval.select_on": ("val", "test"),
-}
-# Upper bounds a user can read, on every number a run is given: far past any run that
-# makes sense, and low enough that what is derived from them (steps, snapshot epochs,
-# seeds of generators, the optimizer's float32 arithmetic) cannot overflow.
-MAX_EPOCHS = 100_000
-TRAIN_IMAGES = 60_000      # Fashion-MNIST's training file: no batch or subset is larger
-MAX_SEED = 2**32 - 1       # numpy's RandomState (the validation split, Optuna's sampler) takes no more
-MAX_LR = 10_000            # a loss diverges within steps far below this; 1e300 overflows the optimizer
-# key: (lowest, highest, lowest included); the highest is included. Every number of a
-# Config has a range here (tests/test_bounds.py checks), so NaN and infinities, which
-# no range holds, are refused wherever a number comes from.
-RANGES = {
-    "epochs": (1, MAX_EPOCHS, True), "batch_size": (1, TRAIN_IMAGES, True),
-    "seed": (0, MAX_SEED, True),
-    "label_smoothing": (0, 1, True),
-    "optim.lr": (0, MAX_LR, False), "optim.momentum": (0, 1, True),
-    "optim.weight_decay": (0, 1, True),
-    "schedule.base_lr": (0, MAX_LR, False), "schedule.cycle_epochs": (0, MAX_EPOCHS, False),
-    # onecycle: torch's OneCycleLR divides by zero at pct_start 1 (no steps left to fall)
-    "schedule.gamma": (0, 1, False), "schedule.pct_start": (0, 0.99, False),
-    "schedule.decay": (0, 1, True),
-    "swa.start": (0, MAX_EPOCHS, False), "swa.lr": (0, MAX_LR, False),
-    "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
-    "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
-    "data.val_size": (1, 59_990, True), "data.split_seed": (0, MAX_SEED, True),
-    "data.train_subset": (10, TRAIN_IMAGES, True),
-    "data.test_subset": (10, 10_000, True), "data.positive_class": (0, 9, True),
-    "data.negative_class": (0, 9, True),
-}
-
-
-def span(low: float, high: float, low_included: bool = True) -> str:
-    """'[1, 100000]', or '(0, 10000]' where the lowest value is not allowed."""
-    return f"{'[' if low_included else '('}{low}, {high}]"
-
-
-def in_range(value: float, low: float, high: float, low_included: bool = True) -> bool:
-    """Is ``value`` within the range? Written so that NaN, which every comparison
-    answers False, is not."""
-    return (low <= value if low_included else low < value) and value <= high
 
 
 def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
@@ -257,6 +126,10 @@ def validate(cfg: Config) -> Config:
     if cfg.eval.select_on == "test" and cfg.swa.enabled:
         raise ConfigError("eval.select_on test reports the best epoch's model on the test set, not an average; "
                           "set swa.enabled false")
+    if cfg.ema.enabled and (cfg.swa.enabled or cfg.eval.select_on == "test"):
+        raise ConfigError("ema.enabled reports the weights' moving average; it does not combine with "
+                          + ("swa.enabled (both average weights: set one false)" if cfg.swa.enabled
+                             else "eval.select_on test (the best epoch's weights)"))
     if cfg.schedule.name == "cyclic" and cfg.schedule.base_lr >= cfg.optim.lr:
         raise ConfigError(f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")
     # A new SWAConfig, not an edit: configs made with dataclasses.replace share it.

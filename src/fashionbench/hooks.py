@@ -15,11 +15,12 @@ The trainer's loop, and where it calls its hooks:
 - the finish: the last weights and each hook's ``final_models`` evaluated, the last
   one listed reported; each hook's ``summary`` entries in the run's summary.
 
-The trainer calls its hooks in their order: ``DivergenceWatch`` first (a diverged run
-stops before anything else sees its epoch), ``StochasticWeightAveraging``, then
-``BestOnTest`` where eval.select_on is test (its model, listed after SWA's, is the one
-reported), then the caller's (``train_or_resume``'s ``hooks``, e.g. tracking/'s
-``TrackedRun``; then ``EpochCallback``, its ``on_epoch``).
+The trainer calls its hooks in their order (``own_hooks``): ``DivergenceWatch`` first (a
+diverged run stops before anything else sees its epoch), ``StochasticWeightAveraging``,
+``ExponentialMovingAverage`` where ema.enabled, then ``BestOnTest`` where eval.select_on
+is test (of the final models, the last listed is the one reported), then the caller's
+(``train_or_resume``'s ``hooks``, e.g. tracking/'s ``TrackedRun``; then ``EpochCallback``,
+its ``on_epoch``).
 
 A hook is handed the trainer (``training.Trainer``, which this module, beneath it,
 does not import) and reads what it needs of it: ``model``, ``plan``, ``splits``,
@@ -225,6 +226,45 @@ class StochasticWeightAveraging(Hook):
         return checkpoint.get("swa_model")
 
 
+class ExponentialMovingAverage(Hook):
+    """An exponential moving average of the weights and BatchNorm statistics (``ema``),
+    reported over the last weights: every ``ema.every`` steps from ``ema.start`` of the
+    run, ``average = decay * average + (1 - decay) * weights`` (the first update copies
+    them). airbench (Jordan, 2024) averages so in its short CIFAR-10 runs, where the
+    last steps' weights still wander; its statistics are averaged with the weights
+    (``use_buffers``), so unlike SWA's nothing is recomputed at the finish."""
+    key = "ema"
+
+    def __init__(self, plan: SchedulePlan, model: nn.Module):
+        self.steps = plan.ema_steps
+        self.averaged = swa_utils.AveragedModel(
+            model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(plan.cfg.ema.decay), use_buffers=True)
+
+    @property
+    def updates(self) -> int:
+        return int(self.averaged.n_averaged)
+
+    def on_step(self, trainer, step, loss, logits):
+        if step in self.steps:
+            self.averaged.update_parameters(trainer.model)
+
+    def on_epoch_end(self, trainer, row):
+        row["ema_updates"] = self.updates
+
+    def final_models(self, trainer):
+        return [FinalModel("ema", lambda: self.averaged.module)]  # ema.start < 1: at least one update
+
+    def summary(self, trainer):
+        return {"ema_updates": self.updates}
+
+    def state_dict(self):
+        return self.averaged.state_dict()
+
+    def load_state_dict(self, state):
+        if state is not None:
+            self.averaged.load_state_dict(state)
+
+
 class BestOnTest(Hook):
     """The leaky reference protocol (eval.select_on test): the test split evaluated after
     every epoch, and the epoch with the best test accuracy reported, its weights kept (on
@@ -272,3 +312,13 @@ class EpochCallback(Hook):
 
     def on_checkpoint(self, trainer, row):
         self.callback(row)
+
+
+def own_hooks(plan: SchedulePlan, model: nn.Module, device: torch.device, quiet: bool = False) -> list[Hook]:
+    """The trainer's own hooks for ``plan``'s config, in their order (see above): the
+    divergence watch, SWA, the moving average where ema.enabled, the best epoch on test
+    where eval.select_on is test. ``quiet``: no warnings (torchrun's other processes)."""
+    cfg = plan.cfg
+    return [DivergenceWatch(device), StochasticWeightAveraging(plan, model, quiet=quiet),
+            *([ExponentialMovingAverage(plan, model)] if cfg.ema.enabled else []),
+            *([BestOnTest()] if cfg.eval.select_on == "test" else [])]

@@ -97,7 +97,7 @@ class LoadedModel:
     run: FinishedRun             # the folder, its kind, config and summary
     cfg: Config                  # the run's config, with the device it is loaded on
     model: nn.Module
-    weights: str                 # "swa", "last", "best_on_test" or "ova"
+    weights: str                 # "swa", "ema", "last", "best_on_test" or "ova"
     device: torch.device
     precision: str
     splits: dict[str, Split] = field(default_factory=dict)

@@ -61,10 +61,14 @@ def training_plan(cfg: Config) -> list[str]:
         f"model:      {cfg.model}, {count_parameters(build_model(cfg.model, cfg.num_classes)):,} parameters",
         f"data:       {sizes['train']:,} training / {sizes['val']:,} validation / {sizes['test']:,} test images",
         f"epochs:     {cfg.epochs} x {spe:,} steps of {cfg.batch_size} ({cfg.epochs * spe:,} steps)",
-        f"optimizer:  {cfg.optim.name}, {schedule}",
+        f"optimizer:  {cfg.optim.name}, {schedule}"
+        + (f"; BatchNorm shifts at {cfg.optim.bn_bias_lr_scale:g}x the LR" if cfg.optim.bn_bias_lr_scale != 1 else ""),
         f"SWA:        {swa_plan(cfg, spe)}",
         f"device:     {device_name(device)}, {resolve_precision(cfg.precision, device)}",
     ]
+    if ema_steps := SchedulePlan(cfg, spe).ema_steps:
+        lines.append(f"EMA:        the weights' moving average reported, decay {cfg.ema.decay:g} every "
+                     f"{cfg.ema.every} steps from step {ema_steps[0]:,} ({len(ema_steps):,} updates)")
     if cfg.eval.select_on == "test":
         lines.append(f"selection:  {LEAKY.upper()}: the test split after every epoch, the best epoch's model "
                      "reported (the reference protocol; not an honest estimate)")

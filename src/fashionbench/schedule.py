@@ -1,5 +1,5 @@
-"""The learning-rate and SWA plan of a run: which LR each step gets, when SWA takes
-its snapshots, and where the averaging window lies.
+"""The optimizer and the learning-rate and SWA plan of a run: which LR each step gets,
+when SWA takes its snapshots, and where the averaging window lies.
 
 Everything is stepped per batch. The schedule (cyclic, one-cycle, constant or
 Keras-style inverse-time decay) runs from the first step; SWA (Izmailov et al.,
@@ -15,10 +15,40 @@ binds it to an optimizer, and the trainer asks it after each step.
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 from torch.optim import Optimizer, lr_scheduler, swa_utils
 
 from .config import Config, ConfigError
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> Optimizer:
+    """SGD (Nesterov where set) or AdamW (``optim.momentum`` its beta1) over the model's
+    parameters; BatchNorm's shifts in a group of their own where ``optim.bn_bias_lr_scale``
+    is not 1 (each group's ``lr_scale`` is what the schedule multiplies its LRs by)."""
+    o = cfg.optim
+    params: list | object = model.parameters()
+    if o.bn_bias_lr_scale != 1:
+        shifts = [m.bias for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                  and m.bias is not None]
+        rest = [p for p in model.parameters() if all(p is not shift for shift in shifts)]
+        # airbench (Jordan, 2024) trains BatchNorm's biases 64 times faster. Their weight
+        # decay is divided by the same factor, so that the shrinking per step, LR times
+        # decay, stays what it was.
+        params = [{"params": rest, "lr_scale": 1.0},
+                  {"params": shifts, "lr": o.lr * o.bn_bias_lr_scale, "lr_scale": o.bn_bias_lr_scale,
+                   "weight_decay": o.weight_decay / o.bn_bias_lr_scale}]
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                               weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
+
+
+def scaled(lr: float, optimizer: Optimizer) -> list[float]:
+    """``lr`` for each of the optimizer's groups, times its ``lr_scale``."""
+    return [lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
 
 
 def steps_per_epoch(cfg: Config, train_size: int) -> int:
@@ -30,7 +60,7 @@ def steps_per_epoch(cfg: Config, train_size: int) -> int:
 
 
 class SchedulePlan:
-    """The run's LR schedule and SWA snapshots, in global steps (1-based: step s is the
+    """The run's LR schedule, SWA snapshots and moving-average updates, in global steps (1-based: step s is the
     s-th batch of the run)."""
 
     def __init__(self, cfg: Config, steps_per_epoch: int):
@@ -53,6 +83,10 @@ class SchedulePlan:
         self.averaging = len(self.snapshot_steps) > 0
         # After this step the averaging phase's LR (swa.lr) takes over from the schedule.
         self.handover_step = swa.start_epoch * steps_per_epoch if self.averaging and swa.lr else None
+        # The steps after which the weights' moving average is updated (ema.enabled).
+        ema = cfg.ema
+        self.ema_steps = (range(math.floor(ema.start * self.total_steps) + 1, self.total_steps + 1, ema.every)
+                          if ema.enabled else range(0))
 
     def snapshot_due(self, step: int) -> bool:
         """Does SWA take a snapshot after global ``step``?"""
@@ -99,11 +133,12 @@ def build_scheduler(cfg: Config, optimizer: Optimizer, plan: SchedulePlan) -> lr
     s = cfg.schedule
     if s.name == "cyclic":
         # Momentum stays fixed so that every SWA snapshot is taken under the same dynamics.
-        return lr_scheduler.CyclicLR(optimizer, base_lr=s.base_lr, max_lr=cfg.optim.lr,
+        return lr_scheduler.CyclicLR(optimizer, base_lr=scaled(s.base_lr, optimizer),
+                                     max_lr=scaled(cfg.optim.lr, optimizer),
                                      step_size_up=plan.cycle_steps / 2,
                                      mode=s.mode, gamma=s.gamma, cycle_momentum=False)
     if s.name == "onecycle":
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, pct_start=s.pct_start,
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=scaled(cfg.optim.lr, optimizer), pct_start=s.pct_start,
                                        total_steps=plan.total_steps)
     if s.name == "inverse_time":
         # Keras' legacy ``decay``: lr / (1 + decay * iterations), iterations counted before the step.
@@ -121,7 +156,7 @@ class LRSchedule:
     def __init__(self, plan: SchedulePlan, optimizer: Optimizer):
         self.plan = plan
         self.scheduler = build_scheduler(plan.cfg, optimizer, plan)
-        self.swa_scheduler = (swa_utils.SWALR(optimizer, swa_lr=plan.cfg.swa.lr,
+        self.swa_scheduler = (swa_utils.SWALR(optimizer, swa_lr=scaled(plan.cfg.swa.lr, optimizer),
                                               anneal_epochs=plan.steps_per_epoch, anneal_strategy="cos")
                               if plan.handover_step is not None else None)
 

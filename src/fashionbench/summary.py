@@ -81,7 +81,7 @@ class Summary:
     epochs: int
     seconds_per_epoch: float     # training only (validation excluded from schema 2 on)
     device: str
-    weights: str = ""            # the key of ``results`` that is reported: swa, last, ova, ...
+    weights: str = ""            # the key of ``results`` that is reported: swa, ema, last, ova, ...
     val_acc: float | None = None
     train_seconds: float = 0.0
     val_seconds: float | None = None  # None: a schema-1 summary, whose training time includes it

@@ -22,32 +22,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed, runs
-from .augment import augment
+from .augment import alternating_flips, augment
 from .calibration import temperature_scaling
 from .config import Config, ConfigError
 from .data import FashionMNIST
 from .distributed import ONE_PROCESS, World
 from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision, tune_for
-from .hooks import BestOnTest, Diverged, DivergenceWatch, EpochCallback, FinalModel, Hook, StochasticWeightAveraging
+from .hooks import Diverged, EpochCallback, FinalModel, Hook, own_hooks
 from .inference import evaluate, for_evaluation, loss_fn, place_model, predict, scores
 from .models import build_model, count_parameters
 from .progress import Progress
 from .rundir import RunDir, State, Summary, state_of
-from .schedule import SchedulePlan, steps_per_epoch
+from .schedule import SchedulePlan, build_optimizer, steps_per_epoch
 from .splits import binary_task, epoch_order, normalize, prepare_splits, to_float
 from .threads import CpuShare
 
 H = TypeVar("H", bound=Hook)
-
-
-def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                               nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999),
-                             weight_decay=o.weight_decay)
 
 
 def without_dropout(model: nn.Module) -> nn.Module:
@@ -69,8 +60,9 @@ class Trainer:
     as one process does (cheap beside training, and no collective to get wrong), and
     alone writes the run folder.
 
-    Its hooks (hooks.py) are the divergence watch, SWA and, for eval.select_on test,
-    the best epoch on the test set, then ``hooks``, the caller's."""
+    Its hooks (hooks.py) are its own (``own_hooks``: the divergence watch, SWA, the
+    moving average for ema.enabled, the best epoch on test for eval.select_on test),
+    then ``hooks``, the caller's."""
 
     def __init__(self, cfg: Config, data: FashionMNIST, run_dir: Path, world: World = ONE_PROCESS,
                  hooks: Sequence[Hook] = ()):
@@ -100,12 +92,12 @@ class Trainer:
         self.schedule = self.plan.schedule(self.optimizer)
         # In this order (hooks.py): a divergence stops the run before anything else sees
         # its epoch, and of the final models the last listed is reported.
-        self.hooks: list[Hook] = [DivergenceWatch(self.device),
-                                  StochasticWeightAveraging(self.plan, self.model, quiet=not world.is_main),
-                                  *([BestOnTest()] if cfg.eval.select_on == "test" else []), *hooks]
+        self.hooks: list[Hook] = [*own_hooks(self.plan, self.model, self.device, quiet=not world.is_main), *hooks]
         self.epoch_splits = ("val", *(split for hook in self.hooks for split in hook.splits))
         # One generator for data order and augmentation; dropout uses the global one.
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.flips = (alternating_flips(len(self.splits["train"].labels), cfg.seed, self.device)
+                      if cfg.augment.flip_alternate else None)
         if world.rank:
             # The model was built alike everywhere (seeded above). From here the global
             # generator draws dropout masks (and shake-shake's branch weights) for this
@@ -170,11 +162,11 @@ class Trainer:
         """The LR the next batch uses, whichever scheduler set it."""
         return self.optimizer.param_groups[0]["lr"]
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor):
-        """One optimizer step on a uint8 global batch: augment, forward, backward, update.
-        Every process augments the whole global batch (the same draws as one process
-        makes) and trains on its share of it."""
-        x = normalize(augment(to_float(images), self.cfg.augment, self.generator),
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, flips: torch.Tensor | None = None):
+        """One optimizer step on a uint8 global batch: augment (``flips``: which to mirror,
+        where they alternate), forward, backward, update. Every process augments the whole
+        global batch (the same draws as one process makes) and trains on its share of it."""
+        x = normalize(augment(to_float(images), self.cfg.augment, self.generator, flips),
                       self.cfg.channels_last)
         if self.world.distributed:
             x, labels = x[self.shard], labels[self.shard]
@@ -210,7 +202,8 @@ class Trainer:
                 y = train.labels[idx]
                 step = self.epoch * steps + i + 1
                 try:
-                    loss, logits = self.train_step(train.images[idx], y)
+                    flips = None if self.flips is None else self.flips[idx] ^ bool(self.epoch % 2)
+                    loss, logits = self.train_step(train.images[idx], y, flips)
                 except RuntimeError as e:
                     # An update too large for the weights' float type: torch refuses to convert
                     # it (a learning rate past config.MAX_LR, e.g. from a config built in Python).

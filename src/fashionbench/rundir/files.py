@@ -109,6 +109,6 @@ def finished_under(path: str | Path, recursive: bool = True) -> list[Path]:
 @dataclass
 class SavedModel:
     """A run's final model as saved: the network on the CPU (without the TTA wrapper
-    it may be evaluated in) and which weights it is ("swa", "last", "best_on_test", "ova")."""
+    it may be evaluated in) and which weights it is ("swa", "ema", "last", "best_on_test", "ova")."""
     network: nn.Module
     weights: str

@@ -236,7 +236,8 @@ def report_run(finished: FinishedRun, data: FashionMNIST, split: str = "test",
     scaled = TemperatureScaled.of(split_logits(run, split), run.cfg.head, run.temperature)
     pred = split_predictions(run.splits[split], scaled.after)  # as the run serves them
     figures = {}
-    for weights, label in (("swa", "SWA model"), ("best_on_test", f"best epoch ({LEAKY})"),
+    for weights, label in (("swa", "SWA model"), ("ema", "moving average of the weights"),
+                           ("best_on_test", f"best epoch ({LEAKY})"),
                            ("last", "last-epoch model"), ("ova", "ten one-vs-all networks, calibrated")):
         if (acc := summary.accuracy(weights, split)) is not None:
             figures[f"accuracy, {label}"] = f"{100 * acc:.2f}%"
