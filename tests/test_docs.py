@@ -148,7 +148,7 @@ def stage(argv: list[str], folder: Path, run: Path, images: np.ndarray) -> None:
                 if resume:  # interrupted after its first epoch: no final model, no summary
                     (copy / "summary.json").unlink()
                     (copy / "model.pt").unlink()
-        elif path.parts[:1] == ("docs",) and (ROOT / path).is_file():  # a file of the repository, e.g. a space
+        elif path.parts[:1] in (("docs",), ("recipes",)) and (ROOT / path).is_file():  # a space, a recipe
             (folder / path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / path, folder / path)
     if argv[0] == "predict":
@@ -214,3 +214,13 @@ def test_the_readme_s_links_and_pictures_point_at_files_that_exist():
     assert "docs/images/report.png" in targets
     missing = sorted(t for t in targets if not (ROOT / t).exists())
     assert not missing, f"README.md links to what does not exist: {missing}"
+
+
+def test_development_md_names_every_variable_that_ci_requires():
+    """The variables that turn a skip into a failure are the ones .ci/run sets: a new one
+    set in CI and not documented fails here (the list has drifted before)."""
+    set_in_ci = set(re.findall(r"^export (FASHIONBENCH_REQUIRE_[A-Z]+)=1$",
+                               (ROOT / ".ci" / "run").read_text(), re.MULTILINE))
+    documented = set(re.findall(r"`(FASHIONBENCH_REQUIRE_[A-Z]+)=1`",
+                                (ROOT / "docs" / "development.md").read_text()))
+    assert len(set_in_ci) >= 6 and sorted(set_in_ci ^ documented) == []

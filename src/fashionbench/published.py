@@ -1,7 +1,8 @@
 """The README's results, written from the run records committed under ``results/``.
 
 A published figure is never typed: README.md (and docs/experiments/calibration_robustness.md,
-whose blocks are beyond_accuracy.py's) holds generated blocks, each between a
+whose blocks are beyond_accuracy.py's, docs/experiments/reference_protocol.md, whose blocks
+are protocol_page.py's, and docs/benchmarks.md's time-to-accuracy table) holds generated blocks, each between a
 ``<!-- begin generated: NAME ... -->`` line and an ``<!-- end generated: NAME -->``
 line, and this module rewrites every block from the records::
 
@@ -31,26 +32,25 @@ from pathlib import Path
 
 import torch
 
-from . import beyond_accuracy
+from . import beyond_accuracy, protocol_page
 from .config import reference_recipe
 from .errors import FashionbenchError
 from .models import build_model, count_parameters, forward_flops, reference_figures
 from .pages import md_table
-from .rundir import SUMMARY, RunDir, State, Summary, finished_under, read_summary
+from .protocol_page import PROTOCOL_RUNS, TABLE_RUNS
+from .records import finished_runs, machine_words, record_link, trained_on
+from .rundir import SUMMARY, RunDir, State, read_summary
 from .runs import write_text
 from .tasks.leaderboard import Row, collect, corruption_cell, ece_cell, mean_std
 from .tasks.reproduce import val_chosen
 
 # Where each kind of record lives, relative to the repository root, and the command
 # that writes it (shown beside the figures, and for a row not yet run).
-TABLE_RUNS = "results/table/runs"
 GPU_RUNS = "results/gpu/runs"
-PROTOCOL_RUNS = "results/reference_protocol/runs"
 ENSEMBLE = "results/table/ensembles/basic_cnn-x3"
 SPEEDRUNS = "results/speedrun"
 TABLE_COMMAND = "fashionbench reproduce --models basic_cnn,mini_vgg --seeds 0,1,2 --out results/table"
 GPU_COMMAND = "python benchmarks/gpu_table.py run"
-PROTOCOL_COMMAND = "fashionbench reproduce --protocol reference --seeds 0,1,2 --out results/reference_protocol"
 # Records keep no weights, so the table's seeds 0 and 1 (trained on another machine) were
 # trained again with the table's recipe and command, weights kept, into ENSEMBLE_MEMBERS;
 # seed 2 is the table's own run. The sentence quotes the members' figures the ensemble's
@@ -69,34 +69,6 @@ TIME_TO_ACCURACY_COMMAND = ("python benchmarks/speedrun.py --pipelines speedrun,
                             "--out results/benchmarks/time_to_accuracy")
 ENGINE = "engine, conventional settings"  # the engine's pipeline at the conventional settings
 NOT_YET = "not yet run"
-
-
-def finished_runs(root: Path, folder: str) -> dict[str, dict[Path, Summary]]:
-    """The finished run folders directly under ``root/folder``, by model, in name order,
-    each with its summary (read once)."""
-    by_model: dict[str, dict[Path, Summary]] = {}
-    for path in finished_under(root / folder, recursive=False):
-        summary = read_summary(path)
-        by_model.setdefault(summary.model, {})[path] = summary
-    return by_model
-
-
-def hardware(summaries: list[Summary]) -> str:
-    """What runs trained on, from their records: the GPU, or the CPU and its cores; and the precision."""
-    return "; ".join(sorted({f"{machine_words(s.extra)}, {s.precision or 'fp32'}" for s in summaries}))
-
-
-def machine_words(record: dict) -> str:
-    """'1 NVIDIA H200', or '2 cores of AMD EPYC (AVX512_BF16)': the machine a record names."""
-    if record.get("gpu"):
-        return record["gpu"]
-    bf16 = f" ({record['cpu_bf16'].upper()})" if record.get("cpu_bf16") else ""
-    return f"{record.get('cpu_cores', '?')} cores of {record.get('cpu', 'a CPU')}{bf16}"
-
-
-def record_link(folder: str, model: str, runs: list[Path]) -> str:
-    seeds = ",".join(p.name.rsplit("-s", 1)[-1] for p in runs)
-    return f"[{folder}/{model}-s{{{seeds}}}]({folder})"
 
 
 @cache
@@ -127,7 +99,7 @@ def results_table(root: Path) -> str:
                 mine = {p: s for p, s in runs.items() if s.seed in row.seeds}
                 rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", f"**{mean_std(row.test_acc)}**",
                              mean_std(row.val_acc), ece_cell(row), corruption_cell(row), len(row.seeds), row.epochs,
-                             hardware(list(mine.values())), record_link(folder, model, list(mine))])
+                             trained_on(list(mine.values())), record_link(folder, model, list(mine))])
         if not found:
             rows.append([f"`{model}`", *model_cells(model), f"{published:.2f}", NOT_YET, *unmeasured])
     protocol = finished_runs(root, PROTOCOL_RUNS)
@@ -142,7 +114,7 @@ def results_table(root: Path) -> str:
         rows.append([f"`{model}`, the reference's own protocol", *model_cells(model), f"{published:.2f}",
                      protocol_cell(row), mean_std([100 * val_chosen(p)["val_acc"] for p in mine]), ece_cell(row),
                      corruption_cell(row),
-                     len(row.seeds), row.epochs, hardware(list(mine.values())),
+                     len(row.seeds), row.epochs, trained_on(list(mine.values())),
                      record_link(PROTOCOL_RUNS, model, list(mine))])
     return md_table(header, rows)
 
@@ -234,10 +206,37 @@ def time_to_accuracy_sentence(root: Path) -> str:
             f"BasicCNN with the same settings through our engine {seconds(ENGINE, '92')}, {fastest} "
             f"{seconds(fastest, '92')}. The speedrun is {ratio('conventional', fastest)} sooner than the "
             f"conventional pipeline: the engine alone (same network, settings and evaluation) gives "
-            f"{ratio('conventional', ENGINE)}, the recipe on the engine {ratio(ENGINE, fastest)} "
+            f"{ratio('conventional', ENGINE)}, the speedrun recipe on the engine (its network, bf16, schedule, "
+            f"augmentation and flip TTA together) {ratio(ENGINE, fastest)} "
             f"(record [{TIME_TO_ACCURACY}]({TIME_TO_ACCURACY}); `{TIME_TO_ACCURACY_COMMAND}`).")
 
 
+def time_to_accuracy_table(root: Path) -> str:
+    """docs/benchmarks.md's table of the time-to-accuracy record: each pipeline's seconds to
+    each threshold and each ratio, median (range) over the repeats that reached it."""
+    path = root / TIME_TO_ACCURACY
+    if not path.is_file():
+        return f"Not yet run (`{TIME_TO_ACCURACY_COMMAND}`)."
+    record = json.loads(path.read_text())
+    summary, n = record["summary"], record["repeats"]
+
+    def cell(f: dict | None) -> str:
+        if f is None:
+            return "never"
+        reached = "" if f["n"] == n else f", {f['n']} of {n}"
+        return f"{f['median']:.0f} ({f['min']:.0f}-{f['max']:.0f}{reached})"
+
+    thresholds = list(next(iter(summary["seconds_to"].values())))
+    times = md_table(["pipeline", *(f"s to {t}%" for t in thresholds)],
+                     [[name, *(cell(row[t]) for t in thresholds)] for name, row in summary["seconds_to"].items()])
+    ratios = md_table(["ratio (slower / faster)", "median", "range", "repeats"],
+                      [[key, f"**{f['median']:.1f}x**", f"{f['min']:.1f}-{f['max']:.1f}x", f["n"]]
+                       for key, f in summary["ratios"].items()])
+    return (f"{n} repeats on {machine_words(record)}, seconds of training (validation passes not timed), "
+            f"median (range); record [{TIME_TO_ACCURACY}](../{TIME_TO_ACCURACY}):\n\n{times}\n\n{ratios}")
+
+
+BENCHMARKS = "docs/benchmarks.md"
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "results-table": results_table,
     "ensemble": ensemble_sentence,
@@ -250,7 +249,8 @@ DOCUMENT = "README.md"
 
 def documents() -> dict[str, dict[str, Callable[[Path], str]]]:
     """Each page with generated blocks, relative to the repository root, and its blocks."""
-    return {DOCUMENT: BLOCKS, beyond_accuracy.DOCUMENT: beyond_accuracy.BLOCKS}
+    return {DOCUMENT: BLOCKS, BENCHMARKS: {"time-to-accuracy-table": time_to_accuracy_table},
+            beyond_accuracy.DOCUMENT: beyond_accuracy.BLOCKS, protocol_page.DOCUMENT: protocol_page.BLOCKS}
 
 
 def block_pattern(name: str) -> re.Pattern:

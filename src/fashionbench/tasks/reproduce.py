@@ -29,7 +29,7 @@ from ..hardware import device_name, resolve_device
 from ..models import reference_figures
 from ..pages import md_table
 from ..plan import training_plan
-from ..rundir import CONFIG, HISTORY, RunDir, State, read_history, read_summary, state_of
+from ..rundir import CONFIG, HISTORY, RunDir, State, Summary, read_history, read_summary, state_of
 from ..tracking import Tracking, track
 from ..training import train_or_resume
 from .leaderboard import collect, mean_std, write_tables
@@ -270,6 +270,16 @@ def val_chosen(run_dir: Path) -> dict:
     return max(history, key=lambda row: row["val_acc"])  # max keeps the first of equals
 
 
+def protocol_figures(runs: dict[Path, Summary]) -> dict[str, list[float]]:
+    """Of reference-protocol runs, in %, one per run (in ``runs``' order): the best epoch's
+    test accuracy (selected on test), the last epoch's (what the reference's saved code
+    read) and that of the epoch validation would have chosen (the same training, read
+    honestly)."""
+    return {"best": [100 * s.test_acc for s in runs.values()],
+            "last": [100 * s.accuracy("last", "test") for s in runs.values()],
+            "on_val": [100 * val_chosen(path)["test_acc"] for path in runs]}
+
+
 def protocol_table(run_dirs: list[Path]) -> str:
     """Per model, over its seeds: the reference's published figure, the best epoch's test
     accuracy (the protocol's selection on test) with its range over seeds, which epochs
@@ -288,9 +298,7 @@ def protocol_table(run_dirs: list[Path]) -> str:
     rows = []
     for model, pairs in by_model.items():
         summaries = [summary for summary, _ in pairs]
-        best = [100 * s.test_acc for s in summaries]
-        last = [100 * s.accuracy("last", "test") for s in summaries]
-        on_val = [100 * val_chosen(run_dir)["test_acc"] for _, run_dir in pairs]
+        best, last, on_val = protocol_figures({run_dir: summary for summary, run_dir in pairs}).values()
         published = reference_figures().get(model)
         rows.append([model, "-" if published is None else f"{published:.2f}", mean_std(best),
                      f"{min(best):.2f} to {max(best):.2f}",
