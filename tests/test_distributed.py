@@ -153,14 +153,14 @@ class RecordingTrainer(Trainer):
     from those instead (teacher forcing: each step compared on its own)."""
     starts: list | None = None
 
-    def train_step(self, images, labels):
+    def train_step(self, images, labels, flips=None):
         self.records = getattr(self, "records", [])
         if self.starts is not None:
             model, optimizer = self.starts[len(self.records)]
             self.model.load_state_dict(model)
             self.optimizer.load_state_dict(optimizer)
         start = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
-        loss, logits = super().train_step(images, labels)
+        loss, logits = super().train_step(images, labels, flips)
         self.records.append(((distributed.all_sum(loss.detach().clone()) / self.world.size).item(), start))
         return loss, logits
 
