@@ -14,12 +14,11 @@ from pathlib import Path
 
 from .models import reference_figures
 from .pages import md_table
-from .records import finished_runs, record_link, trained_on
+from .records import NOT_YET, finished_runs, record_link, trained_on
 from .rundir import RunDir, State, read_summary
 from .tasks.leaderboard import collect, mean_std
 from .tasks.reproduce import protocol_figures
 
-NOT_YET = "not yet run"
 PROTOCOL_RUNS = "results/reference_protocol/runs"
 PROTOCOL_COMMAND = "fashionbench reproduce --protocol reference --seeds 0,1,2 --out results/reference_protocol"
 TABLE_RUNS = "results/table/runs"

@@ -38,7 +38,7 @@ from .errors import FashionbenchError
 from .models import build_model, count_parameters, forward_flops, reference_figures
 from .pages import md_table
 from .protocol_page import PROTOCOL_RUNS, TABLE_RUNS
-from .records import finished_runs, machine_words, record_link, trained_on
+from .records import NOT_YET, finished_runs, machine_words, record_link, trained_on
 from .rundir import SUMMARY, RunDir, State, read_summary
 from .runs import write_text
 from .tasks.leaderboard import Row, collect, corruption_cell, ece_cell, mean_std
@@ -68,7 +68,6 @@ TIME_TO_ACCURACY_COMMAND = ("python benchmarks/speedrun.py --pipelines speedrun,
                             "--speedrun-epochs 2,17 --max-epochs 6 --max-minutes 12 --repeats 3 "
                             "--out results/benchmarks/time_to_accuracy")
 ENGINE = "engine, conventional settings"  # the engine's pipeline at the conventional settings
-NOT_YET = "not yet run"
 
 
 @cache

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from .rundir import Summary, finished_under, read_summary
 
+NOT_YET = "not yet run"  # what a page says where a figure has no record yet, with the command that makes it
+
 
 def finished_runs(root: Path, folder: str) -> dict[str, dict[Path, Summary]]:
     """The finished run folders directly under ``root/folder``, by model, in name order,
