@@ -1,7 +1,7 @@
-"""Training throughput of speedrun_net at several widths, bf16 and fp32, BasicCNN for
-scale: forward, backward and a Nesterov SGD step on one synthetic batch of 256 in
-channels-last, 3 warm-up steps then 12 timed ones, one measurement each (the figures
-of docs/experiments/speedrun.md).
+"""Training throughput of speedrun_net at several widths, and of its residual form
+(speedrun_resnet) at two, bf16 and fp32, BasicCNN for scale: forward, backward and a
+Nesterov SGD step on one synthetic batch of 256 in channels-last, 3 warm-up steps then
+12 timed ones, one measurement each (the figures of docs/experiments/speedrun.md).
 
     python benchmarks/speedrun_widths.py
     python benchmarks/speedrun_widths.py --tiny   # checks the script, figures mean nothing
@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from fashionbench.models import build_model, forward_flops
-from fashionbench.models.speedrun import speedrun_net
+from fashionbench.models.speedrun import speedrun_net, speedrun_resnet
 
 WIDTHS = [(24, 32, 64, 128), (16, 32, 64, 128), (32, 64, 128, 256), (24, 48, 96, 192), (16, 24, 48, 96)]
+RESIDUAL_WIDTHS = [(16, 32, 64, 128), (24, 48, 96, 192)]  # speedrun_resnet's own: the second
 
 
 def images_per_second(model: torch.nn.Module, precision: str, batch: int = 256, steps: int = 12) -> float:
@@ -50,11 +51,12 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     candidates = {"basic_cnn": build_model("basic_cnn")} | {
-        ", ".join(map(str, w)): speedrun_net(widths=w) for w in WIDTHS}
+        ", ".join(map(str, w)): speedrun_net(widths=w) for w in WIDTHS} | {
+        "residual " + ", ".join(map(str, w)): speedrun_resnet(widths=w) for w in RESIDUAL_WIDTHS}
     for name, model in candidates.items():
         mflops = forward_flops(model)[0] / 1e6
         speed = {p: images_per_second(model, p, **measure) for p in ("bf16", "fp32")}
-        print(f"{name:20s} {mflops:6.1f} MFLOPs  bf16 {speed['bf16']:7.0f} img/s  fp32 {speed['fp32']:7.0f} img/s  "
+        print(f"{name:29s} {mflops:6.1f} MFLOPs  bf16 {speed['bf16']:7.0f} img/s  fp32 {speed['fp32']:7.0f} img/s  "
               f"one epoch of 55,000 in bf16: {55_000 / speed['bf16']:5.1f} s", flush=True)
 
 

@@ -65,6 +65,7 @@ PRINTED = {
         (r"torch \S+, \d+ threads", 1),
         (rf"basic_cnn {ROW_OF_SPEEDS}", 1),
         (rf"\d+, \d+, \d+, \d+ {ROW_OF_SPEEDS}", 5),  # the speedrun_net widths
+        (rf"residual \d+, \d+, \d+, \d+ {ROW_OF_SPEEDS}", 2),  # speedrun_resnet's
     ]),
     "throughput": (True, [
         (r"round 1  (conventional (fp32|bf16), DataLoader 2 workers|ours (fp32|bf16)) +\d+ img/s", 4),

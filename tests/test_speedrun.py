@@ -123,6 +123,25 @@ def test_the_command_a_stopped_speedrun_prints_continues_it(data_dir, tmp_path):
     assert "already complete" in one_line_error(again, status=1)
 
 
+def test_any_recipe_file_is_timed_with_config(data_dir, tmp_path):
+    """--config FILE: the speedrun trains that recipe (here BasicCNN's, not speedrun_net),
+    each seed's config is the file's with the command's overrides; a file that is not
+    there is one line, before anything is written."""
+    result = run_main("speedrun", "--config", "recipes/basic_cnn.yaml", "--seeds", "1", "--epochs", "1", *TINY,
+                      "--target", "10", "--out", str(tmp_path), "--name", "cnn", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "cnn" / "speedrun.json").read_text())
+    assert report["model"] == "basic_cnn" and report["epochs"] == 1
+    config = (tmp_path / "cnn" / "seed-0" / "config.yaml").read_text()
+    assert "model: basic_cnn" in config and "name: adamw" in config  # the recipe's own optimizer
+    missing = run_main("speedrun", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path),
+                       "--name", "none", "--data-dir", str(data_dir))
+    assert "none.yaml" in one_line_error(missing, status=1)
+    assert not (tmp_path / "none").exists()
+    resumed = run_main("speedrun", "--resume", str(tmp_path / "cnn"), "--config", "recipes/basic_cnn.yaml")
+    assert "--config" in one_line_error(resumed)
+
+
 def test_resume_continues_exactly_as_planned(tmp_path):
     """--resume takes no option that would change the speedrun (only --data-dir), and
     refuses a folder that is not a speedrun's."""

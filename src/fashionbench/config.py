@@ -30,6 +30,7 @@ from .config_schema import (
     DataConfig,
     EMAConfig,
     EvalConfig,
+    InitConfig,
     OptimConfig,
     ScheduleConfig,
     SWAConfig,
@@ -41,7 +42,7 @@ from .models import check_model
 
 # The schema's names, read from here by the rest of the package (one import for a config).
 __all__ = ["CHOICES", "LEAKY", "MAX_EPOCHS", "MAX_LR", "MAX_SEED", "RANGES", "TRAIN_IMAGES", "AugmentConfig",
-           "Config", "ConfigError", "DataConfig", "EMAConfig", "EvalConfig", "OptimConfig", "SWAConfig",
+           "Config", "ConfigError", "DataConfig", "EMAConfig", "EvalConfig", "InitConfig", "OptimConfig", "SWAConfig",
            "ScheduleConfig",
            "all_keys", "check_device", "config_from_dict", "dump_config", "in_range", "load_config", "override",
            "parse_override", "read_yaml", "recipes_dir", "reference_recipe", "span", "swa_start_epoch", "validate"]

@@ -68,6 +68,16 @@ class EMAConfig:
 
 
 @dataclass
+class InitConfig:
+    # Two of airbench's initialisations (initialisation.py): the first convolution set to
+    # whiten the training images' patches and frozen; every other convolution started at
+    # the identity on its first in_channels filters.
+    whiten: bool = False
+    whiten_eps: float = 5e-4     # added to each eigenvalue: directions of tiny variance not blown up
+    dirac: bool = False
+
+
+@dataclass
 class AugmentConfig:
     flip: float = 0.1            # probability of a horizontal flip
     zoom: float = 0.05           # zoom factor drawn from [1 - zoom, 1 + zoom]
@@ -124,6 +134,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     swa: SWAConfig = field(default_factory=SWAConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -168,6 +179,7 @@ RANGES = {
     "schedule.gamma": (0, 1, False), "schedule.pct_start": (0, 0.99, False),
     "schedule.decay": (0, 1, True),
     "swa.start": (0, MAX_EPOCHS, False), "swa.lr": (0, MAX_LR, False),
+    "init.whiten_eps": (0, 1, False),
     "ema.decay": (0, 0.9999, False), "ema.every": (1, MAX_EPOCHS, True), "ema.start": (0, 0.99, True),
     "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
     "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),

@@ -31,6 +31,7 @@ from .errors import FashionbenchError
 from .hardware import autocast, device_name, resolve_device, resolve_precision, tune_for
 from .hooks import Diverged, EpochCallback, FinalModel, Hook, own_hooks
 from .inference import evaluate, for_evaluation, loss_fn, place_model, predict, scores
+from .initialisation import WHITEN_IMAGES, initialise
 from .models import build_model, count_parameters
 from .progress import Progress
 from .rundir import RunDir, State, Summary, state_of
@@ -78,6 +79,8 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
         self.plan = SchedulePlan(cfg, self.steps_per_epoch)
         model = build_model(cfg.model, cfg.num_classes)
+        if cfg.init.whiten or cfg.init.dirac:  # a resumed run's weights then replace these
+            model = initialise(model, cfg.init, normalize(to_float(self.splits["train"].images[:WHITEN_IMAGES]), False))
         if not cfg.dropout:
             model = without_dropout(model)
         if world.distributed and cfg.sync_bn:

@@ -27,12 +27,14 @@ from .options import (
 def add_speedrun(sub) -> None:
     sr = sub.add_parser("speedrun", parents=[options(device_option, data_dir_option, tracking_options)],
                         help="time-to-accuracy: the speedrun recipe on several seeds, timed",
-                        description="Train recipes/speedrun_net.yaml from scratch once per seed into "
+                        description="Train recipes/speedrun_net.yaml (or --config) from scratch once per seed into "
                                     "OUT/NAME/seed-S and write OUT/NAME/speedrun.json: test accuracy "
                                     "mean ± std over the seeds and the median time from the first "
                                     "training step to the final model. Loading the data, a warm-up "
                                     "on a throwaway model and the validation passes between epochs "
                                     "are timed apart and reported, not hidden.")
+    sr.add_argument("--config", metavar="FILE",
+                    help="the recipe to time (any model's; default: recipes/speedrun_net.yaml)")
     sr.add_argument("--target", type=checked_by(api.check_target), default=94.0, metavar="PCT",
                     help="the test accuracy (%%, at most 100) the mean must reach (default: 94.0)")
     sr.add_argument("--seeds", type=between(1, MAX_SPEEDRUN_SEEDS), default=5, metavar="N",
@@ -64,12 +66,12 @@ def cmd_speedrun(args: argparse.Namespace) -> None:
         planning = {"--seeds": args.seeds != 5, "--target": args.target != 94.0, "--budget": args.budget,
                     "--epochs": args.epochs, "--train-subset": args.train_subset, "--set": args.set,
                     "--name": args.name, "--out": args.out != "runs/speedrun", "--device": args.device,
-                    "--dry-run": args.dry_run}
+                    "--dry-run": args.dry_run, "--config": args.config}
         given = [name for name, value in planning.items() if value]
         if given:
             raise UsageError(f"--resume continues a speedrun as planned; drop {', '.join(given)}")
     options = dict(epochs=args.epochs, budget=args.budget, overrides=args.set, train_subset=args.train_subset,
-                   device=args.device)
+                   device=args.device, config_file=args.config)
     if args.dry_run:
         api.check_tracking(**tracking(args))
         print(api.speedrun_dry_run(args.seeds, target=args.target, out=args.out, name=args.name,

@@ -1,5 +1,5 @@
-"""``fashionbench speedrun``: the speedrun recipe (recipes/speedrun_net.yaml) trained
-from scratch on several seeds, timed. The result: test accuracy mean ± std over the
+"""``fashionbench speedrun``: the speedrun recipe (recipes/speedrun_net.yaml, or any
+recipe file given) trained from scratch on several seeds, timed. The result: test accuracy mean ± std over the
 seeds (each seed's final model, the test set used once per seed) and the median
 training time, with the one-off costs beside it rather than hidden in it.
 
