@@ -87,7 +87,7 @@ def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     assert before.pop("one_vs_all") is False  # retired since: one-vs-all is a command
     assert resolved.pop("dropout") is True and resolved.pop("sync_bn") is True  # new keys, defaults as before
     # New keys: a sweep's trials, flip TTA, the reference protocol's selection and schedule.
-    assert resolved.pop("eval") == {"test": True, "tta": False, "select_on": "val"}
+    assert resolved.pop("eval") == {"test": True, "tta": False, "tta_shift": 0, "select_on": "val"}
     assert resolved["schedule"].pop("decay") == 0.0
     # The speedrun frontier's tricks, each off by default.
     assert resolved.pop("ema") == {"enabled": False, "decay": 0.99, "every": 5, "start": 0.5}

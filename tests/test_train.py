@@ -9,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import fashionbench as fb
 from fashionbench.hooks import StochasticWeightAveraging
 from fashionbench.inference import (
     FlipTTA,
+    ShiftTTA,
     evaluate,
     for_evaluation,
     load_model,
@@ -145,6 +147,43 @@ def test_flip_tta_averages_the_logits_of_an_image_and_its_mirror():
     assert for_evaluation(model, small_config()) is model  # off by default
     # The one TTA of predict --tta and ensemble --tta: the same wrapper, never twice.
     assert with_flip_tta(wrapped) is wrapped and torch.equal(with_flip_tta(model)(x), wrapped(x))
+
+
+def test_shift_tta_averages_the_image_with_its_two_shifted_copies():
+    """eval.tta_shift 1: the image's logits and the mean of its copies shifted one pixel
+    up-left and down-right, black filling the border, half and half; with eval.tta each
+    view is mirrored too (six views), and predict --tta adds no second mirroring."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10)).eval()
+    x = torch.randn(4, 1, 28, 28)
+    black = (0 - MEAN) / STD
+    up_left = torch.full_like(x, black)
+    up_left[..., :27, :27] = x[..., 1:, 1:]
+    down_right = torch.full_like(x, black)
+    down_right[..., 1:, 1:] = x[..., :27, :27]
+    shifted = for_evaluation(model, small_config("eval.tta_shift=1"))
+    assert isinstance(shifted, ShiftTTA) and not shifted.flips
+    assert torch.allclose(shifted(x), (model(x) + (model(up_left) + model(down_right)) / 2) / 2, atol=1e-6)
+    both = for_evaluation(model, small_config("eval.tta=true", "eval.tta_shift=1"))
+    assert isinstance(both.model, FlipTTA) and both.flips and with_flip_tta(both) is both
+    flip = FlipTTA(model)
+    assert torch.allclose(both(x), (flip(x) + (flip(up_left) + flip(down_right)) / 2) / 2, atol=1e-6)
+    assert both.state_dict().keys() == {f"model.model.{k}" for k in model.state_dict()}
+
+
+def test_a_shift_tta_run_is_served_and_exported_with_it(data, tmp_path):
+    """A run with eval.tta and eval.tta_shift: its figures are of the six-view model, the
+    model loaded back is that one, and its ONNX export (checked against torch by the
+    export itself) serves it."""
+    cfg = small_config("eval.tta=true", "eval.tta_shift=1", "epochs=1", "swa.enabled=false",
+                       "data.train_subset=500", "data.val_size=500")
+    summary = train_or_resume(cfg, data, tmp_path / "run")
+    run = finished(tmp_path / "run")
+    loaded = load_model(run)
+    assert isinstance(loaded.model, ShiftTTA) and isinstance(loaded.model.model, FlipTTA)
+    assert load_run(run, data).evaluate("val")["acc"] == summary.accuracy("last", "val")
+    exported = fb.export(tmp_path / "run", "onnx", tmp_path / "model.onnx")
+    assert (tmp_path / "model.onnx").stat().st_size > 0 and exported
 
 
 def test_a_tta_run_is_evaluated_and_served_with_tta(data, tmp_path):

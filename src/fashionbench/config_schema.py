@@ -97,6 +97,10 @@ class EvalConfig:
     # image, averaged; in every evaluation of the run and in the model it serves
     # (predict, export), so a figure and the model that earned it never part.
     tta: bool = False
+    # Shift test-time augmentation: the logits on two copies of each image shifted this many
+    # pixels (up-left, down-right), averaged, count as much as the image's own (inference.
+    # ShiftTTA; with tta, each view also mirrored: airbench's multi-crop TTA). 0: none.
+    tta_shift: int = 0
     # Which split picks the reported model. "val": the run's final model (SWA where on),
     # never chosen by a test figure: every recipe but the reference protocol's. "test": the
     # LEAKY mode of recipes/reference/ alone, which reruns the reference project's own
@@ -182,7 +186,7 @@ RANGES = {
     "init.whiten_eps": (0, 1, False),
     "ema.decay": (0, 0.9999, False), "ema.every": (1, MAX_EPOCHS, True), "ema.start": (0, 0.99, True),
     "augment.flip": (0, 1, True), "augment.zoom": (0, 0.99, True),
-    "augment.translate": (0, 13, True), "augment.erase": (0, 1, True),
+    "augment.translate": (0, 13, True), "eval.tta_shift": (0, 13, True), "augment.erase": (0, 1, True),
     "data.val_size": (1, 59_990, True), "data.split_seed": (0, MAX_SEED, True),
     "data.train_subset": (10, TRAIN_IMAGES, True),
     "data.test_subset": (10, 10_000, True), "data.positive_class": (0, 9, True),

@@ -17,7 +17,7 @@ from .config import Config, check_device
 from .data import FashionMNIST
 from .hardware import autocast, resolve_device, resolve_precision
 from .rundir import FinishedRun
-from .splits import Split, normalize, prepare_splits, to_float
+from .splits import MEAN, STD, Split, normalize, prepare_splits, to_float
 
 EVAL_BATCH = 1000
 
@@ -31,21 +31,43 @@ class FlipTTA(nn.Module):
         super().__init__()
         self.model = model
 
+    flips = True  # its views include the mirror image
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.model(x) + self.model(x.flip(-1))) / 2
+
+
+class ShiftTTA(nn.Module):
+    """A model evaluated on each image and on two copies of it shifted by ``shift`` pixels,
+    one up and left, one down and right (the border filled with the background, black,
+    as augment.translate fills it in training); the shifted views' mean counts as much as
+    the image's. airbench's multi-crop TTA (its level 2, with FlipTTA inside: six views)."""
+
+    def __init__(self, model: nn.Module, shift: int):
+        super().__init__()
+        self.model, self.shift = model, shift
+        self.flips = getattr(model, "flips", False)
+        self.black = float((0 - MEAN) / STD)  # a black pixel as the model sees it (normalized)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s, (h, w) = self.shift, x.shape[-2:]
+        padded = F.pad(x, (s, s, s, s), value=self.black)
+        shifted = (self.model(padded[..., :h, :w]) + self.model(padded[..., 2 * s:, 2 * s:])) / 2
+        return (self.model(x) + shifted) / 2
 
 
 def with_flip_tta(model: nn.Module) -> nn.Module:
     """The one flip test-time augmentation, wherever it is asked for (a recipe's eval.tta,
     predict --tta, ensemble --tta): ``model`` in FlipTTA, once (a model a run evaluates
     with eval.tta is wrapped already, and mirroring twice changes nothing)."""
-    return model if isinstance(model, FlipTTA) else FlipTTA(model)
+    return model if getattr(model, "flips", False) else FlipTTA(model)
 
 
 def for_evaluation(model: nn.Module, cfg: Config) -> nn.Module:
-    """The model as the run evaluates and serves it (``eval.tta``); its weights are the
-    trained model's own, saved without the wrapper."""
-    return with_flip_tta(model) if cfg.eval.tta else model
+    """The model as the run evaluates and serves it (``eval.tta``, ``eval.tta_shift``);
+    its weights are the trained model's own, saved without the wrappers."""
+    model = with_flip_tta(model) if cfg.eval.tta else model
+    return ShiftTTA(model, cfg.eval.tta_shift) if cfg.eval.tta_shift else model
 
 
 def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
