@@ -90,7 +90,8 @@ def test_recipes_resolve_to_the_schedules_of_the_published_runs(model):
     assert resolved.pop("eval") == {"test": True, "tta": False, "tta_shift": 0, "select_on": "val"}
     assert resolved["schedule"].pop("decay") == 0.0
     # The speedrun frontier's tricks, each off by default.
-    assert resolved.pop("ema") == {"enabled": False, "decay": 0.99, "every": 5, "start": 0.5}
+    assert resolved.pop("ema") == {"enabled": False, "decay": 0.99, "every": 5, "start": 0.5, "lookahead": False}
+    assert resolved.pop("bn_momentum") is None
     assert resolved["optim"].pop("bn_bias_lr_scale") == 1.0 and resolved["augment"].pop("flip_alternate") is False
     assert resolved.pop("init") == {"whiten": False, "whiten_eps": 5e-4, "dirac": False}
     assert resolved == before

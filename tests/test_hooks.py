@@ -236,6 +236,30 @@ def test_the_moving_average_is_reported_and_is_the_average_of_the_weights_at_its
                                "(5 updates)") for line in training_plan(cfg))
 
 
+def test_lookahead_trains_on_from_the_average_and_bn_momentum_sets_every_batchnorm(data, tmp_path):
+    """ema.lookahead: right after each update the weights (BatchNorm's statistics too) are
+    the average, so the last update's weights are the model reported, and the run's path
+    differs from the plain moving average's. bn_momentum: every BatchNorm layer's."""
+    cfg = small_config(*EMA, "ema.lookahead=true", "bn_momentum=0.6")
+    snapshots = Snapshots(range(11, 21))
+    trainer = Trainer(cfg, data, tmp_path / "run", hooks=[snapshots])
+    norms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.6 for m in norms)
+    summary = trainer.fit()
+    assert summary.weights == "ema" and summary.extra["ema_updates"] == 5
+    at = dict(zip(range(11, 21), snapshots.states))
+    saved = weights(tmp_path / "run")
+    for key, value in at[19].items():  # the last update (19): weights and average one
+        torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
+    plain = Snapshots(range(11, 21))
+    train_or_resume(small_config(*EMA, "bn_momentum=0.6"), data, tmp_path / "plain", hooks=[plain])
+    assert all(torch.equal(plain.states[0][k], at[11][k]) for k in at[11])  # the first update copies
+    assert any(not torch.equal(plain.states[2][k], at[13][k]) for k in at[13])  # then the paths part
+    assert any(line.endswith("(5 updates); lookahead: the weights set to it at each") for line in training_plan(cfg))
+    with pytest.raises(ConfigError, match="^ema.lookahead sets the weights to their moving average; it needs"):
+        small_config(*SMALL, "ema.lookahead=true")
+
+
 def test_a_moving_average_run_stopped_after_an_epoch_resumes_to_the_numbers_of_an_uninterrupted_one(data, tmp_path):
     cfg = small_config(*EMA)
     train_or_resume(cfg, data, tmp_path / "whole")

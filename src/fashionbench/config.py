@@ -131,6 +131,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("ema.enabled reports the weights' moving average; it does not combine with "
                           + ("swa.enabled (both average weights: set one false)" if cfg.swa.enabled
                              else "eval.select_on test (the best epoch's weights)"))
+    if cfg.ema.lookahead and not cfg.ema.enabled:
+        raise ConfigError("ema.lookahead sets the weights to their moving average; it needs ema.enabled true")
     if cfg.schedule.name == "cyclic" and cfg.schedule.base_lr >= cfg.optim.lr:
         raise ConfigError(f"schedule.base_lr ({cfg.schedule.base_lr}) must be below optim.lr ({cfg.optim.lr})")
     # A new SWAConfig, not an edit: configs made with dataclasses.replace share it.

@@ -65,6 +65,10 @@ class EMAConfig:
     # The share of the run's steps before averaging starts (0: from the first step); the
     # first update copies the weights, so what came before leaves no trace.
     start: float = 0.5
+    # true: after each update the weights themselves are set to the average, so training
+    # goes on from the slow weights (the lookahead of hlb-cifar10 and airbench; airbench
+    # finds it helps only with fast BatchNorm statistics: see bn_momentum).
+    lookahead: bool = False
 
 
 @dataclass
@@ -127,6 +131,10 @@ class Config:
     batch_size: int = 128
     seed: int = 0
     label_smoothing: float = 0.0
+    # Every BatchNorm layer's momentum (PyTorch's sense: the weight of the newest batch in
+    # the running statistics; Keras' momentum is 1 minus it). None: the model's own (0.1 for
+    # all but the reference protocol's). airbench uses 0.6 with its lookahead.
+    bn_momentum: float | None = None
     device: str = "auto"         # auto | cpu | cuda | cuda:N
     precision: str = "auto"      # auto (bf16 where the hardware has it) | bf16 | fp32
     channels_last: bool = True
@@ -175,7 +183,7 @@ MAX_LR = 10_000            # a loss diverges within steps far below this; 1e300 
 RANGES = {
     "epochs": (1, MAX_EPOCHS, True), "batch_size": (1, TRAIN_IMAGES, True),
     "seed": (0, MAX_SEED, True),
-    "label_smoothing": (0, 1, True),
+    "label_smoothing": (0, 1, True), "bn_momentum": (0, 1, False),
     "optim.lr": (0, MAX_LR, False), "optim.momentum": (0, 1, True),
     "optim.weight_decay": (0, 1, True), "optim.bn_bias_lr_scale": (0, 1000, False),
     "schedule.base_lr": (0, MAX_LR, False), "schedule.cycle_epochs": (0, MAX_EPOCHS, False),

@@ -236,7 +236,7 @@ class ExponentialMovingAverage(Hook):
     key = "ema"
 
     def __init__(self, plan: SchedulePlan, model: nn.Module):
-        self.steps = plan.ema_steps
+        self.steps, self.lookahead = plan.ema_steps, plan.cfg.ema.lookahead
         self.averaged = swa_utils.AveragedModel(
             model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(plan.cfg.ema.decay), use_buffers=True)
 
@@ -247,6 +247,12 @@ class ExponentialMovingAverage(Hook):
     def on_step(self, trainer, step, loss, logits):
         if step in self.steps:
             self.averaged.update_parameters(trainer.model)
+            if self.lookahead:  # training goes on from the average (BatchNorm's statistics too)
+                with torch.no_grad():
+                    for average, current in zip(self.averaged.module.state_dict().values(),
+                                                trainer.model.state_dict().values(), strict=True):
+                        if current.is_floating_point():
+                            current.copy_(average)
 
     def on_epoch_end(self, trainer, row):
         row["ema_updates"] = self.updates

@@ -68,7 +68,8 @@ def training_plan(cfg: Config) -> list[str]:
     ]
     if ema_steps := SchedulePlan(cfg, spe).ema_steps:
         lines.append(f"EMA:        the weights' moving average reported, decay {cfg.ema.decay:g} every "
-                     f"{cfg.ema.every} steps from step {ema_steps[0]:,} ({len(ema_steps):,} updates)")
+                     f"{cfg.ema.every} steps from step {ema_steps[0]:,} ({len(ema_steps):,} updates)"
+                     + ("; lookahead: the weights set to it at each" if cfg.ema.lookahead else ""))
     if cfg.eval.select_on == "test":
         lines.append(f"selection:  {LEAKY.upper()}: the test split after every epoch, the best epoch's model "
                      "reported (the reference protocol; not an honest estimate)")

@@ -81,6 +81,10 @@ class Trainer:
         model = build_model(cfg.model, cfg.num_classes)
         if cfg.init.whiten or cfg.init.dirac:  # a resumed run's weights then replace these
             model = initialise(model, cfg.init, normalize(to_float(self.splits["train"].images[:WHITEN_IMAGES]), False))
+        if cfg.bn_momentum is not None:
+            for layer in model.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.momentum = cfg.bn_momentum
         if not cfg.dropout:
             model = without_dropout(model)
         if world.distributed and cfg.sync_bn:
