@@ -1,5 +1,6 @@
-"""Two initialisations of airbench (Jordan 2024) for short runs, off by default
-(``init.whiten``, ``init.dirac``), applied by the trainer to a freshly built model.
+"""What a run's config sets in a freshly built model before it trains (``initialise``):
+every BatchNorm layer's momentum (``bn_momentum``), and two initialisations of airbench
+(Jordan 2024) for short runs, off by default (``init.whiten``, ``init.dirac``).
 
 - Patch whitening (``whiten``): the first convolution's filters become the whitening
   transform of the training images' patches of its size, each eigenvector of the
@@ -19,11 +20,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config_schema import InitConfig
+from .config_schema import Config
 
 # The images whose patches estimate the second moment: 5,000 of them give 3.4 million
 # 3x3 patches, far more than a 9x9 matrix needs, in well under a second.
@@ -80,11 +83,15 @@ def dirac(model: nn.Module, skip: nn.Module | None = None) -> int:
     return changed
 
 
-def initialise(model: nn.Module, init: InitConfig, images: torch.Tensor) -> nn.Module:
-    """``model`` as ``init`` asks (``images``: training images as the model sees them,
-    for the whitening); nothing drawn from a random generator, so a run's other draws are
-    the same with these on or off."""
-    whitened = whiten(model, images, init.whiten_eps) if init.whiten else None
-    if init.dirac:
+def initialise(model: nn.Module, cfg: Config, training_images: Callable[[], torch.Tensor]) -> nn.Module:
+    """``model`` as ``cfg`` sets it up (``training_images``: the first training images as
+    the model sees them, asked for by the whitening alone); nothing is drawn from a random
+    generator, so a run's other draws are the same with these on or off."""
+    if cfg.bn_momentum is not None:
+        for layer in model.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.momentum = cfg.bn_momentum
+    whitened = whiten(model, training_images(), cfg.init.whiten_eps) if cfg.init.whiten else None
+    if cfg.init.dirac:
         dirac(model, skip=whitened)
     return model

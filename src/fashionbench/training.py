@@ -78,13 +78,9 @@ class Trainer:
         self.splits = prepare_splits(data, cfg, self.device)
         self.steps_per_epoch = steps_per_epoch(cfg, len(self.splits["train"].labels))
         self.plan = SchedulePlan(cfg, self.steps_per_epoch)
-        model = build_model(cfg.model, cfg.num_classes)
-        if cfg.init.whiten or cfg.init.dirac:  # a resumed run's weights then replace these
-            model = initialise(model, cfg.init, normalize(to_float(self.splits["train"].images[:WHITEN_IMAGES]), False))
-        if cfg.bn_momentum is not None:
-            for layer in model.modules():
-                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                    layer.momentum = cfg.bn_momentum
+        # A resumed run's checkpoint then replaces the weights initialise sets.
+        model = initialise(build_model(cfg.model, cfg.num_classes), cfg,
+                           lambda: normalize(to_float(self.splits["train"].images[:WHITEN_IMAGES]), False))
         if not cfg.dropout:
             model = without_dropout(model)
         if world.distributed and cfg.sync_bn:
