@@ -2,9 +2,11 @@
 conventional pipeline's settings through our engine, and the conventional PyTorch
 pipeline, side by side in one run.
 
-- **speedrun**: ``recipes/speedrun_net.yaml`` through fashionbench's engine
-  (``Trainer.train_epoch``: data on the device, batched augmentation, bf16 where the
-  CPU has it), at ``--speedrun-epochs`` (default: the recipe's).
+- **speedrun**: ``recipes/speedrun_net.yaml`` (or ``--speedrun-recipe FILE``) through
+  fashionbench's engine (``Trainer.train_epoch``: data on the device, batched
+  augmentation, bf16 where the CPU has it), at ``--speedrun-epochs`` (default: the
+  recipe's); its final point is the model its run reports (the moving average's, where
+  the recipe has ema).
 - **basic_cnn recipe**: ``recipes/basic_cnn.yaml`` through the same engine, its 30
   epochs of cyclic LR and SWA; its final point is the averaged model, after the
   BatchNorm recompute (timed: it is part of making that model).
@@ -61,7 +63,6 @@ from fashionbench import runs
 from fashionbench.config import load_config, parse_override
 from fashionbench.data import load_fashion_mnist
 from fashionbench.hardware import cpu_has_native_bf16
-from fashionbench.hooks import StochasticWeightAveraging
 from fashionbench.inference import evaluate
 from fashionbench.models import build_model
 from fashionbench.splits import prepare_splits
@@ -75,9 +76,11 @@ THRESHOLDS = (90.0, 92.0, 93.0, 94.0)
 class Engine:
     """A recipe through fashionbench's Trainer, one epoch at a time."""
 
-    def __init__(self, name: str, recipe: str, data, tmp: Path, overrides: list[str]):
+    def __init__(self, name: str, recipe: str, data, tmp: Path, overrides: list[str], config_file: str | None = None):
         self.name = name
-        cfg = load_config(recipe, None, [parse_override(o) for o in ["device=cpu", "eval.test=false", *overrides]])
+        cfg = load_config(None if config_file else recipe, config_file,
+                          [parse_override(o) for o in ["device=cpu", "eval.test=false", *overrides]])
+        recipe = config_file or recipe
         self.trainer = Trainer(cfg, data, tmp / name.replace(" ", "-"))
         self.epochs = cfg.epochs
         self.describe = (f"{recipe}: {cfg.epochs} epochs, batch {cfg.batch_size}, {cfg.optim.name} peak "
@@ -92,12 +95,14 @@ class Engine:
         row = t.train_epoch()
         t.epoch += 1
         t.history.append(row)
-        swa = t.hook(StochasticWeightAveraging)
-        if not self.finished or swa.averaged is None:
+        finals = [model for hook in t.hooks for model in hook.final_models(t)]
+        if not self.finished or not finals:
             return row["seconds"], row["val_acc"], "live"
-        # The recipe's final model is the average: its BatchNorm pass is training time.
-        seconds = row["seconds"] + swa.recompute_bn(t)
-        return seconds, t.evaluate(swa.averaged.module, "val")["acc"], "swa"
+        # The recipe's final model is the one its run reports (the last listed: SWA's or the
+        # moving average's); making it is training time (SWA's BatchNorm pass).
+        start = time.perf_counter()
+        model = finals[-1].make()
+        return row["seconds"] + time.perf_counter() - start, t.evaluate(model, "val")["acc"], finals[-1].name
 
 
 class Conventional:
@@ -276,6 +281,8 @@ def main() -> None:
                         help="the speedrun recipe's epochs (default: the recipe's); several, comma-separated, "
                              "run side by side as 'speedrun N epochs': a one-cycle schedule's time to an "
                              "accuracy is the shortest run that ends there")
+    parser.add_argument("--speedrun-recipe", metavar="FILE",
+                        help="the recipe the speedrun pipeline trains (default: recipes/speedrun_net.yaml)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (conventional)")
     parser.add_argument("--pipelines", default="speedrun,basic_cnn,engine,conventional",
                         help="which to run, comma-separated (default: all four)")
@@ -299,7 +306,7 @@ def main() -> None:
     def makers(tmp: Path) -> dict[str, Callable[[], list]]:
         return {
             "speedrun": lambda: [Engine(f"speedrun {e} epochs" if several else "speedrun", "speedrun_net", data,
-                                        tmp, overrides + ([f"epochs={e}"] if e else []))
+                                        tmp, overrides + ([f"epochs={e}"] if e else []), args.speedrun_recipe)
                                  for e in args.speedrun_epochs],
             "basic_cnn": lambda: [Engine("basic_cnn recipe", "basic_cnn", data, tmp, overrides)],
             "engine": lambda: [Engine("engine, conventional settings", "basic_cnn", data, tmp,
@@ -315,7 +322,7 @@ def main() -> None:
     # What makes a kept repeat part of this comparison: a repeat run with other settings is refused.
     settings = {"pipelines": chosen, "speedrun_epochs": args.speedrun_epochs, "max_minutes": args.max_minutes,
                 "max_epochs": args.max_epochs, "workers": args.workers, "train_subset": args.train_subset,
-                "tiny": args.tiny}
+                "tiny": args.tiny, **({"speedrun_recipe": args.speedrun_recipe} if args.speedrun_recipe else {})}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")

@@ -116,7 +116,14 @@ def test_the_distributed_benchmark_runs_one_and_two_processes_and_writes_its_tab
 
 
 def test_the_time_to_accuracy_benchmark_runs_its_four_pipelines_and_writes_its_curves_and_plot(data_dir, tmp_path):
-    result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path), "--repeats", "1")
+    """Its speedrun pipeline on a recipe of its own (--speedrun-recipe: speedrun_net's with
+    the moving average, whose final point is the average's)."""
+    recipe = tmp_path / "recipe" / "ema.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text((ROOT / "recipes" / "speedrun_net.yaml").read_text() + "ema:\n  enabled: true\n")
+    tmp_path = tmp_path / "out"
+    result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path), "--repeats", "1",
+                        "--speedrun-recipe", str(recipe))
     first = (tmp_path / "repeat-1.json").read_text()
     record = json.loads((tmp_path / "speedrun_benchmark.json").read_text())
     assert_machine_recorded(record, "speedrun.py")
@@ -129,6 +136,7 @@ def test_the_time_to_accuracy_benchmark_runs_its_four_pipelines_and_writes_its_c
     for curve in curves.values():
         assert [p["epoch"] for p in curve] == [1, 2] and 0 < curve[0]["seconds"] < curve[1]["seconds"]
     assert curves["basic_cnn recipe"][-1]["weights"] == "swa"  # its recipe's averaged model, as published
+    assert curves["speedrun"][-1]["weights"] == "ema" and record["pipelines"]["speedrun"].startswith(str(recipe))
     assert record["stopped"] == {"speedrun": "end of its recipe", "basic_cnn recipe": "end of its recipe",
                                  "engine, conventional settings": "end of its recipe", "conventional": "2 epochs"}
     assert all(list(row) == ["90", "92", "93", "94"] for row in record["seconds_to"].values())
@@ -144,7 +152,8 @@ def test_the_time_to_accuracy_benchmark_runs_its_four_pipelines_and_writes_its_c
         in result.stdout
 
     # A second repeat: the first is kept, not run again, and the figures become median and range.
-    result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path), "--repeats", "2")
+    result = run_script("speedrun", "--data-dir", str(data_dir), "--out", str(tmp_path), "--repeats", "2",
+                        "--speedrun-recipe", str(recipe))
     assert f"repeat 1 of 2: kept from {tmp_path / 'repeat-1.json'}" in result.stdout
     assert (tmp_path / "repeat-1.json").read_text() == first
     record = json.loads((tmp_path / "speedrun_benchmark.json").read_text())
