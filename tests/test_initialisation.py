@@ -84,7 +84,8 @@ def test_a_run_with_both_trains_with_a_frozen_first_layer_and_resumes_exactly(da
     whitening filters of the run's own training images (never updated), the rest trained;
     stopped after epoch 1 and resumed (the resumed trainer whitens again, then loads the
     checkpoint), it ends with the uninterrupted run's metrics and weights."""
-    cfg = small_config("init.whiten=true", "init.dirac=true", "swa.enabled=false", model="speedrun_net")
+    cfg = small_config("init.whiten=true", "init.dirac=true", "swa.enabled=false", "data.train_subset=500",
+                       "data.val_size=200", "data.test_subset=200", "batch_size=50", model="speedrun_net")
     trainer = Trainer(cfg, data, tmp_path / "whole")
     start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
