@@ -26,12 +26,11 @@ class FlipTTA(nn.Module):
     """A model evaluated on each image and on its horizontal mirror, logits averaged:
     garments are (nearly) left-right symmetric, so the two views are two draws of one
     image, and their mean is a cheaper ensemble than a second network."""
+    flips = True  # its views include the mirror image (with_flip_tta adds no second mirroring)
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-
-    flips = True  # its views include the mirror image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.model(x) + self.model(x.flip(-1))) / 2
