@@ -193,7 +193,7 @@ def check_two_workers(data_dir: Path, tmp_path: Path, storage: str | None) -> tu
         assert summary.val_acc == pytest.approx(t.value)
         assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
         evaluation = yaml.safe_load((run_dir / "config.yaml").read_text())["eval"]
-        assert evaluation == {"test": False, "tta": False, "select_on": "val"}
+        assert evaluation == {"test": False, "tta": False, "tta_shift": 0, "select_on": "val"}
     return out, storage
 
 
@@ -220,7 +220,7 @@ def test_two_workers_share_one_sqlite_study_and_the_best_trial_trains(data_dir, 
     for name in ("best.yaml", "history.png", "importances.png", "importances.json", "trials.csv"):
         assert (out / "two" / name).stat().st_size > 0
     cfg = yaml.safe_load(recipe.read_text())
-    assert cfg["eval"] == {"test": True, "tta": False, "select_on": "val"}
+    assert cfg["eval"] == {"test": True, "tta": False, "tta_shift": 0, "select_on": "val"}
     assert cfg["epochs"] == 1 and cfg["data"]["train_subset"] == 500
     study = study_of("two", f"sqlite:///{out / 'two' / 'study.db'}")
     assert cfg["optim"]["lr"] == pytest.approx(study.best_trial.params["optim.lr"])
