@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fashionbench.errors import UsageError
 from fashionbench.initialisation import WHITEN_IMAGES, dirac, first_conv, whiten, whitening_filters
 from fashionbench.models import build_model
 from fashionbench.splits import normalize, to_float
@@ -122,3 +123,12 @@ def test_both_off_builds_the_model_as_before(data, tmp_path):
     built = build_model("speedrun_net").state_dict()
     trained = Trainer(cfg, data, tmp_path / "run").model.state_dict()
     assert all(torch.equal(built[k], trained[k].cpu()) for k in built)
+
+
+def test_whitening_a_model_it_cannot_whiten_is_a_usage_error():
+    """No convolution, or a first one of a single output channel: one line, no traceback."""
+    images = torch.randn(8, 1, 28, 28)
+    with pytest.raises(UsageError, match="^init.whiten needs a model whose first layer is a convolution$"):
+        whiten(nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)), images, 5e-4)
+    with pytest.raises(UsageError, match="^init.whiten needs a first convolution of 2 or more output channels"):
+        whiten(nn.Sequential(nn.Conv2d(1, 1, 3)), images, 5e-4)

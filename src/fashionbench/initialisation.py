@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config_schema import Config
+from .errors import UsageError
 
 # The images whose patches estimate the second moment: 5,000 of them give 3.4 million
 # 3x3 patches, far more than a 9x9 matrix needs, in well under a second.
@@ -36,7 +37,7 @@ WHITEN_IMAGES = 5000
 def first_conv(model: nn.Module) -> nn.Conv2d:
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
-        raise ValueError("init.whiten needs a model whose first layer is a convolution")
+        raise UsageError("init.whiten needs a model whose first layer is a convolution")
     return conv
 
 
@@ -61,7 +62,7 @@ def whiten(model: nn.Module, images: torch.Tensor, eps: float) -> nn.Conv2d:
     filters = whitening_filters(images[:WHITEN_IMAGES].float().cpu(), conv.kernel_size, eps)
     pairs = min(conv.out_channels // 2, len(filters))
     if pairs == 0 or conv.groups != 1:
-        raise ValueError(f"init.whiten needs a first convolution of 2 or more output channels and no groups, "
+        raise UsageError(f"init.whiten needs a first convolution of 2 or more output channels and no groups, "
                          f"got {conv.out_channels} channels in {conv.groups} group(s)")
     chosen = filters[:pairs].to(conv.weight.device, conv.weight.dtype)
     conv.weight[:2 * pairs] = torch.cat([chosen, -chosen])
